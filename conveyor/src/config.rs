@@ -1,0 +1,305 @@
+//! Every setting, read once at start-up from the environment or a CLI flag
+//! (the flag wins), with its default as a named constant.
+//!
+//! Each group is a [`clap::Args`] struct that the binaries flatten into their
+//! own parsers. Each argument's value name is its environment variable, so a
+//! bad value stops start-up with a message that names the variable, e.g.
+//! `invalid value 'lots' for '--concurrency <CONVEYOR_CONCURRENCY>'`.
+//! Settings that must agree with each other are checked by `validate`, whose
+//! errors also name the variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, ValueEnum};
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/conveyor";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_PREFIX: &str = "conveyor";
+pub const DEFAULT_API_ADDR: &str = "0.0.0.0:8000";
+pub const DEFAULT_QUEUES: &str = "default";
+pub const DEFAULT_CONCURRENCY: u32 = 16;
+pub const DEFAULT_LEASE_SECS: u64 = 15;
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 3;
+pub const DEFAULT_RETRY_BASE_MS: u64 = 1_000;
+pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
+pub const DEFAULT_RETRY_JITTER: f64 = 0.2;
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 25;
+/// 2 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Where PostgreSQL and Redis are, and the prefix of every Redis key.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionConfig {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL",
+          default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+
+    /// Redis connection URL.
+    #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL",
+          default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    #[arg(long, env = "CONVEYOR_PREFIX", value_name = "CONVEYOR_PREFIX",
+          default_value = DEFAULT_PREFIX, value_parser = parse_prefix)]
+    pub prefix: String,
+}
+
+/// How the process logs. `RUST_LOG` (read by the subscriber) sets the levels.
+#[derive(Debug, Clone, Args)]
+pub struct LogConfig {
+    /// `pretty` for people, `json` for log pipelines.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_name = "LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The HTTP API's own settings.
+#[derive(Debug, Clone, Args)]
+pub struct ApiConfig {
+    /// Address the API listens on.
+    #[arg(long = "addr", env = "CONVEYOR_API_ADDR", value_name = "CONVEYOR_API_ADDR",
+          default_value = DEFAULT_API_ADDR)]
+    pub addr: SocketAddr,
+
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "CONVEYOR_MAX_BODY_BYTES", value_name = "CONVEYOR_MAX_BODY_BYTES",
+          default_value_t = DEFAULT_MAX_BODY_BYTES,
+          value_parser = parse_byte_count)]
+    pub max_body_bytes: usize,
+}
+
+/// A worker's settings.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerConfig {
+    /// Queues to take jobs from, comma-separated, in strict priority order.
+    #[arg(long, env = "CONVEYOR_QUEUES", value_name = "CONVEYOR_QUEUES",
+          default_value = DEFAULT_QUEUES, value_parser = parse_queues)]
+    pub queues: QueueList,
+
+    /// Jobs run at once by this process.
+    #[arg(long, env = "CONVEYOR_CONCURRENCY", value_name = "CONVEYOR_CONCURRENCY",
+          default_value_t = DEFAULT_CONCURRENCY,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+
+    /// How long a running job's lease lasts without a heartbeat; a killed
+    /// worker's jobs run again about this long after it died.
+    #[arg(long, env = "CONVEYOR_LEASE_SECS", value_name = "CONVEYOR_LEASE_SECS",
+          default_value_t = DEFAULT_LEASE_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub lease_secs: u64,
+
+    /// How often the worker heartbeats and extends its leases.
+    #[arg(long, env = "CONVEYOR_HEARTBEAT_SECS", value_name = "CONVEYOR_HEARTBEAT_SECS",
+          default_value_t = DEFAULT_HEARTBEAT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub heartbeat_secs: u64,
+
+    /// Delay before the first retry, in milliseconds; doubles each time.
+    #[arg(long, env = "CONVEYOR_RETRY_BASE_MS", value_name = "CONVEYOR_RETRY_BASE_MS",
+          default_value_t = DEFAULT_RETRY_BASE_MS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub retry_base_ms: u64,
+
+    /// Longest delay between retries, in milliseconds.
+    #[arg(long, env = "CONVEYOR_RETRY_MAX_MS", value_name = "CONVEYOR_RETRY_MAX_MS",
+          default_value_t = DEFAULT_RETRY_MAX_MS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub retry_max_ms: u64,
+
+    /// Random spread of each retry delay, as a fraction (0.2 is ±20 %).
+    #[arg(long, env = "CONVEYOR_RETRY_JITTER", value_name = "CONVEYOR_RETRY_JITTER",
+          default_value_t = DEFAULT_RETRY_JITTER, value_parser = parse_fraction)]
+    pub retry_jitter: f64,
+
+    /// Time running jobs get to finish after SIGTERM before they are put back.
+    #[arg(long, env = "CONVEYOR_SHUTDOWN_GRACE_SECS", value_name = "CONVEYOR_SHUTDOWN_GRACE_SECS",
+          default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub shutdown_grace_secs: u64,
+}
+
+impl WorkerConfig {
+    /// Checks the settings that constrain each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_secs >= self.lease_secs {
+            return Err(ConfigError(format!(
+                "CONVEYOR_HEARTBEAT_SECS ({}) must be less than CONVEYOR_LEASE_SECS ({}), \
+                 or leases expire between heartbeats",
+                self.heartbeat_secs, self.lease_secs
+            )));
+        }
+        if self.retry_base_ms > self.retry_max_ms {
+            return Err(ConfigError(format!(
+                "CONVEYOR_RETRY_BASE_MS ({}) must not exceed CONVEYOR_RETRY_MAX_MS ({})",
+                self.retry_base_ms, self.retry_max_ms
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// Settings that contradict each other; the message names the variables.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Queue names in the order a worker serves them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueList(Vec<String>);
+
+impl QueueList {
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+}
+
+fn parse_queues(value: &str) -> Result<QueueList, String> {
+    let mut queues: Vec<String> = Vec::new();
+    for name in value.split(',').map(str::trim) {
+        let probe = crate::NewJob {
+            queue: name.to_owned(),
+            ..crate::NewJob::new("demo", serde_json::json!({}))
+        };
+        if let Err(invalid) = probe.validate() {
+            return Err(format!("queue {:?} {}", name, invalid.message));
+        }
+        if queues.iter().any(|queue| queue == name) {
+            return Err(format!("queue {name:?} is listed twice"));
+        }
+        queues.push(name.to_owned());
+    }
+    Ok(QueueList(queues))
+}
+
+fn parse_prefix(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(
+            "must be 1 to 64 characters of letters, digits, '_', '-', '.' or ':' \
+             (no glob characters, no braces)"
+                .to_owned(),
+        )
+    }
+}
+
+fn parse_byte_count(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(bytes) if bytes > 0 => Ok(bytes),
+        _ => Err("must be a whole number of bytes greater than 0".to_owned()),
+    }
+}
+
+fn parse_fraction(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(fraction) if (0.0..=1.0).contains(&fraction) => Ok(fraction),
+        _ => Err("must be a number between 0 and 1".to_owned()),
+    }
+}
+
+/// Reads one settings group from the environment alone, for applications
+/// that embed Conveyor without a command line of their own.
+pub fn from_env<T: Args>() -> Result<T, clap::Error> {
+    #[derive(Parser)]
+    struct EnvOnly<T: Args> {
+        #[command(flatten)]
+        inner: T,
+    }
+    EnvOnly::<T>::try_parse_from(["conveyor"]).map(|parsed| parsed.inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        worker: WorkerConfig,
+        #[command(flatten)]
+        connection: ConnectionConfig,
+        #[command(flatten)]
+        api: ApiConfig,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+            .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn defaults_match_the_documented_constants() {
+        let cli = parse(&[]).expect("defaults parse");
+        assert_eq!(cli.worker.concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(cli.worker.queues.names(), ["default"]);
+        assert_eq!(cli.worker.retry_jitter, DEFAULT_RETRY_JITTER);
+        assert_eq!(cli.api.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(cli.api.addr.to_string(), DEFAULT_API_ADDR);
+        assert_eq!(cli.connection.prefix, DEFAULT_PREFIX);
+        assert_eq!(cli.worker.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (args, variable) in [
+            (vec!["--concurrency", "lots"], "CONVEYOR_CONCURRENCY"),
+            (vec!["--concurrency", "0"], "CONVEYOR_CONCURRENCY"),
+            (vec!["--queues", "Critical"], "CONVEYOR_QUEUES"),
+            (vec!["--queues", "a,a"], "CONVEYOR_QUEUES"),
+            (vec!["--retry-jitter", "1.5"], "CONVEYOR_RETRY_JITTER"),
+            (vec!["--addr", "nowhere"], "CONVEYOR_API_ADDR"),
+            (vec!["--max-body-bytes=-1"], "CONVEYOR_MAX_BODY_BYTES"),
+            (vec!["--prefix", "a*b"], "CONVEYOR_PREFIX"),
+            (vec!["--lease-secs", "0"], "CONVEYOR_LEASE_SECS"),
+        ] {
+            let err = parse(&args).expect_err("bad value must be refused");
+            assert!(err.contains(variable), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn settings_that_contradict_each_other_are_refused_by_name() {
+        let cli = parse(&["--heartbeat-secs", "10", "--lease-secs", "5"]).expect("parses");
+        let err = cli.worker.validate().expect_err("heartbeat >= lease");
+        assert!(err.0.contains("CONVEYOR_HEARTBEAT_SECS"), "{err}");
+        let cli = parse(&["--retry-base-ms", "500", "--retry-max-ms", "100"]).expect("parses");
+        assert!(cli.worker.validate().is_err());
+    }
+
+    #[test]
+    fn several_queues_keep_their_order() {
+        let cli = parse(&["--queues", "critical, default,low"]).expect("parses");
+        assert_eq!(cli.worker.queues.names(), ["critical", "default", "low"]);
+    }
+}

@@ -1,0 +1,319 @@
+//! Jobs as the library sees them: identifiers, a new job's fields, their
+//! validation, and the request fingerprint that idempotency keys compare.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// A job row, exactly as stored.
+pub type Job = entity::job::Model;
+
+/// Queue used when a job names none.
+pub const DEFAULT_QUEUE: &str = "default";
+/// Task type used when a job names none.
+pub const DEFAULT_TASK_TYPE: &str = "demo";
+/// One try and three retries.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 4;
+/// Per-attempt limit when a job names none.
+pub const DEFAULT_TIMEOUT_SECONDS: i32 = 300;
+/// Lowest and highest priority; higher runs first within a queue.
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i16> = 0..=9;
+/// Allowed `max_attempts`.
+pub const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<i32> = 1..=100;
+/// Allowed `timeout_seconds`: one second to one day.
+pub const TIMEOUT_SECONDS_RANGE: std::ops::RangeInclusive<i32> = 1..=86_400;
+/// Longest idempotency key, in characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+/// Longest queue or task type name.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A job's identifier: a UUIDv7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(Uuid);
+
+impl JobId {
+    /// A new, time-ordered id.
+    pub fn new() -> Self {
+        JobId(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<Uuid> for JobId {
+    fn from(uuid: Uuid) -> Self {
+        JobId(uuid)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(JobId)
+    }
+}
+
+/// Who holds a running attempt: unique per worker process and start.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerId(String);
+
+impl WorkerId {
+    pub fn new(id: impl Into<String>) -> Self {
+        WorkerId(id.into())
+    }
+
+    /// `<host>-<pid>-<random>`: readable in logs, unique across restarts.
+    pub fn generate(host: &str) -> Self {
+        let suffix = Uuid::new_v4().simple().to_string();
+        WorkerId(format!("{host}-{}-{}", std::process::id(), &suffix[..8]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// When a new job may first run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// As soon as a worker is free.
+    #[default]
+    Now,
+    /// Not before this instant.
+    At(DateTime<Utc>),
+    /// Not before this many seconds from acceptance.
+    DelaySeconds(u32),
+}
+
+/// A job to create. Construct with [`NewJob::new`] and adjust the fields;
+/// [`crate::Store::insert`] validates it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub queue: String,
+    pub task_type: String,
+    pub payload: serde_json::Value,
+    pub priority: i16,
+    pub max_attempts: i32,
+    pub timeout_seconds: i32,
+    pub schedule: Schedule,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    /// A job of `task_type` with `payload` and every other field defaulted.
+    pub fn new(task_type: impl Into<String>, payload: serde_json::Value) -> Self {
+        NewJob {
+            queue: DEFAULT_QUEUE.to_owned(),
+            task_type: task_type.into(),
+            payload,
+            priority: 0,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            schedule: Schedule::Now,
+            idempotency_key: None,
+        }
+    }
+
+    /// Checks every field against the limits the table enforces, so a bad job
+    /// is refused with a message naming the field, not a constraint violation.
+    pub fn validate(&self) -> Result<(), InvalidJob> {
+        if !is_valid_name(&self.queue, |c| c == '_' || c == '-') {
+            return Err(InvalidJob::new(
+                "queue",
+                format!(
+                    "must be 1 to {MAX_NAME_CHARS} characters of a-z, 0-9, '_' or '-' (got {:?})",
+                    self.queue
+                ),
+            ));
+        }
+        if !is_valid_name(&self.task_type, |c| matches!(c, '_' | '.' | ':' | '-')) {
+            return Err(InvalidJob::new(
+                "type",
+                format!(
+                    "must be 1 to {MAX_NAME_CHARS} characters of a-z, 0-9, '_', '.', ':' or '-' (got {:?})",
+                    self.task_type
+                ),
+            ));
+        }
+        if !self.payload.is_object() {
+            return Err(InvalidJob::new("payload", "must be a JSON object"));
+        }
+        if !PRIORITY_RANGE.contains(&self.priority) {
+            return Err(InvalidJob::new(
+                "priority",
+                format!("must be between 0 and 9 (got {})", self.priority),
+            ));
+        }
+        if !MAX_ATTEMPTS_RANGE.contains(&self.max_attempts) {
+            return Err(InvalidJob::new(
+                "max_attempts",
+                format!("must be between 1 and 100 (got {})", self.max_attempts),
+            ));
+        }
+        if !TIMEOUT_SECONDS_RANGE.contains(&self.timeout_seconds) {
+            return Err(InvalidJob::new(
+                "timeout_seconds",
+                format!("must be between 1 and 86400 (got {})", self.timeout_seconds),
+            ));
+        }
+        if let Some(key) = &self.idempotency_key {
+            let chars = key.chars().count();
+            if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
+                return Err(InvalidJob::new(
+                    "idempotency_key",
+                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters (got {chars})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A fingerprint of everything the client asked for, as a hex SHA-256.
+    /// Two requests under one idempotency key are "the same" when their
+    /// fingerprints match. The schedule is hashed as requested (a delay, not
+    /// the instant it resolved to) so that a replay matches its original.
+    pub fn fingerprint(&self) -> String {
+        // serde_json's maps are sorted by key, so this rendering is canonical.
+        let canonical = serde_json::json!({
+            "queue": self.queue,
+            "type": self.task_type,
+            "payload": self.payload,
+            "priority": self.priority,
+            "max_attempts": self.max_attempts,
+            "timeout_seconds": self.timeout_seconds,
+            "schedule": self.schedule,
+        });
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+
+    /// The instant the job becomes due, or `None` for "now" by the database's
+    /// clock.
+    pub fn run_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.schedule {
+            Schedule::Now => None,
+            Schedule::At(at) => Some(at),
+            Schedule::DelaySeconds(secs) => Some(now + chrono::Duration::seconds(i64::from(secs))),
+        }
+    }
+}
+
+fn is_valid_name(name: &str, extra: impl Fn(char) -> bool) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra(c))
+}
+
+/// A new job that breaks a limit; `field` is the name clients use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidJob {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl InvalidJob {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        InvalidJob {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(NewJob::new("demo", json!({})).validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_limit_names_its_field() {
+        type Breaker = Box<dyn Fn(&mut NewJob)>;
+        let cases: Vec<(&str, Breaker)> = vec![
+            ("queue", Box::new(|j| j.queue = "Bad Queue".into())),
+            ("queue", Box::new(|j| j.queue = "q".repeat(65))),
+            ("type", Box::new(|j| j.task_type = String::new())),
+            ("type", Box::new(|j| j.task_type = "has space".into())),
+            ("payload", Box::new(|j| j.payload = json!([1, 2]))),
+            ("priority", Box::new(|j| j.priority = 10)),
+            ("priority", Box::new(|j| j.priority = -1)),
+            ("max_attempts", Box::new(|j| j.max_attempts = 0)),
+            ("max_attempts", Box::new(|j| j.max_attempts = 101)),
+            ("timeout_seconds", Box::new(|j| j.timeout_seconds = 0)),
+            (
+                "idempotency_key",
+                Box::new(|j| j.idempotency_key = Some(String::new())),
+            ),
+            (
+                "idempotency_key",
+                Box::new(|j| j.idempotency_key = Some("k".repeat(256))),
+            ),
+        ];
+        for (field, break_it) in cases {
+            let mut job = NewJob::new("demo", json!({}));
+            break_it(&mut job);
+            assert_eq!(job.validate().map_err(|e| e.field), Err(field));
+        }
+    }
+
+    #[test]
+    fn names_accept_their_documented_alphabets() {
+        let mut job = NewJob::new("billing.invoice:send-v2_x", json!({}));
+        job.queue = "critical_1-a".into();
+        assert_eq!(job.validate(), Ok(()));
+    }
+
+    #[test]
+    fn fingerprint_ignores_key_order_but_not_content() {
+        let a = NewJob::new("demo", json!({"a": 1, "b": 2}));
+        let b = NewJob::new("demo", json!({"b": 2, "a": 1}));
+        let c = NewJob::new("demo", json!({"a": 1, "b": 3}));
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        let mut delayed = a.clone();
+        delayed.schedule = Schedule::DelaySeconds(5);
+        assert_ne!(a.fingerprint(), delayed.fingerprint());
+    }
+
+    #[test]
+    fn fingerprint_ignores_the_idempotency_key_itself() {
+        let mut a = NewJob::new("demo", json!({}));
+        let b = a.clone();
+        a.idempotency_key = Some("k1".into());
+        assert_eq!(a.fingerprint(), b.fingerprint());
+    }
+}

@@ -1,0 +1,23 @@
+//! Conveyor's shared library: what the API, the workers and a Rust
+//! application that enqueues jobs itself all agree on.
+//!
+//! PostgreSQL holds every job and is the truth; Redis holds only job ids, so
+//! that workers can wait for work without polling the database. Every write
+//! to a job row goes through [`store::Store`], as one guarded `UPDATE`.
+//!
+//! # Layout
+//! - [`job`]: job identifiers, a new job's fields and their validation, the
+//!   request fingerprint behind idempotency keys.
+//! - [`store`]: the job store, the only code that writes job rows; every
+//!   state-machine transition as one conditional statement.
+//! - [`config`]: every setting, read once from the environment or flags.
+//! - [`logging`]: the `tracing` subscriber, pretty or JSON.
+
+pub mod config;
+pub mod job;
+pub mod logging;
+pub mod store;
+
+pub use entity::JobStatus;
+pub use job::{Job, JobId, NewJob, Schedule, WorkerId};
+pub use store::{Fence, Inserted, Store, StoreError, Transition};

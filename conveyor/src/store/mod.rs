@@ -1,0 +1,174 @@
+//! The job store: the only code that writes job rows.
+//!
+//! Every state-machine transition is one conditional statement,
+//! `UPDATE jobs SET ... WHERE id = $1 AND status IN (...) [AND fence]
+//! RETURNING *`, so two actors racing for one job can never both win, and a
+//! transition that finds the row in another state changes nothing and says so
+//! ([`Transition::Lost`]). Writes a worker makes about its running attempt are
+//! fenced by [`Fence`]: they also require the worker's id and the attempt
+//! number it claimed, so a worker that lost its lease cannot overwrite the
+//! outcome of the attempt that replaced it.
+//!
+//! # Layout
+//! - `insert`: idempotent inserts keyed by idempotency key and fingerprint.
+//! - `transitions`: every edge of the state machine.
+//! - `read`: lookups by id.
+
+mod insert;
+mod read;
+mod transitions;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
+
+pub use insert::Inserted;
+pub use transitions::LeaseExpiry;
+
+use crate::job::{InvalidJob, Job, JobId, WorkerId};
+
+/// Connections per process when the caller does not say.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+/// How long to wait for a connection before calling the database unavailable.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The job store over a pool of PostgreSQL connections. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Wraps an existing sea-orm connection.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Store { db }
+    }
+
+    /// Opens a pool of at most `max_connections` to `database_url`. The pool
+    /// connects lazily, so a process can start while PostgreSQL is down and
+    /// report it as unavailable instead of exiting.
+    pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new(database_url.to_owned());
+        options
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+            .connect_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+            .connect_lazy(true)
+            .sqlx_logging(false);
+        Ok(Store::new(Database::connect(options).await?))
+    }
+
+    /// The underlying connection, for queries the store does not own.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Answers when PostgreSQL accepts a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.db.ping().await?)
+    }
+}
+
+/// The outcome of one guarded transition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// The row was in an allowed state; here it is after the change.
+    Won(Job),
+    /// The row was in another state (or the fence did not match); nothing
+    /// changed. Here it is as found.
+    Lost(Job),
+    /// No job has that id.
+    NotFound,
+}
+
+impl Transition {
+    pub fn is_won(&self) -> bool {
+        matches!(self, Transition::Won(_))
+    }
+
+    /// The row after a win, or as found after a loss.
+    pub fn job(&self) -> Option<&Job> {
+        match self {
+            Transition::Won(job) | Transition::Lost(job) => Some(job),
+            Transition::NotFound => None,
+        }
+    }
+
+    /// The row, if this transition won.
+    pub fn won(self) -> Option<Job> {
+        match self {
+            Transition::Won(job) => Some(job),
+            Transition::Lost(_) | Transition::NotFound => None,
+        }
+    }
+}
+
+/// What a worker must still be to write about its attempt: the holder of
+/// attempt number `attempt` of job `job_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub job_id: JobId,
+    pub worker_id: WorkerId,
+    pub attempt: i32,
+}
+
+impl Fence {
+    /// The fence of the attempt a won claim started.
+    pub fn of(job: &Job, worker_id: &WorkerId) -> Self {
+        Fence {
+            job_id: JobId::from(job.id),
+            worker_id: worker_id.clone(),
+            attempt: job.attempts,
+        }
+    }
+}
+
+/// Why the store could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The job breaks a limit; nothing was written.
+    #[error("invalid job: {0}")]
+    Invalid(#[from] InvalidJob),
+    /// PostgreSQL refused or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+}
+
+impl StoreError {
+    /// True when PostgreSQL could not be reached (as opposed to refusing a
+    /// statement): callers answer 503 or back off and try again.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Invalid(_) => false,
+            StoreError::Database(err) => is_connection_error(err),
+        }
+    }
+}
+
+fn is_connection_error(err: &DbErr) -> bool {
+    use sea_orm::sqlx;
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(sqlx_err) => match sqlx_err.as_ref() {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => true,
+            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
+            // and class 08, connection exceptions.
+            sqlx::Error::Database(db_err) => db_err
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+            _ => false,
+        },
+        RuntimeErr::Internal(_) => false,
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}

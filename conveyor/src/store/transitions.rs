@@ -1,0 +1,321 @@
+//! Every edge of the state machine, each one guarded `UPDATE ... RETURNING`.
+//!
+//! ```text
+//! queued ──claim──▶ running ──complete──▶ completed
+//!   │                 │ ├──schedule_retry (attempts < max)──▶ retrying ──claim──▶ running
+//!   │                 │ ├──fail, or schedule_retry at max──▶ failed
+//!   │                 │ └──finish_canceled (cancel requested)──▶ canceled
+//!   └──cancel──▶ canceled          retrying ──cancel──▶ canceled
+//! failed / canceled ──requeue (manual retry)──▶ queued
+//! ```
+//!
+//! Times are the database's `now()`, so every process compares leases and due
+//! times against one clock.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, SimpleExpr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, UpdateMany};
+
+use super::{Fence, Store, StoreError, Transition};
+use crate::job::{Job, JobId, WorkerId};
+use entity::JobStatus;
+use entity::job::{Column, Entity};
+
+/// Error recorded on jobs whose worker stopped heartbeating.
+pub const LEASE_EXPIRED_ERROR: &str = "worker lost: lease expired while running";
+
+/// What the janitor did to one job whose lease had expired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseExpiry {
+    pub job: Job,
+    /// The worker that held the lost attempt.
+    pub previous_worker: Option<String>,
+}
+
+impl Store {
+    /// `queued | retrying` (due, not canceled) → `running`, for `worker`, with
+    /// a lease of `lease`. Increments `attempts`; the only write that does.
+    pub async fn claim(
+        &self,
+        id: JobId,
+        worker: &WorkerId,
+        lease: Duration,
+    ) -> Result<Transition, StoreError> {
+        let update = Entity::update_many()
+            .col_expr(Column::Status, status(JobStatus::Running))
+            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+            .col_expr(Column::WorkerId, Expr::value(worker.as_str()))
+            .col_expr(Column::LeaseExpiresAt, now_plus(lease))
+            .col_expr(Column::StartedAt, now())
+            .col_expr(Column::UpdatedAt, now())
+            .filter(Column::Status.is_in([JobStatus::Queued, JobStatus::Retrying]))
+            .filter(Expr::col(Column::RunAt).lte(now()))
+            .filter(Column::CancelRequested.eq(false));
+        self.guarded(id, update).await
+    }
+
+    /// `running` (fenced) → `completed` with `result`.
+    pub async fn complete(
+        &self,
+        fence: &Fence,
+        result: serde_json::Value,
+    ) -> Result<Transition, StoreError> {
+        let update = Entity::update_many()
+            .col_expr(Column::Status, status(JobStatus::Completed))
+            .col_expr(Column::Result, Expr::value(result))
+            .col_expr(Column::LeaseExpiresAt, null())
+            .col_expr(Column::CompletedAt, now())
+            .col_expr(Column::UpdatedAt, now());
+        self.fenced(fence, update).await
+    }
+
+    /// `running` (fenced) → `failed` with `error`: a permanent failure.
+    pub async fn fail(&self, fence: &Fence, error: &str) -> Result<Transition, StoreError> {
+        let update = Entity::update_many()
+            .col_expr(Column::Status, status(JobStatus::Failed))
+            .col_expr(Column::ErrorMessage, Expr::value(error))
+            .col_expr(Column::LeaseExpiresAt, null())
+            .col_expr(Column::FailedAt, now())
+            .col_expr(Column::UpdatedAt, now());
+        self.fenced(fence, update).await
+    }
+
+    /// `running` (fenced) → `retrying`, due at `run_at`, after a retryable
+    /// error; or → `failed` when the attempt was the last one allowed; or →
+    /// `canceled` when cancellation was requested meanwhile. The store, not
+    /// the caller, applies these rules, so no caller can schedule an attempt
+    /// beyond `max_attempts` or resurrect a job a client canceled.
+    pub async fn schedule_retry(
+        &self,
+        fence: &Fence,
+        error: &str,
+        run_at: DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        let update = after_lost_attempt(Entity::update_many(), error).col_expr(
+            Column::RunAt,
+            Expr::cust_with_values(
+                format!("CASE WHEN {RETRYABLE} THEN $1 ELSE run_at END"),
+                [run_at],
+            ),
+        );
+        self.fenced(fence, update).await
+    }
+
+    /// `running` (fenced, cancel requested) → `canceled`: the worker stopped
+    /// the handler because a client asked it to.
+    pub async fn finish_canceled(&self, fence: &Fence) -> Result<Transition, StoreError> {
+        let update = Entity::update_many()
+            .col_expr(Column::Status, status(JobStatus::Canceled))
+            .col_expr(Column::LeaseExpiresAt, null())
+            .col_expr(Column::CanceledAt, now())
+            .col_expr(Column::UpdatedAt, now())
+            .filter(Column::CancelRequested.eq(true));
+        self.fenced(fence, update).await
+    }
+
+    /// `running` (fenced) → `retrying`, due now, with the interrupted attempt
+    /// not counted: a graceful shutdown puts back what it could not finish.
+    /// A job whose cancellation was requested ends `canceled` instead.
+    pub async fn release(&self, fence: &Fence) -> Result<Transition, StoreError> {
+        let update = Entity::update_many()
+            .col_expr(
+                Column::Status,
+                Expr::cust(format!(
+                    "CASE WHEN {CANCELED} THEN 'canceled' ELSE 'retrying' END"
+                )),
+            )
+            .col_expr(
+                Column::Attempts,
+                Expr::cust(format!(
+                    "CASE WHEN {CANCELED} THEN attempts ELSE attempts - 1 END"
+                )),
+            )
+            .col_expr(
+                Column::RunAt,
+                Expr::cust(format!("CASE WHEN {CANCELED} THEN run_at ELSE now() END")),
+            )
+            .col_expr(Column::LeaseExpiresAt, null())
+            .col_expr(
+                Column::CanceledAt,
+                Expr::cust(format!("CASE WHEN {CANCELED} THEN now() END")),
+            )
+            .col_expr(Column::UpdatedAt, now());
+        self.fenced(fence, update).await
+    }
+
+    /// `queued | retrying` → `canceled`: a waiting job will not run.
+    pub async fn cancel(&self, id: JobId) -> Result<Transition, StoreError> {
+        let update = Entity::update_many()
+            .col_expr(Column::Status, status(JobStatus::Canceled))
+            .col_expr(Column::CanceledAt, now())
+            .col_expr(Column::UpdatedAt, now())
+            .filter(Column::Status.is_in([JobStatus::Queued, JobStatus::Retrying]));
+        self.guarded(id, update).await
+    }
+
+    /// `running` → `running` with `cancel_requested` set; the worker holding
+    /// it stops the handler and calls [`Store::finish_canceled`]. Lost when
+    /// the job is not running or cancellation was already requested.
+    pub async fn request_cancel(&self, id: JobId) -> Result<Transition, StoreError> {
+        let update = Entity::update_many()
+            .col_expr(Column::CancelRequested, Expr::value(true))
+            .col_expr(Column::UpdatedAt, now())
+            .filter(Column::Status.eq(JobStatus::Running))
+            .filter(Column::CancelRequested.eq(false));
+        self.guarded(id, update).await
+    }
+
+    /// `failed | canceled` → `queued`, due now, with attempts and the previous
+    /// outcome cleared: the manual retry.
+    pub async fn requeue(&self, id: JobId) -> Result<Transition, StoreError> {
+        let update = Entity::update_many()
+            .col_expr(Column::Status, status(JobStatus::Queued))
+            .col_expr(Column::Attempts, Expr::value(0))
+            .col_expr(Column::RunAt, now())
+            .col_expr(Column::Result, null())
+            .col_expr(Column::ErrorMessage, null())
+            .col_expr(Column::WorkerId, null())
+            .col_expr(Column::LeaseExpiresAt, null())
+            .col_expr(Column::CancelRequested, Expr::value(false))
+            .col_expr(Column::StartedAt, null())
+            .col_expr(Column::CompletedAt, null())
+            .col_expr(Column::FailedAt, null())
+            .col_expr(Column::CanceledAt, null())
+            .col_expr(Column::UpdatedAt, now())
+            .filter(Column::Status.is_in([JobStatus::Failed, JobStatus::Canceled]));
+        self.guarded(id, update).await
+    }
+
+    /// Extends, in one statement, the lease of every job `worker` is running,
+    /// and returns them: the caller learns of cancellation requests this way.
+    pub async fn heartbeat(
+        &self,
+        worker: &WorkerId,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        Ok(Entity::update_many()
+            .col_expr(Column::LeaseExpiresAt, now_plus(lease))
+            .filter(Column::Status.eq(JobStatus::Running))
+            .filter(Column::WorkerId.eq(worker.as_str()))
+            .exec_with_returning(&self.db)
+            .await?)
+    }
+
+    /// The janitor's edge: every `running` job whose lease has expired (its
+    /// worker died or stalled) → `retrying` due now, or `failed` when that
+    /// was its last attempt, or `canceled` when cancellation was requested.
+    /// At most `limit` jobs per call. Two janitors racing cannot both act on
+    /// one job: the update re-checks the lease on each row it takes.
+    pub async fn expire_leases(&self, limit: u64) -> Result<Vec<LeaseExpiry>, StoreError> {
+        let expired = sea_orm::sea_query::Query::select()
+            .column(Column::Id)
+            .from(Entity)
+            .and_where(Column::Status.eq(JobStatus::Running))
+            .and_where(Expr::col(Column::LeaseExpiresAt).lt(now()))
+            .limit(limit)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .to_owned();
+        let jobs = after_lost_attempt(Entity::update_many(), LEASE_EXPIRED_ERROR)
+            .col_expr(
+                Column::RunAt,
+                Expr::cust(format!("CASE WHEN {RETRYABLE} THEN now() ELSE run_at END")),
+            )
+            .filter(Column::Id.in_subquery(expired))
+            .filter(Column::Status.eq(JobStatus::Running))
+            .filter(Expr::col(Column::LeaseExpiresAt).lt(now()))
+            .exec_with_returning(&self.db)
+            .await?;
+        // `worker_id` is kept on the row as a record of who lost it.
+        Ok(jobs
+            .into_iter()
+            .map(|job| LeaseExpiry {
+                previous_worker: job.worker_id.clone(),
+                job,
+            })
+            .collect())
+    }
+
+    /// Runs a worker-side update that must match `fence`.
+    async fn fenced(
+        &self,
+        fence: &Fence,
+        update: UpdateMany<Entity>,
+    ) -> Result<Transition, StoreError> {
+        let update = update
+            .filter(Column::Status.eq(JobStatus::Running))
+            .filter(Column::WorkerId.eq(fence.worker_id.as_str()))
+            .filter(Column::Attempts.eq(fence.attempt));
+        self.guarded(fence.job_id, update).await
+    }
+
+    /// Runs `update` on job `id`; when it matches no row, reads the row to say
+    /// whether it exists.
+    async fn guarded(
+        &self,
+        id: JobId,
+        update: UpdateMany<Entity>,
+    ) -> Result<Transition, StoreError> {
+        let mut rows = update
+            .filter(Column::Id.eq(id.as_uuid()))
+            .exec_with_returning(&self.db)
+            .await?;
+        if let Some(job) = rows.pop() {
+            return Ok(Transition::Won(job));
+        }
+        Ok(match self.find(id).await? {
+            Some(job) => Transition::Lost(job),
+            None => Transition::NotFound,
+        })
+    }
+}
+
+/// A failed attempt leads to another only when none of these hold.
+const CANCELED: &str = "cancel_requested";
+const EXHAUSTED: &str = "attempts >= max_attempts";
+const RETRYABLE: &str = "NOT cancel_requested AND attempts < max_attempts";
+
+/// The columns every end of a failed attempt sets (all but `run_at`): the
+/// job is canceled if that was asked for, failed if that was its last
+/// attempt, and otherwise retrying with `error` recorded.
+fn after_lost_attempt(update: UpdateMany<Entity>, error: &str) -> UpdateMany<Entity> {
+    update
+        .col_expr(
+            Column::Status,
+            Expr::cust(format!(
+                "CASE WHEN {CANCELED} THEN 'canceled' WHEN {EXHAUSTED} THEN 'failed' ELSE 'retrying' END"
+            )),
+        )
+        .col_expr(Column::ErrorMessage, Expr::value(error))
+        .col_expr(Column::LeaseExpiresAt, null())
+        .col_expr(
+            Column::FailedAt,
+            Expr::cust(format!("CASE WHEN NOT {CANCELED} AND {EXHAUSTED} THEN now() END")),
+        )
+        .col_expr(
+            Column::CanceledAt,
+            Expr::cust(format!("CASE WHEN {CANCELED} THEN now() END")),
+        )
+        .col_expr(Column::UpdatedAt, now())
+}
+
+fn status(status: JobStatus) -> SimpleExpr {
+    Expr::value(status.as_str())
+}
+
+fn now() -> SimpleExpr {
+    Expr::cust("now()")
+}
+
+fn null() -> SimpleExpr {
+    Expr::cust("NULL")
+}
+
+fn now_plus(duration: Duration) -> SimpleExpr {
+    // An integer we formatted ourselves: no injection surface.
+    Expr::cust(format!(
+        "now() + interval '{} milliseconds'",
+        duration.as_millis()
+    ))
+}

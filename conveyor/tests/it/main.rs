@@ -1,0 +1,7 @@
+//! The job store against a real PostgreSQL: one database per test.
+
+mod idempotency;
+mod leases;
+mod races;
+mod support;
+mod transitions;

@@ -1,0 +1,121 @@
+//! Races provoked on purpose: many claimers for one job, and stale workers
+//! writing after their attempt was taken from them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use conveyor::{Fence, JobStatus, Transition, WorkerId};
+use serde_json::json;
+use tokio::sync::Barrier;
+
+use crate::support::{State, id, job_in, owner_fence, reload, store};
+
+#[tokio::test]
+async fn job_is_claimed_by_exactly_one_of_many_racing_workers() {
+    let (db, store) = store().await;
+    for _round in 0..5 {
+        let job = job_in(&db, &store, State::Queued).await;
+        let claimers = 8;
+        let barrier = Arc::new(Barrier::new(claimers));
+        let mut tasks = Vec::new();
+        for n in 0..claimers {
+            let (store, barrier, job_id) = (store.clone(), barrier.clone(), id(&job));
+            tasks.push(tokio::spawn(async move {
+                let me = WorkerId::new(format!("racer-{n}"));
+                barrier.wait().await;
+                store.claim(job_id, &me, Duration::from_secs(30)).await
+            }));
+        }
+        let mut winners = 0;
+        for task in tasks {
+            if task.await.expect("task").expect("claim ran").is_won() {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1, "exactly one claim wins");
+        let after = reload(&store, &job).await;
+        assert_eq!(after.status, JobStatus::Running);
+        assert_eq!(after.attempts, 1, "attempts go up by one, not by claimers");
+    }
+}
+
+#[tokio::test]
+async fn stale_worker_cannot_complete_fail_or_retry_a_reclaimed_job() {
+    let (db, store) = store().await;
+    let job = job_in(&db, &store, State::Running).await;
+    let stale = owner_fence(id(&job));
+
+    // The owner's lease runs out; the janitor puts the job back and another
+    // worker claims it as attempt 2.
+    db.execute(&format!(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = '{}'",
+        job.id
+    ))
+    .await;
+    let expired = store.expire_leases(100).await.expect("janitor");
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].job.status, JobStatus::Retrying);
+    let successor = WorkerId::new("worker-successor");
+    let reclaimed = store
+        .claim(id(&job), &successor, Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .won()
+        .expect("successor wins");
+    assert_eq!(reclaimed.attempts, 2);
+
+    // Every late write by the stale owner is refused and changes nothing.
+    for attempt in [
+        store.complete(&stale, json!({"late": true})).await,
+        store.fail(&stale, "late failure").await,
+        store.schedule_retry(&stale, "late retry", Utc::now()).await,
+        store.release(&stale).await,
+    ] {
+        assert_eq!(attempt.expect("ran"), Transition::Lost(reclaimed.clone()));
+    }
+
+    // The successor's outcome stands.
+    let done = store
+        .complete(
+            &Fence::of(&reclaimed, &successor),
+            json!({"by": "successor"}),
+        )
+        .await
+        .expect("ran")
+        .won()
+        .expect("successor completes");
+    assert_eq!(done.result, Some(json!({"by": "successor"})));
+}
+
+#[tokio::test]
+async fn a_fence_with_the_wrong_worker_or_attempt_is_refused() {
+    let (db, store) = store().await;
+    let job = job_in(&db, &store, State::Running).await;
+    let wrong_worker = Fence {
+        worker_id: WorkerId::new("someone-else"),
+        ..owner_fence(id(&job))
+    };
+    let wrong_attempt = Fence {
+        attempt: 2,
+        ..owner_fence(id(&job))
+    };
+    for fence in [wrong_worker, wrong_attempt] {
+        assert_eq!(
+            store.complete(&fence, json!({})).await.expect("ran"),
+            Transition::Lost(job.clone())
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_outcome_is_written_once() {
+    let (db, store) = store().await;
+    let job = job_in(&db, &store, State::Running).await;
+    let fence = owner_fence(id(&job));
+    let first = store.complete(&fence, json!({"n": 1})).await.expect("ran");
+    let second = store.complete(&fence, json!({"n": 2})).await.expect("ran");
+    let done = first.won().expect("first write wins");
+    assert_eq!(second, Transition::Lost(done.clone()));
+    assert_eq!(reload(&store, &job).await.result, Some(json!({"n": 1})));
+}

@@ -1,0 +1,43 @@
+//! The `jobs` table. Column names are part of the HTTP contract.
+
+use sea_orm::entity::prelude::*;
+
+use crate::JobStatus;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "jobs")]
+pub struct Model {
+    /// UUIDv7, so new rows land at the right edge of the primary key index.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub queue: String,
+    /// The task name; `type` in the table and the API.
+    #[sea_orm(column_name = "type")]
+    pub task_type: String,
+    pub payload: Json,
+    pub priority: i16,
+    pub status: JobStatus,
+    /// Claims so far; only a successful claim increments it.
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub timeout_seconds: i32,
+    pub run_at: DateTimeUtc,
+    pub result: Option<Json>,
+    pub error_message: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub worker_id: Option<String>,
+    pub lease_expires_at: Option<DateTimeUtc>,
+    pub cancel_requested: bool,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub completed_at: Option<DateTimeUtc>,
+    pub failed_at: Option<DateTimeUtc>,
+    pub canceled_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

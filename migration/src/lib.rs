@@ -1,0 +1,33 @@
+//! Conveyor's schema, as sea-orm migrations, and the advisory lock that makes
+//! concurrent `conveyor-migrate up` runs safe.
+//!
+//! # Layout
+//! - [`m20260101_000001_create_jobs`]: the `jobs` table, its checks and indexes.
+//! - [`lock`]: [`migrate_locked`], migrations run under a PostgreSQL advisory lock.
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod lock;
+mod m20260101_000001_create_jobs;
+
+pub use lock::{Command, migrate_locked};
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20260101_000001_create_jobs::Migration)]
+    }
+}
+
+/// The names of all migrations, oldest first; tests use it to key their
+/// template database to the schema it was built from.
+pub fn migration_names() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|migration| migration.name().to_owned())
+        .collect()
+}

@@ -1,0 +1,142 @@
+# Finds PostgreSQL and Redis, or starts throwaway ones. Sourced by
+# scripts/test.sh and scripts/dev.sh; bash only.
+#
+# After `ensure_services`, DATABASE_URL and REDIS_URL point at servers that
+# answer. A server this file started lives in a temporary directory and is
+# stopped by `stop_services` (callers trap it on EXIT). Nothing is installed
+# and nothing outside that directory is touched.
+
+SERVICES_DIR=""
+STARTED_PG_DATA=""
+STARTED_PG_USER=""
+STARTED_REDIS_PID=""
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# host and port of a URL like scheme://user@host:port/db
+url_host() { local rest=${1#*://}; rest=${rest#*@}; rest=${rest%%/*}; printf '%s' "${rest%%:*}"; }
+url_port() {
+  local rest=${1#*://}; rest=${rest#*@}; rest=${rest%%/*}
+  if [[ $rest == *:* ]]; then printf '%s' "${rest##*:}"; else printf '%s' "$2"; fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+free_port() {
+  local port
+  for _ in $(seq 1 50); do
+    port=$((20000 + RANDOM % 30000))
+    port_open 127.0.0.1 "$port" || { printf '%s' "$port"; return 0; }
+  done
+  die "no free TCP port found on 127.0.0.1"
+}
+
+postgres_answers() {
+  local url=$1
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -q -d "$url" -t 3
+  else
+    port_open "$(url_host "$url")" "$(url_port "$url" 5432)"
+  fi
+}
+
+redis_answers() {
+  local url=$1 host port reply
+  host=$(url_host "$url"); port=$(url_port "$url" 6379)
+  if command -v redis-cli >/dev/null 2>&1; then
+    reply=$(timeout 3 redis-cli -u "$url" PING 2>/dev/null) && [[ $reply == PONG ]]
+  else
+    port_open "$host" "$port"
+  fi
+}
+
+pg_bin() {
+  local name=$1 dir
+  if command -v "$name" >/dev/null 2>&1; then command -v "$name"; return 0; fi
+  for dir in $(ls -d /usr/lib/postgresql/*/bin /usr/local/pgsql/bin /opt/homebrew/bin /usr/local/bin 2>/dev/null | sort -rV); do
+    [[ -x $dir/$name ]] && { printf '%s' "$dir/$name"; return 0; }
+  done
+  return 1
+}
+
+ensure_services_dir() {
+  [[ -n $SERVICES_DIR ]] || SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-services.XXXXXX")
+  chmod 755 "$SERVICES_DIR"
+}
+
+start_postgres() {
+  local initdb pg_ctl port data runas=()
+  initdb=$(pg_bin initdb) && pg_ctl=$(pg_bin pg_ctl) || die "PostgreSQL is not reachable at DATABASE_URL and its server binaries (initdb, pg_ctl) are not installed.
+  Install them, e.g.: Debian/Ubuntu: sudo apt-get install postgresql   macOS: brew install postgresql@16
+  or point DATABASE_URL at a running server."
+  ensure_services_dir
+  port=$(free_port)
+  data="$SERVICES_DIR/pg"
+  mkdir -p "$data"
+  # initdb and postgres refuse to run as root: run them as an ordinary user.
+  if [[ $(id -u) == 0 ]]; then
+    STARTED_PG_USER=postgres
+    id -u postgres >/dev/null 2>&1 || STARTED_PG_USER=nobody
+    chown "$STARTED_PG_USER" "$data"
+    runas=(runuser -u "$STARTED_PG_USER" --)
+  fi
+  say "starting a throwaway PostgreSQL on 127.0.0.1:$port ($data)"
+  "${runas[@]}" "$initdb" -D "$data" -U postgres --auth=trust --no-sync -E UTF8 >"$SERVICES_DIR/initdb.log" 2>&1 \
+    || die "initdb failed; see $SERVICES_DIR/initdb.log"
+  # Durability settings off: this server holds only test data.
+  "${runas[@]}" "$pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+    -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    start >/dev/null || die "PostgreSQL did not start; see $data/server.log"
+  STARTED_PG_DATA=$data
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+start_redis() {
+  local server port
+  server=$(command -v redis-server || command -v valkey-server) || die "Redis is not reachable at REDIS_URL and redis-server is not installed.
+  Install it, e.g.: Debian/Ubuntu: sudo apt-get install redis-server   macOS: brew install redis
+  or point REDIS_URL at a running server."
+  ensure_services_dir
+  port=$(free_port)
+  say "starting a throwaway Redis on 127.0.0.1:$port"
+  "$server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$SERVICES_DIR" --logfile "$SERVICES_DIR/redis.log" --daemonize no &
+  STARTED_REDIS_PID=$!
+  for _ in $(seq 1 100); do
+    port_open 127.0.0.1 "$port" && break
+    sleep 0.1
+  done
+  port_open 127.0.0.1 "$port" || die "Redis did not start; see $SERVICES_DIR/redis.log"
+  export REDIS_URL="redis://127.0.0.1:$port"
+}
+
+# Uses DATABASE_URL / REDIS_URL (or the local defaults) when they answer;
+# otherwise starts throwaway servers.
+ensure_services() {
+  export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+  export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+  if postgres_answers "$DATABASE_URL"; then
+    say "using PostgreSQL at $(url_host "$DATABASE_URL"):$(url_port "$DATABASE_URL" 5432)"
+  else
+    start_postgres
+  fi
+  if redis_answers "$REDIS_URL"; then
+    say "using Redis at $(url_host "$REDIS_URL"):$(url_port "$REDIS_URL" 6379)"
+  else
+    start_redis
+  fi
+}
+
+stop_services() {
+  if [[ -n $STARTED_REDIS_PID ]]; then
+    kill "$STARTED_REDIS_PID" 2>/dev/null; wait "$STARTED_REDIS_PID" 2>/dev/null
+  fi
+  if [[ -n $STARTED_PG_DATA ]]; then
+    local runas=()
+    [[ -n $STARTED_PG_USER ]] && runas=(runuser -u "$STARTED_PG_USER" --)
+    "${runas[@]}" "$(pg_bin pg_ctl)" -D "$STARTED_PG_DATA" -m immediate stop >/dev/null 2>&1
+  fi
+  [[ -n $SERVICES_DIR ]] && rm -rf "$SERVICES_DIR"
+  return 0
+}
