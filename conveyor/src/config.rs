@@ -79,6 +79,12 @@ pub struct ApiConfig {
           default_value_t = DEFAULT_MAX_BODY_BYTES,
           value_parser = parse_byte_count)]
     pub max_body_bytes: usize,
+
+    /// When set, every route but /health, /ready and /metrics requires
+    /// `Authorization: Bearer <token>`.
+    #[arg(long, env = "CONVEYOR_API_TOKEN", value_name = "CONVEYOR_API_TOKEN",
+          hide_env_values = true, value_parser = parse_token)]
+    pub api_token: Option<String>,
 }
 
 /// A worker's settings.
@@ -218,6 +224,14 @@ fn parse_byte_count(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(bytes) if bytes > 0 => Ok(bytes),
         _ => Err("must be a whole number of bytes greater than 0".to_owned()),
+    }
+}
+
+fn parse_token(value: &str) -> Result<String, String> {
+    if value.len() >= 16 && value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(value.to_owned())
+    } else {
+        Err("must be at least 16 printable ASCII characters without spaces".to_owned())
     }
 }
 

@@ -10,14 +10,19 @@
 //!   request fingerprint behind idempotency keys.
 //! - [`store`]: the job store, the only code that writes job rows; every
 //!   state-machine transition as one conditional statement.
+//! - [`broker`]: every Redis key and the commands that write them.
 //! - [`config`]: every setting, read once from the environment or flags.
+//! - [`signals`]: SIGINT/SIGTERM as a future.
 //! - [`logging`]: the `tracing` subscriber, pretty or JSON.
 
+pub mod broker;
 pub mod config;
 pub mod job;
 pub mod logging;
+pub mod signals;
 pub mod store;
 
+pub use broker::{Broker, BrokerError, Keys};
 pub use entity::JobStatus;
 pub use job::{Job, JobId, NewJob, Schedule, WorkerId};
 pub use store::{Fence, Inserted, Store, StoreError, Transition};

@@ -23,6 +23,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 pub use insert::Inserted;
+pub use read::{ListFilter, StatusCount};
 pub use transitions::LeaseExpiry;
 
 use crate::job::{InvalidJob, Job, JobId, WorkerId};

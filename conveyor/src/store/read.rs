@@ -1,13 +1,72 @@
-use sea_orm::EntityTrait;
+use sea_orm::{
+    ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
 
 use super::{Store, StoreError};
 use crate::job::{Job, JobId};
+use entity::JobStatus;
+use entity::job::{Column, Entity};
+
+/// Which jobs `Store::list` returns: newest first, a page at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListFilter {
+    pub status: Option<JobStatus>,
+    pub queue: Option<String>,
+    pub task_type: Option<String>,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// How many jobs of one queue are in one status.
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+pub struct StatusCount {
+    pub queue: String,
+    pub status: String,
+    pub count: i64,
+}
 
 impl Store {
     /// The job with this id, if any.
     pub async fn find(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        Ok(entity::job::Entity::find_by_id(id.as_uuid())
-            .one(&self.db)
+        Ok(Entity::find_by_id(id.as_uuid()).one(&self.db).await?)
+    }
+
+    /// Jobs matching `filter`, newest first. Served by `jobs_created_idx`, or
+    /// `jobs_status_created_idx` when filtering by status.
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Job>, StoreError> {
+        let mut query = Entity::find();
+        if let Some(status) = filter.status {
+            query = query.filter(Column::Status.eq(status));
+        }
+        if let Some(queue) = &filter.queue {
+            query = query.filter(Column::Queue.eq(queue.as_str()));
+        }
+        if let Some(task_type) = &filter.task_type {
+            query = query.filter(Column::TaskType.eq(task_type.as_str()));
+        }
+        Ok(query
+            .order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::Id)
+            .limit(filter.limit)
+            .offset(filter.offset)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Job counts per queue and status.
+    pub async fn count_by_queue_and_status(&self) -> Result<Vec<StatusCount>, StoreError> {
+        Ok(Entity::find()
+            .select_only()
+            .column(Column::Queue)
+            .column(Column::Status)
+            .column_as(Expr::cust("count(*)"), "count")
+            .group_by(Column::Queue)
+            .group_by(Column::Status)
+            .order_by_asc(Column::Queue)
+            .order_by_asc(Column::Status)
+            .into_model::<StatusCount>()
+            .all(&self.db)
             .await?)
     }
 }

@@ -1,0 +1,193 @@
+//! The one place that turns errors into HTTP responses.
+//!
+//! Every error is an RFC 9457 problem document (`application/problem+json`)
+//! with a stable, machine-readable `code`. A 500 says nothing about its cause
+//! to the client; the cause is logged here, once.
+
+use std::any::Any;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use conveyor::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// URI naming the problem type: `urn:conveyor:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    /// What was wrong with this request, for a person.
+    pub detail: String,
+    /// Stable, for programs: e.g. `invalid_field`, `job_not_found`.
+    pub code: String,
+    /// The field at fault, for validation problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The job concerned, when there is one (conflicts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the body is not JSON, or a parameter cannot be parsed at all.
+    BadRequest { code: &'static str, detail: String },
+    /// 401: the bearer token is missing or wrong.
+    Unauthorized,
+    /// 404.
+    NotFound { code: &'static str, detail: String },
+    /// 405.
+    MethodNotAllowed,
+    /// 409: the job is in a state that does not allow this.
+    Conflict {
+        code: &'static str,
+        detail: String,
+        job_id: Option<String>,
+    },
+    /// 413: the body is larger than `CONVEYOR_MAX_BODY_BYTES`.
+    PayloadTooLarge { limit: usize },
+    /// 415: neither JSON nor multipart.
+    UnsupportedMediaType { detail: String },
+    /// 422: well-formed, but a field is missing, of the wrong type or out of
+    /// range.
+    Invalid {
+        field: Option<String>,
+        detail: String,
+    },
+    /// 503: PostgreSQL (or, for readiness, Redis) cannot be reached.
+    Unavailable { code: &'static str, detail: String },
+    /// 500: a bug or an unexpected database error; logged, not shown.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            field: Some(field.into()),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn job_not_found(id: impl std::fmt::Display) -> Self {
+        ApiError::NotFound {
+            code: "job_not_found",
+            detail: format!("no job with id {id}"),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn into_problem(self) -> Problem {
+        let status = self.status();
+        let (code, detail, field, job_id) = match self {
+            ApiError::BadRequest { code, detail } | ApiError::NotFound { code, detail } => {
+                (code, detail, None, None)
+            }
+            ApiError::Unauthorized => (
+                "unauthorized",
+                "this route needs the header `Authorization: Bearer <token>` with the API token"
+                    .to_owned(),
+                None,
+                None,
+            ),
+            ApiError::MethodNotAllowed => (
+                "method_not_allowed",
+                "this route does not accept that method".to_owned(),
+                None,
+                None,
+            ),
+            ApiError::Conflict {
+                code,
+                detail,
+                job_id,
+            } => (code, detail, None, job_id),
+            ApiError::PayloadTooLarge { limit } => (
+                "payload_too_large",
+                format!("the request body exceeds the limit of {limit} bytes"),
+                None,
+                None,
+            ),
+            ApiError::UnsupportedMediaType { detail } => {
+                ("unsupported_media_type", detail, None, None)
+            }
+            ApiError::Invalid { field, detail } => ("invalid_field", detail, field, None),
+            ApiError::Unavailable { code, detail } => (code, detail, None, None),
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "request failed with an internal error");
+                (
+                    "internal_error",
+                    "the server failed to handle this request; it has been logged".to_owned(),
+                    None,
+                    None,
+                )
+            }
+        };
+        Problem {
+            problem_type: format!("urn:conveyor:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
+            field,
+            job_id,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, axum::Json(self.into_problem())).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.to_string()),
+            err if err.is_unavailable() => ApiError::Unavailable {
+                code: "database_unavailable",
+                detail: "PostgreSQL is unavailable; nothing was written, try again".to_owned(),
+            },
+            err => ApiError::Internal(err.to_string()),
+        }
+    }
+}
+
+/// A handler panicked: answer 500 with a problem and log the panic.
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    ApiError::Internal(format!("handler panicked: {message}")).into_response()
+}

@@ -1,0 +1,116 @@
+//! Request parsing that fails as problem documents, never as axum's plain
+//! text rejections.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What kind of body a request carries, by its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Multipart,
+}
+
+/// Classifies the request's content type; anything else is 415.
+pub fn body_kind(request: &Request) -> Result<BodyKind, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(BodyKind::Json)
+    } else if essence == "multipart/form-data" {
+        Ok(BodyKind::Multipart)
+    } else if essence.is_empty() {
+        Err(ApiError::UnsupportedMediaType {
+            detail:
+                "missing Content-Type: send application/json (or multipart/form-data with a `file`)"
+                    .to_owned(),
+        })
+    } else {
+        Err(ApiError::UnsupportedMediaType {
+            detail: format!(
+                "Content-Type {essence:?} is not accepted: send application/json (or multipart/form-data with a `file`)"
+            ),
+        })
+    }
+}
+
+/// A JSON body deserialized into `T`. Syntax errors are 400; a value of the
+/// wrong shape is 422 naming the field.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if body_kind(&request)? != BodyKind::Json {
+            return Err(ApiError::UnsupportedMediaType {
+                detail: "this route accepts application/json only".to_owned(),
+            });
+        }
+        let bytes = read_body(request, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// The whole body, or 413 when it is over the limit.
+pub async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge {
+                    limit: state.settings.max_body_bytes,
+                }
+            } else {
+                ApiError::BadRequest {
+                    code: "unreadable_body",
+                    detail: format!("the request body could not be read: {rejection}"),
+                }
+            }
+        })
+}
+
+/// Deserializes `bytes`, reporting the path of a bad field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|err| json_problem(err.path().to_string(), err.into_inner()))?;
+    // Trailing bytes after the value are a syntax error too.
+    deserializer
+        .end()
+        .map_err(|err| json_problem(String::new(), err))?;
+    Ok(value)
+}
+
+fn json_problem(path: String, err: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::BadRequest {
+            code: "malformed_json",
+            detail: format!("the body is not valid JSON: {err}"),
+        },
+        Category::Data if path.is_empty() || path == "." => ApiError::Invalid {
+            field: None,
+            detail: format!("the body does not have the expected shape: {err}"),
+        },
+        Category::Data => ApiError::Invalid {
+            detail: format!("{path}: {err}"),
+            field: Some(path),
+        },
+    }
+}

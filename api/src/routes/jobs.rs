@@ -1,0 +1,594 @@
+//! `/jobs`: create, read, list, cancel, retry, result, summary.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use conveyor::job::DEFAULT_QUEUE;
+use conveyor::store::ListFilter;
+use conveyor::{Inserted, Job, JobId, JobStatus, NewJob, Schedule, Transition};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{BodyKind, body_kind, parse_json, read_body};
+use crate::state::AppState;
+use crate::views::{JobList, JobResult, JobView, Summary};
+
+/// Page size when the client gives none, and the largest it may ask for.
+pub const DEFAULT_LIMIT: u64 = 20;
+pub const MAX_LIMIT: u64 = 100;
+/// Longest delay a job may be scheduled with: one year.
+pub const MAX_DELAY_SECONDS: i64 = 365 * 24 * 60 * 60;
+/// Header that carries an idempotency key, as an alternative to the field.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", post(create_job).get(list_jobs))
+        .route("/jobs/summary", get(summary))
+        .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}/cancel", post(cancel_job))
+        .route("/jobs/{id}/retry", post(retry_job))
+        .route("/jobs/{id}/result", get(job_result))
+}
+
+/// The body of `POST /jobs`. Fields not listed here are ignored.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CreateJob {
+    /// The task's input: a JSON object. Required.
+    #[schema(value_type = Object)]
+    pub payload: Option<serde_json::Value>,
+    /// Task name, `^[a-z0-9_.:-]{1,64}$`. Default `demo`.
+    #[serde(rename = "type")]
+    pub task_type: Option<String>,
+    /// Queue, `^[a-z0-9_-]{1,64}$`. Default `default`.
+    pub queue: Option<String>,
+    /// 0..=9, higher runs first within a queue. Default 0.
+    pub priority: Option<i64>,
+    /// 1..=100 attempts in all. Default 4.
+    pub max_attempts: Option<i64>,
+    /// Per-attempt limit in seconds, 1..=86400. Default 300.
+    pub timeout_seconds: Option<i64>,
+    /// Not before this instant (RFC 3339). Not with `delay_seconds`.
+    pub run_at: Option<String>,
+    /// Not before this many seconds from now. Not with `run_at`.
+    pub delay_seconds: Option<i64>,
+    /// 1..=255 characters; the `Idempotency-Key` header is an alternative.
+    pub idempotency_key: Option<String>,
+}
+
+/// The multipart form of `POST /jobs`: a UTF-8 text file to count.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct UploadJob {
+    /// UTF-8 text; becomes a `char_count` job with payload `{"text": ...}`.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    queue: Option<String>,
+    priority: Option<i64>,
+    idempotency_key: Option<String>,
+}
+
+impl CreateJob {
+    fn into_new_job(self, header_key: Option<String>) -> Result<NewJob, ApiError> {
+        let payload = self
+            .payload
+            .ok_or_else(|| ApiError::invalid("payload", "payload is required (a JSON object)"))?;
+        if !payload.is_object() {
+            return Err(ApiError::invalid(
+                "payload",
+                "payload must be a JSON object",
+            ));
+        }
+        let mut job = NewJob::new(
+            self.task_type
+                .unwrap_or_else(|| conveyor::job::DEFAULT_TASK_TYPE.to_owned()),
+            payload,
+        );
+        job.queue = self.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+        if let Some(priority) = self.priority {
+            job.priority = in_range("priority", priority, 0, 9)?;
+        }
+        if let Some(max_attempts) = self.max_attempts {
+            job.max_attempts = in_range("max_attempts", max_attempts, 1, 100)?;
+        }
+        if let Some(timeout) = self.timeout_seconds {
+            job.timeout_seconds = in_range("timeout_seconds", timeout, 1, 86_400)?;
+        }
+        job.schedule = match (self.run_at, self.delay_seconds) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "run_at",
+                    "give either run_at or delay_seconds, not both",
+                ));
+            }
+            (Some(run_at), None) => Schedule::At(
+                DateTime::parse_from_rfc3339(&run_at)
+                    .map_err(|err| {
+                        ApiError::invalid(
+                            "run_at",
+                            format!("run_at must be an RFC 3339 timestamp such as 2030-01-01T12:00:00Z ({err})"),
+                        )
+                    })?
+                    .with_timezone(&Utc),
+            ),
+            (None, Some(delay)) => {
+                Schedule::DelaySeconds(in_range("delay_seconds", delay, 0, MAX_DELAY_SECONDS)?)
+            }
+            (None, None) => Schedule::Now,
+        };
+        job.idempotency_key = merge_keys(self.idempotency_key, header_key)?;
+        Ok(job)
+    }
+}
+
+fn in_range<T: TryFrom<i64>>(field: &str, value: i64, min: i64, max: i64) -> Result<T, ApiError> {
+    if (min..=max).contains(&value) {
+        T::try_from(value).map_err(|_| ApiError::invalid(field, format!("{field} is out of range")))
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("{field} must be between {min} and {max} (got {value})"),
+        ))
+    }
+}
+
+/// The body's key and the header's key must agree when both are given.
+fn merge_keys(body: Option<String>, header: Option<String>) -> Result<Option<String>, ApiError> {
+    match (body, header) {
+        (Some(body), Some(header)) if body != header => Err(ApiError::invalid(
+            "idempotency_key",
+            "the idempotency_key field and the Idempotency-Key header differ; send one, or the same in both",
+        )),
+        (body, header) => Ok(body.or(header)),
+    }
+}
+
+fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .map(|value| {
+            value.to_str().map(str::to_owned).map_err(|_| {
+                ApiError::invalid(
+                    "idempotency_key",
+                    "the Idempotency-Key header must be printable ASCII",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Create a job. JSON, or `multipart/form-data` with a UTF-8 text `file`
+/// (a `char_count` job). With an idempotency key: the same request again
+/// returns the existing job with 200; a different request under the same key
+/// is 409.
+#[utoipa::path(post, path = "/jobs", tag = "jobs",
+    request_body(content(
+        (CreateJob = "application/json"),
+        (UploadJob = "multipart/form-data"),
+    )),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Alternative to the idempotency_key field")),
+    responses(
+        (status = 201, description = "Created; Location names the job", body = JobView),
+        (status = 200, description = "Replay of an earlier request with the same key", body = JobView),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 409, description = "Key used by a different request", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Neither JSON nor multipart", body = Problem),
+        (status = 422, description = "A field is missing or invalid", body = Problem),
+        (status = 503, description = "PostgreSQL unavailable; nothing was written", body = Problem),
+    ))]
+pub async fn create_job(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let header_key = header_key(request.headers())?;
+    let new_job = match body_kind(&request)? {
+        BodyKind::Json => {
+            let bytes = read_body(request, &state).await?;
+            parse_json::<CreateJob>(&bytes)?.into_new_job(header_key)?
+        }
+        BodyKind::Multipart => upload(request, &state, header_key).await?,
+    };
+    match state.store.insert(&new_job).await? {
+        Inserted::Created(job) => {
+            tracing::info!(
+                event = "job_created",
+                job.id = %job.id, job.r#type = %job.task_type, job.queue = %job.queue,
+                "created job {}", job.id
+            );
+            publish(&state, &job).await;
+            let location = format!("/jobs/{}", job.id);
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(JobView::from(job)),
+            )
+                .into_response())
+        }
+        Inserted::Replayed(job) => Ok((StatusCode::OK, Json(JobView::from(job))).into_response()),
+        Inserted::Conflict(job) => Err(ApiError::Conflict {
+            code: "idempotency_key_conflict",
+            detail: format!(
+                "idempotency key {:?} was already used by a different request (job {}); \
+                 repeat that request exactly, or use a new key",
+                job.idempotency_key.as_deref().unwrap_or_default(),
+                job.id
+            ),
+            job_id: Some(job.id.to_string()),
+        }),
+    }
+}
+
+/// Publishes a committed job's id. If Redis is down the job is still accepted:
+/// it is durable in PostgreSQL, and the reconciler publishes it later.
+pub(crate) async fn publish(state: &AppState, job: &Job) {
+    match state.broker.publish(std::slice::from_ref(job)).await {
+        Ok(()) => tracing::info!(
+            event = "job_enqueued",
+            job.id = %job.id, job.r#type = %job.task_type, job.queue = %job.queue,
+            job.attempt = job.attempts,
+            "enqueued job {}", job.id
+        ),
+        Err(err) => tracing::warn!(
+            event = "job_enqueue_failed",
+            job.id = %job.id, job.r#type = %job.task_type, job.queue = %job.queue,
+            error = %err,
+            "job {} accepted but not published to Redis; reconciliation will publish it", job.id
+        ),
+    }
+}
+
+async fn upload(
+    request: Request,
+    state: &AppState,
+    header_key: Option<String>,
+) -> Result<NewJob, ApiError> {
+    let limit = state.settings.max_body_bytes;
+    let multipart_error = |err: axum::extract::multipart::MultipartError| {
+        if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BadRequest {
+                code: "malformed_multipart",
+                detail: format!("the multipart body could not be read: {}", err.body_text()),
+            }
+        }
+    };
+    let mut multipart =
+        <Multipart as axum::extract::FromRequest<AppState>>::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::BadRequest {
+                code: "malformed_multipart",
+                detail: format!(
+                    "the multipart body could not be read: {}",
+                    rejection.body_text()
+                ),
+            })?;
+    let mut body = CreateJob::default();
+    let mut text = None;
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let bytes = field.bytes().await.map_err(multipart_error)?;
+        let as_text = || {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::invalid(name.clone(), format!("{name} must be UTF-8 text")))
+        };
+        match name.as_str() {
+            "file" => text = Some(as_text()?),
+            "queue" => body.queue = Some(as_text()?),
+            "idempotency_key" => body.idempotency_key = Some(as_text()?),
+            "priority" => {
+                body.priority = Some(as_text()?.trim().parse().map_err(|_| {
+                    ApiError::invalid(
+                        "priority",
+                        "priority must be a whole number between 0 and 9",
+                    )
+                })?)
+            }
+            _ => {}
+        }
+    }
+    let text =
+        text.ok_or_else(|| ApiError::invalid("file", "a `file` part with UTF-8 text is required"))?;
+    body.payload = Some(serde_json::json!({ "text": text }));
+    body.task_type = Some("char_count".to_owned());
+    body.into_new_job(header_key)
+}
+
+fn parse_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::invalid("id", format!("{raw:?} is not a valid job id (a UUID)")))
+}
+
+/// One job.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, body = JobView),
+        (status = 404, description = "No such job", body = Problem),
+        (status = 422, description = "Malformed id", body = Problem),
+    ))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    let job = state
+        .store
+        .find(id)
+        .await?
+        .ok_or_else(|| ApiError::job_not_found(id))?;
+    Ok(Json(job.into()))
+}
+
+/// Query parameters of `GET /jobs`, parsed by hand for precise errors.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// queued, running, retrying, completed, failed or canceled.
+    pub status: Option<String>,
+    pub queue: Option<String>,
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub task_type: Option<String>,
+    /// 1..=100, default 20.
+    pub limit: Option<String>,
+    /// >= 0, default 0.
+    pub offset: Option<String>,
+}
+
+/// Jobs, newest first, optionally filtered.
+#[utoipa::path(get, path = "/jobs", tag = "jobs",
+    params(ListParams),
+    responses(
+        (status = 200, body = JobList),
+        (status = 422, description = "A parameter is invalid", body = Problem),
+    ))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let Query(params) = params.map_err(|rejection| ApiError::BadRequest {
+        code: "malformed_query",
+        detail: format!(
+            "the query string could not be parsed: {}",
+            rejection.body_text()
+        ),
+    })?;
+    let status = params
+        .status
+        .filter(|status| !status.is_empty())
+        .map(|status| status.parse::<JobStatus>())
+        .transpose()
+        .map_err(|err| ApiError::invalid("status", err.to_string()))?;
+    let limit = parse_count(
+        "limit",
+        params.limit.as_deref(),
+        DEFAULT_LIMIT,
+        1,
+        MAX_LIMIT,
+    )?;
+    let offset = parse_count("offset", params.offset.as_deref(), 0, 0, i64::MAX as u64)?;
+    let filter = ListFilter {
+        status,
+        queue: params.queue.filter(|q| !q.is_empty()),
+        task_type: params.task_type.filter(|t| !t.is_empty()),
+        limit,
+        offset,
+    };
+    let items: Vec<JobView> = state
+        .store
+        .list(&filter)
+        .await?
+        .into_iter()
+        .map(JobView::from)
+        .collect();
+    Ok(Json(JobList {
+        count: items.len(),
+        items,
+        limit,
+        offset,
+    }))
+}
+
+fn parse_count(
+    field: &str,
+    raw: Option<&str>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
+    let Some(raw) = raw.filter(|raw| !raw.is_empty()) else {
+        return Ok(default);
+    };
+    match raw.parse::<u64>() {
+        Ok(value) if (min..=max).contains(&value) => Ok(value),
+        _ if max == i64::MAX as u64 => Err(ApiError::invalid(
+            field,
+            format!("{field} must be a whole number >= {min} (got {raw:?})"),
+        )),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("{field} must be a whole number between {min} and {max} (got {raw:?})"),
+        )),
+    }
+}
+
+/// Cancel a job: a waiting one at once (200); a running one is asked to
+/// stop (202, `cancel_requested`), and its worker marks it canceled.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, description = "Canceled", body = JobView),
+        (status = 202, description = "Running; cancellation requested", body = JobView),
+        (status = 404, body = Problem),
+        (status = 409, description = "Already finished", body = Problem),
+        (status = 422, description = "Malformed id", body = Problem),
+    ))]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    // The job may move between our statements (a worker claims it, or it
+    // finishes); each loop re-reads it through a guarded transition.
+    for _ in 0..3 {
+        match state.store.cancel(id).await? {
+            Transition::Won(job) => {
+                tracing::info!(
+                    event = "job_canceled",
+                    job.id = %job.id, job.r#type = %job.task_type, job.queue = %job.queue,
+                    job.attempt = job.attempts,
+                    "canceled waiting job {}", job.id
+                );
+                return Ok((StatusCode::OK, Json(JobView::from(job))).into_response());
+            }
+            Transition::NotFound => return Err(ApiError::job_not_found(id)),
+            Transition::Lost(job) if job.status == JobStatus::Running => {
+                match state.store.request_cancel(id).await? {
+                    Transition::Won(job) => {
+                        if let Err(err) = state.broker.notify_cancel(id).await {
+                            tracing::warn!(job.id = %id, error = %err,
+                                "could not notify workers of a cancel; the next heartbeat carries it");
+                        }
+                        return Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response());
+                    }
+                    Transition::Lost(job) if job.status == JobStatus::Running => {
+                        return Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response());
+                    }
+                    Transition::Lost(_) => continue,
+                    Transition::NotFound => return Err(ApiError::job_not_found(id)),
+                }
+            }
+            Transition::Lost(job) if job.status.is_terminal() => {
+                return Err(ApiError::Conflict {
+                    code: "job_not_cancelable",
+                    detail: format!(
+                        "job {id} is already {}; only waiting or running jobs can be canceled",
+                        job.status
+                    ),
+                    job_id: Some(id.to_string()),
+                });
+            }
+            Transition::Lost(_) => continue,
+        }
+    }
+    Err(ApiError::Conflict {
+        code: "job_busy",
+        detail: format!("job {id} kept changing state; try again"),
+        job_id: Some(id.to_string()),
+    })
+}
+
+/// Run a failed or canceled job again, from attempt 1.
+#[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, description = "Queued again", body = JobView),
+        (status = 404, body = Problem),
+        (status = 409, description = "Not failed or canceled", body = Problem),
+        (status = 422, description = "Malformed id", body = Problem),
+    ))]
+pub async fn retry_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    match state.store.requeue(id).await? {
+        Transition::Won(job) => {
+            publish(&state, &job).await;
+            Ok(Json(job.into()))
+        }
+        Transition::Lost(job) => Err(ApiError::Conflict {
+            code: "job_not_retryable",
+            detail: format!(
+                "job {id} is {}; only failed or canceled jobs can be retried",
+                job.status
+            ),
+            job_id: Some(id.to_string()),
+        }),
+        Transition::NotFound => Err(ApiError::job_not_found(id)),
+    }
+}
+
+/// The result of a job: 200 when completed, 202 while not finished, 409 with
+/// the error when it failed or was canceled.
+#[utoipa::path(get, path = "/jobs/{id}/result", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, description = "Completed", body = JobResult),
+        (status = 202, description = "Not finished yet", body = JobResult),
+        (status = 404, body = Problem),
+        (status = 409, description = "Failed or canceled", body = Problem),
+        (status = 422, description = "Malformed id", body = Problem),
+    ))]
+pub async fn job_result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let job = state
+        .store
+        .find(id)
+        .await?
+        .ok_or_else(|| ApiError::job_not_found(id))?;
+    let view = JobResult {
+        id: job.id,
+        status: job.status.as_str().to_owned(),
+        result: job.result.clone(),
+    };
+    match job.status {
+        JobStatus::Completed => Ok((StatusCode::OK, Json(view)).into_response()),
+        JobStatus::Failed => Err(ApiError::Conflict {
+            code: "job_failed",
+            detail: format!(
+                "job {id} failed after {} attempt(s): {}",
+                job.attempts,
+                job.error_message.as_deref().unwrap_or("no error recorded")
+            ),
+            job_id: Some(id.to_string()),
+        }),
+        JobStatus::Canceled => Err(ApiError::Conflict {
+            code: "job_canceled",
+            detail: format!("job {id} was canceled"),
+            job_id: Some(id.to_string()),
+        }),
+        JobStatus::Queued | JobStatus::Running | JobStatus::Retrying => {
+            Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+        }
+    }
+}
+
+/// Job counts by status, overall and per queue.
+#[utoipa::path(get, path = "/jobs/summary", tag = "jobs",
+    responses((status = 200, body = Summary)))]
+pub async fn summary(State(state): State<AppState>) -> Result<Json<Summary>, ApiError> {
+    let counts = state.store.count_by_queue_and_status().await?;
+    let zeroes = || -> BTreeMap<String, i64> {
+        JobStatus::ALL
+            .iter()
+            .map(|status| (status.as_str().to_owned(), 0))
+            .collect()
+    };
+    let mut by_status = zeroes();
+    let mut by_queue: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for count in counts {
+        *by_status.entry(count.status.clone()).or_default() += count.count;
+        *by_queue
+            .entry(count.queue)
+            .or_insert_with(zeroes)
+            .entry(count.status)
+            .or_default() += count.count;
+    }
+    Ok(Json(Summary {
+        total: by_status.values().sum(),
+        by_status,
+        by_queue,
+        accuracy: "exact".to_owned(),
+    }))
+}

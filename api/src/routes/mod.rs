@@ -1,0 +1,20 @@
+//! The handlers, one module per resource.
+
+pub mod health;
+pub mod jobs;
+pub mod queues;
+
+use crate::error::ApiError;
+
+/// Any path no route matches.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound {
+        code: "route_not_found",
+        detail: "no route matches this path; see /docs for the API".to_owned(),
+    }
+}
+
+/// A known path with a method it does not accept.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

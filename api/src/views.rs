@@ -1,0 +1,114 @@
+//! The JSON shapes the API answers with. Field names are part of the
+//! contract: renaming one is a breaking change.
+
+use chrono::{DateTime, Utc};
+use conveyor::Job;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A job as clients see it: its columns, less the request fingerprint.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: Uuid,
+    pub queue: String,
+    #[serde(rename = "type")]
+    pub task_type: String,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub priority: i16,
+    /// queued, running, retrying, completed, failed or canceled.
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub timeout_seconds: i32,
+    pub run_at: DateTime<Utc>,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    pub error_message: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub worker_id: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub canceled_at: Option<DateTime<Utc>>,
+}
+
+impl From<Job> for JobView {
+    fn from(job: Job) -> Self {
+        JobView {
+            id: job.id,
+            queue: job.queue,
+            task_type: job.task_type,
+            payload: job.payload,
+            priority: job.priority,
+            status: job.status.as_str().to_owned(),
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            timeout_seconds: job.timeout_seconds,
+            run_at: job.run_at,
+            result: job.result,
+            error_message: job.error_message,
+            idempotency_key: job.idempotency_key,
+            worker_id: job.worker_id,
+            lease_expires_at: job.lease_expires_at,
+            cancel_requested: job.cancel_requested,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            started_at: job.started_at,
+            completed_at: job.completed_at,
+            failed_at: job.failed_at,
+            canceled_at: job.canceled_at,
+        }
+    }
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobList {
+    pub items: Vec<JobView>,
+    pub limit: u64,
+    pub offset: u64,
+    /// Number of items in this page.
+    pub count: usize,
+}
+
+/// The outcome of a job, from `GET /jobs/{id}/result`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobResult {
+    pub id: Uuid,
+    pub status: String,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+}
+
+/// Job counts by status, overall and per queue.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Summary {
+    /// Every status, with 0 where there are none.
+    #[schema(value_type = Object)]
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    #[schema(value_type = Object)]
+    pub by_queue: std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
+    pub total: i64,
+    /// `exact`: counted from the table at the time of the request.
+    pub accuracy: String,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// `GET /ready`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: String,
+    pub postgres: String,
+    pub redis: String,
+}

@@ -1,0 +1,311 @@
+//! `POST /jobs`: validation, idempotency, publishing, uploads, limits.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::Barrier;
+
+use crate::support::{TestApp, assert_problem};
+
+#[tokio::test]
+async fn a_new_job_is_stored_then_published_to_its_ready_lane() {
+    let app = TestApp::start().await;
+    let response = app
+        .client
+        .post(app.url("/jobs"))
+        .json(&json!({"payload": {"n": 1}, "type": "noop", "queue": "mail", "priority": 7}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let job: Value = response.json().await.expect("json");
+    assert_eq!(
+        location,
+        format!("/jobs/{}", job["id"].as_str().expect("id"))
+    );
+    for (field, want) in [
+        ("status", json!("queued")),
+        ("type", json!("noop")),
+        ("queue", json!("mail")),
+        ("priority", json!(7)),
+        ("attempts", json!(0)),
+        ("max_attempts", json!(4)),
+        ("timeout_seconds", json!(300)),
+        ("payload", json!({"n": 1})),
+        ("result", Value::Null),
+        ("error_message", Value::Null),
+    ] {
+        assert_eq!(job[field], want, "{field}");
+    }
+    assert_eq!(app.ready_ids("mail", 7), [job["id"].as_str().expect("id")]);
+    let (status, fetched) = app.get(&location).await;
+    assert_eq!((status, &fetched["id"]), (200, &job["id"]));
+}
+
+#[tokio::test]
+async fn defaults_fill_what_the_request_leaves_out() {
+    let app = TestApp::start().await;
+    let job = app.create(json!({"payload": {}})).await;
+    assert_eq!(
+        (job["type"].as_str(), job["queue"].as_str()),
+        (Some("demo"), Some("default"))
+    );
+    assert_eq!(job["priority"], 0);
+}
+
+#[tokio::test]
+async fn a_future_job_goes_to_the_delayed_set() {
+    let app = TestApp::start().await;
+    let later = app
+        .create(json!({"payload": {}, "delay_seconds": 60}))
+        .await;
+    let at = app
+        .create(json!({"payload": {}, "run_at": "2099-01-01T00:00:00Z"}))
+        .await;
+    let delayed = app.delayed_ids("default");
+    assert!(delayed.contains(&later["id"].as_str().expect("id").to_owned()));
+    assert!(delayed.contains(&at["id"].as_str().expect("id").to_owned()));
+    assert!(app.ready_ids("default", 0).is_empty());
+    assert_eq!(at["run_at"], "2099-01-01T00:00:00Z");
+}
+
+#[tokio::test]
+async fn each_bad_field_is_a_422_naming_it() {
+    let app = TestApp::start().await;
+    let cases = [
+        (json!({}), "payload"),
+        (json!({"payload": [1, 2]}), "payload"),
+        (json!({"payload": "text"}), "payload"),
+        (json!({"payload": {}, "priority": 10}), "priority"),
+        (json!({"payload": {}, "priority": -1}), "priority"),
+        (json!({"payload": {}, "priority": "high"}), "priority"),
+        (json!({"payload": {}, "priority": 1.5}), "priority"),
+        (json!({"payload": {}, "max_attempts": 0}), "max_attempts"),
+        (json!({"payload": {}, "max_attempts": 101}), "max_attempts"),
+        (
+            json!({"payload": {}, "timeout_seconds": 0}),
+            "timeout_seconds",
+        ),
+        (
+            json!({"payload": {}, "timeout_seconds": 99999999999_i64}),
+            "timeout_seconds",
+        ),
+        (json!({"payload": {}, "queue": "Not Valid"}), "queue"),
+        (json!({"payload": {}, "queue": 5}), "queue"),
+        (json!({"payload": {}, "type": ""}), "type"),
+        (json!({"payload": {}, "type": "x".repeat(65)}), "type"),
+        (json!({"payload": {}, "run_at": "tomorrow"}), "run_at"),
+        (
+            json!({"payload": {}, "run_at": "2030-01-01T00:00:00Z", "delay_seconds": 5}),
+            "run_at",
+        ),
+        (json!({"payload": {}, "delay_seconds": -5}), "delay_seconds"),
+        (
+            json!({"payload": {}, "idempotency_key": ""}),
+            "idempotency_key",
+        ),
+        (
+            json!({"payload": {}, "idempotency_key": "k".repeat(256)}),
+            "idempotency_key",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, problem) = app.post_json("/jobs", &body).await;
+        assert_problem(status, &problem, 422, "invalid_field");
+        assert_eq!(problem["field"], field, "{body} -> {problem}");
+    }
+    let (status, problem) = app.post_json("/jobs", &json!([1, 2, 3])).await;
+    assert_problem(status, &problem, 422, "invalid_field");
+    assert_eq!(app.row_count().await, 0, "nothing invalid was written");
+}
+
+#[tokio::test]
+async fn malformed_json_and_wrong_content_types_are_refused() {
+    let app = TestApp::start().await;
+    let send = |body: &'static str, content_type: Option<&'static str>| {
+        let mut request = app.client.post(app.url("/jobs")).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        async move { crate::support::into_parts(request.send().await.expect("send")).await }
+    };
+    let (status, body) = send(r#"{"payload": {"#, Some("application/json")).await;
+    assert_problem(status, &body, 400, "malformed_json");
+    let (status, body) = send(r#"{"payload": {}} trailing"#, Some("application/json")).await;
+    assert_problem(status, &body, 400, "malformed_json");
+    let (status, body) = send("", Some("application/json")).await;
+    assert_problem(status, &body, 400, "malformed_json");
+    let (status, body) = send(r#"{"payload": {}}"#, Some("text/plain")).await;
+    assert_problem(status, &body, 415, "unsupported_media_type");
+    let (status, body) = send(r#"{"payload": {}}"#, None).await;
+    assert_problem(status, &body, 415, "unsupported_media_type");
+    let (status, _) = send(
+        r#"{"payload": {}}"#,
+        Some("application/json; charset=utf-8"),
+    )
+    .await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = TestApp::start().await;
+    let big = "a".repeat(3 * 1024 * 1024);
+    let (status, body) = app
+        .post_json("/jobs", &json!({"payload": {"blob": big}}))
+        .await;
+    assert_problem(status, &body, 413, "payload_too_large");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![b'a'; 3 * 1024 * 1024]).file_name("big.txt"),
+    );
+    let response = app
+        .client
+        .post(app.url("/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    let (status, body) = crate::support::into_parts(response).await;
+    assert_problem(status, &body, 413, "payload_too_large");
+    assert_eq!(app.row_count().await, 0);
+}
+
+#[tokio::test]
+async fn an_uploaded_text_file_becomes_a_char_count_job() {
+    let app = TestApp::start().await;
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::text("héllo wörld").file_name("a.txt"),
+        )
+        .text("priority", "3");
+    let response = app
+        .client
+        .post(app.url("/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    let (status, job) = crate::support::into_parts(response).await;
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(job["type"], "char_count");
+    assert_eq!(job["payload"], json!({"text": "héllo wörld"}));
+    assert_eq!(job["priority"], 3);
+
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![0xff, 0xfe, 0x00]).file_name("b.bin"),
+    );
+    let response = app
+        .client
+        .post(app.url("/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    let (status, problem) = crate::support::into_parts(response).await;
+    assert_problem(status, &problem, 422, "invalid_field");
+    assert_eq!(problem["field"], "file");
+
+    let form = reqwest::multipart::Form::new().text("other", "x");
+    let response = app
+        .client
+        .post(app.url("/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    let (status, problem) = crate::support::into_parts(response).await;
+    assert_problem(status, &problem, 422, "invalid_field");
+    assert_eq!(problem["field"], "file");
+}
+
+#[tokio::test]
+async fn the_same_key_replays_and_a_different_request_under_it_conflicts() {
+    let app = TestApp::start().await;
+    let body = json!({"payload": {"order": 1}, "idempotency_key": "order-1"});
+    let first = app.create(body.clone()).await;
+    let (status, replay) = app.post_json("/jobs", &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(replay["id"], first["id"]);
+    assert_eq!(
+        app.ready_ids("default", 0).len(),
+        1,
+        "a replay is not published again"
+    );
+
+    let (status, problem) = app
+        .post_json(
+            "/jobs",
+            &json!({"payload": {"order": 2}, "idempotency_key": "order-1"}),
+        )
+        .await;
+    assert_problem(status, &problem, 409, "idempotency_key_conflict");
+    assert_eq!(problem["job_id"], first["id"]);
+}
+
+#[tokio::test]
+async fn the_idempotency_key_header_works_and_must_agree_with_the_body() {
+    let app = TestApp::start().await;
+    let send = |key: &'static str, body: Value| {
+        let request = app
+            .client
+            .post(app.url("/jobs"))
+            .header("Idempotency-Key", key)
+            .json(&body);
+        async move { crate::support::into_parts(request.send().await.expect("send")).await }
+    };
+    let (status, first) = send("hdr-1", json!({"payload": {}})).await;
+    assert_eq!(status, 201);
+    assert_eq!(first["idempotency_key"], "hdr-1");
+    let (status, again) = send("hdr-1", json!({"payload": {}, "idempotency_key": "hdr-1"})).await;
+    assert_eq!((status, &again["id"]), (200, &first["id"]));
+    let (status, problem) = send("hdr-2", json!({"payload": {}, "idempotency_key": "other"})).await;
+    assert_problem(status, &problem, 422, "invalid_field");
+    assert_eq!(problem["field"], "idempotency_key");
+}
+
+#[tokio::test]
+async fn sixteen_identical_concurrent_requests_create_one_job() {
+    let app = Arc::new(TestApp::start().await);
+    let barrier = Arc::new(Barrier::new(16));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (app, barrier) = (app.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            app.post_json(
+                "/jobs",
+                &json!({"payload": {"x": 1}, "idempotency_key": "race"}),
+            )
+            .await
+        }));
+    }
+    let mut statuses = Vec::new();
+    let mut ids = Vec::new();
+    for task in tasks {
+        let (status, job) = task.await.expect("task");
+        statuses.push(status);
+        ids.push(job["id"].clone());
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        15,
+        "{statuses:?}"
+    );
+    ids.dedup();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(app.row_count().await, 1);
+    assert_eq!(app.ready_ids("default", 0).len(), 1);
+}

@@ -1,0 +1,11 @@
+//! The HTTP API against real PostgreSQL and Redis, one database and key
+//! prefix per test, the server on port 0.
+
+mod auth;
+mod cancel;
+mod create;
+mod docs;
+mod health;
+mod outages;
+mod read;
+mod support;

@@ -1,0 +1,193 @@
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use api::{AppState, Settings};
+use conveyor::{Broker, Store};
+use redis::Commands;
+use serde_json::Value;
+use testkit::{TestDb, TestRedis};
+use tokio::sync::oneshot;
+
+/// A closed port: nothing listens on TCP port 9 (discard) here.
+pub const CLOSED_REDIS_URL: &str = "redis://127.0.0.1:9";
+pub const CLOSED_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:9/nowhere";
+
+/// The API serving one test's database and Redis prefix.
+pub struct TestApp {
+    pub db: TestDb,
+    pub redis: TestRedis,
+    pub base: String,
+    pub client: reqwest::Client,
+    _shutdown: oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub settings: Settings,
+    pub redis_down: bool,
+    pub postgres_down: bool,
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        TestApp::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> TestApp {
+        let db = TestDb::new().await;
+        let redis = TestRedis::new();
+        let store = if options.postgres_down {
+            Store::connect(CLOSED_DATABASE_URL, 2)
+                .await
+                .expect("lazy pool")
+        } else {
+            Store::new(db.conn.clone())
+        };
+        let redis_url = if options.redis_down {
+            CLOSED_REDIS_URL
+        } else {
+            redis.url.as_str()
+        };
+        let broker = Broker::connect(redis_url, &redis.prefix, 4).expect("broker");
+        let state = AppState::new(store, broker, options.settings);
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(api::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            db,
+            redis,
+            base,
+            client: reqwest::Client::new(),
+            _shutdown: shutdown,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("send");
+        into_parts(response).await
+    }
+
+    pub async fn post(&self, path: &str) -> (u16, Value) {
+        let response = self.client.post(self.url(path)).send().await.expect("send");
+        into_parts(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("send");
+        into_parts(response).await
+    }
+
+    /// Creates a job and returns its JSON.
+    pub async fn create(&self, body: Value) -> Value {
+        let (status, job) = self.post_json("/jobs", &body).await;
+        assert_eq!(status, 201, "create failed: {job}");
+        job
+    }
+
+    pub fn redis_conn(&self) -> redis::Connection {
+        redis::Client::open(self.redis.url.as_str())
+            .expect("client")
+            .get_connection()
+            .expect("redis connection")
+    }
+
+    /// Ids in one ready lane of a queue, oldest first.
+    pub fn ready_ids(&self, queue: &str, priority: i16) -> Vec<String> {
+        let key = conveyor::Keys::new(&self.redis.prefix).ready(queue, priority);
+        let mut ids: Vec<String> = self.redis_conn().lrange(key, 0, -1).expect("lrange");
+        ids.reverse();
+        ids
+    }
+
+    pub fn delayed_ids(&self, queue: &str) -> Vec<String> {
+        let key = conveyor::Keys::new(&self.redis.prefix).delayed(queue);
+        self.redis_conn().zrange(key, 0, -1).expect("zrange")
+    }
+
+    /// Rows in `jobs`.
+    pub async fn row_count(&self) -> i64 {
+        use sea_orm::ConnectionTrait;
+        self.db
+            .conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) AS n FROM jobs",
+            ))
+            .await
+            .expect("count")
+            .expect("row")
+            .try_get::<i64>("", "n")
+            .expect("n")
+    }
+}
+
+pub async fn into_parts(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Asserts a problem document with `status` and `code`.
+pub fn assert_problem(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["status"], want_status, "{body}");
+    assert_eq!(body["code"], want_code, "{body}");
+    assert_eq!(
+        body["type"],
+        format!("urn:conveyor:problem:{want_code}"),
+        "{body}"
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+}
+
+/// Captures log lines written while it is installed on this thread.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Installs a JSON subscriber for the current thread; tests using it run
+    /// on a current-thread runtime so the server's tasks log here too.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

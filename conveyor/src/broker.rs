@@ -1,0 +1,214 @@
+//! The Redis side: every key Conveyor uses and every command that writes one.
+//!
+//! Redis holds only job ids, never payloads: PostgreSQL is the truth, and
+//! anything Redis loses the reconciler puts back. All keys of one queue share
+//! the hash tag `{q:<queue>}`, so each multi-key script touches one cluster
+//! slot and the layout runs unchanged on Redis Cluster.
+//!
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `<p>:{q:<queue>}:ready:<priority>` | list | ids waiting; producers `LPUSH`, workers take from the right |
+//! | `<p>:{q:<queue>}:processing:<worker>` | list | ids a worker took and has not acknowledged |
+//! | `<p>:{q:<queue>}:delayed` | sorted set | ids due later, scored by due time in ms |
+//! | `<p>:workers` | sorted set | worker ids scored by last heartbeat (ms) |
+//! | `<p>:queues` | set | known queue names |
+//! | `<p>:cancel` | pub/sub channel | ids of running jobs a client asked to cancel |
+
+use std::time::Duration;
+
+use chrono::Utc;
+use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use redis::AsyncCommands;
+
+use crate::job::{Job, JobId, PRIORITY_RANGE};
+
+/// Pooled connections per process when the caller does not say.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+/// How long an operation waits for a connection before Redis is called
+/// unavailable: short, because the API answers without Redis when it must.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Builds every key name from the prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Keys {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The ready list of one priority lane of `queue`.
+    pub fn ready(&self, queue: &str, priority: i16) -> String {
+        format!("{}:{{q:{queue}}}:ready:{priority}", self.prefix)
+    }
+
+    /// Ready lanes of `queue`, highest priority first.
+    pub fn ready_lanes(&self, queue: &str) -> Vec<String> {
+        PRIORITY_RANGE
+            .rev()
+            .map(|priority| self.ready(queue, priority))
+            .collect()
+    }
+
+    /// Ids `worker` has taken from `queue` and not yet acknowledged.
+    pub fn processing(&self, queue: &str, worker: &str) -> String {
+        format!("{}:{{q:{queue}}}:processing:{worker}", self.prefix)
+    }
+
+    /// Ids of `queue` due later, scored by due time in ms since the epoch.
+    pub fn delayed(&self, queue: &str) -> String {
+        format!("{}:{{q:{queue}}}:delayed", self.prefix)
+    }
+
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
+    pub fn queues(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
+    pub fn cancel_channel(&self) -> String {
+        format!("{}:cancel", self.prefix)
+    }
+}
+
+/// Redis could not be reached or refused a command.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error("redis configuration: {0}")]
+    Config(String),
+}
+
+/// Pooled access to Redis for short commands. Cheap to clone. Blocking pops
+/// need connections of their own (see the worker), never these.
+#[derive(Clone)]
+pub struct Broker {
+    pool: Pool,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("keys", &self.keys).finish()
+    }
+}
+
+impl Broker {
+    /// A pool of at most `pool_size` connections to `redis_url`. Connects
+    /// lazily: a process starts while Redis is down, and reports it.
+    pub fn connect(redis_url: &str, prefix: &str, pool_size: usize) -> Result<Self, BrokerError> {
+        let mut config = Config::from_url(redis_url);
+        config.pool = Some(PoolConfig {
+            max_size: pool_size,
+            timeouts: Timeouts {
+                wait: Some(CONNECT_TIMEOUT),
+                create: Some(CONNECT_TIMEOUT),
+                recycle: Some(CONNECT_TIMEOUT),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|err| BrokerError::Config(err.to_string()))?;
+        Ok(Broker {
+            pool,
+            keys: Keys::new(prefix),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A pooled connection, for commands this module does not wrap.
+    pub async fn connection(&self) -> Result<deadpool_redis::Connection, BrokerError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Answers when Redis does.
+    pub async fn ping(&self) -> Result<(), BrokerError> {
+        let mut conn = self.connection().await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Makes `jobs` visible to workers in one round trip: each due job's id
+    /// onto its ready lane, each later one into its queue's delayed set.
+    /// Call only after the rows are committed, or a worker may pop an id it
+    /// cannot see yet.
+    pub async fn publish(&self, jobs: &[Job]) -> Result<(), BrokerError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            let id = job.id.to_string();
+            if job.run_at > now {
+                pipe.zadd(
+                    self.keys.delayed(&job.queue),
+                    id,
+                    job.run_at.timestamp_millis(),
+                )
+                .ignore();
+            } else {
+                pipe.lpush(self.keys.ready(&job.queue, job.priority), id)
+                    .ignore();
+            }
+        }
+        let mut queues: Vec<&str> = jobs.iter().map(|job| job.queue.as_str()).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        pipe.sadd(self.keys.queues(), queues).ignore();
+        let mut conn = self.connection().await?;
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Tells every worker that job `id` should stop; the one running it acts.
+    pub async fn notify_cancel(&self, id: JobId) -> Result<(), BrokerError> {
+        let mut conn = self.connection().await?;
+        let _receivers: i64 = conn
+            .publish(self.keys.cancel_channel(), id.to_string())
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_one_queue_share_a_hash_tag() {
+        let keys = Keys::new("conveyor");
+        assert_eq!(keys.ready("default", 3), "conveyor:{q:default}:ready:3");
+        assert_eq!(keys.delayed("default"), "conveyor:{q:default}:delayed");
+        assert_eq!(
+            keys.processing("default", "w1"),
+            "conveyor:{q:default}:processing:w1"
+        );
+        let lanes = keys.ready_lanes("low");
+        assert_eq!(
+            lanes.first().map(String::as_str),
+            Some("conveyor:{q:low}:ready:9")
+        );
+        assert_eq!(
+            lanes.last().map(String::as_str),
+            Some("conveyor:{q:low}:ready:0")
+        );
+    }
+}
