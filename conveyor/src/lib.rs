@@ -12,6 +12,8 @@
 //!   state-machine transition as one conditional statement.
 //! - [`broker`]: every Redis key and the commands that write them.
 //! - [`config`]: every setting, read once from the environment or flags.
+//! - [`retry`]: exponential backoff with jitter for failed attempts and
+//!   for reconnecting after an outage.
 //! - [`signals`]: SIGINT/SIGTERM as a future.
 //! - [`logging`]: the `tracing` subscriber, pretty or JSON.
 
@@ -19,6 +21,7 @@ pub mod broker;
 pub mod config;
 pub mod job;
 pub mod logging;
+pub mod retry;
 pub mod signals;
 pub mod store;
 

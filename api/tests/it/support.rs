@@ -116,7 +116,11 @@ impl TestApp {
 
     pub fn delayed_ids(&self, queue: &str) -> Vec<String> {
         let key = conveyor::Keys::new(&self.redis.prefix).delayed(queue);
-        self.redis_conn().zrange(key, 0, -1).expect("zrange")
+        let members: Vec<String> = self.redis_conn().zrange(key, 0, -1).expect("zrange");
+        members
+            .iter()
+            .map(|member| conveyor::broker::delayed_member_id(member).to_owned())
+            .collect()
     }
 
     /// Rows in `jobs`.

@@ -32,6 +32,17 @@ impl Store {
         Ok(Entity::find_by_id(id.as_uuid()).one(&self.db).await?)
     }
 
+    /// The jobs among `ids` that exist, in no particular order.
+    pub async fn find_many(&self, ids: &[JobId]) -> Result<Vec<Job>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(Entity::find()
+            .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
+            .all(&self.db)
+            .await?)
+    }
+
     /// Jobs matching `filter`, newest first. Served by `jobs_created_idx`, or
     /// `jobs_status_created_idx` when filtering by status.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Job>, StoreError> {

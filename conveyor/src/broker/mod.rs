@@ -9,10 +9,26 @@
 //! |---|---|---|
 //! | `<p>:{q:<queue>}:ready:<priority>` | list | ids waiting; producers `LPUSH`, workers take from the right |
 //! | `<p>:{q:<queue>}:processing:<worker>` | list | ids a worker took and has not acknowledged |
-//! | `<p>:{q:<queue>}:delayed` | sorted set | ids due later, scored by due time in ms |
+//! | `<p>:{q:<queue>}:delayed` | sorted set | `<id>:<priority>` due later, scored by due time in ms |
 //! | `<p>:workers` | sorted set | worker ids scored by last heartbeat (ms) |
+//! | `<p>:worker:<worker>` | hash | a worker's host, pid, queues, concurrency, start, running jobs; expires |
 //! | `<p>:queues` | set | known queue names |
 //! | `<p>:cancel` | pub/sub channel | ids of running jobs a client asked to cancel |
+//!
+//! Delayed members carry the job's priority (`<id>:<priority>`) so that the
+//! promoter can put a due id on the right ready lane without asking
+//! PostgreSQL.
+//!
+//! # Layout
+//! - this module: [`Keys`], [`Broker`] and publishing.
+//! - `fetch`: what workers do with ids — the sweep and blocking pop, acks,
+//!   promotion of due ids.
+//! - `registry`: worker heartbeats, presence and removal.
+
+mod fetch;
+mod registry;
+
+pub use registry::WorkerInfo;
 
 use std::time::Duration;
 
@@ -79,6 +95,20 @@ impl Keys {
     pub fn cancel_channel(&self) -> String {
         format!("{}:cancel", self.prefix)
     }
+
+    pub fn worker_info(&self, worker: &str) -> String {
+        format!("{}:worker:{worker}", self.prefix)
+    }
+}
+
+/// The member a job has in its queue's delayed set.
+pub fn delayed_member(id: &str, priority: i16) -> String {
+    format!("{id}:{priority}")
+}
+
+/// The job id of a delayed-set member.
+pub fn delayed_member_id(member: &str) -> &str {
+    member.rsplit_once(':').map_or(member, |(id, _)| id)
 }
 
 /// Redis could not be reached or refused a command.
@@ -97,6 +127,7 @@ pub enum BrokerError {
 #[derive(Clone)]
 pub struct Broker {
     pool: Pool,
+    client: redis::Client,
     keys: Keys,
 }
 
@@ -125,6 +156,7 @@ impl Broker {
             .map_err(|err| BrokerError::Config(err.to_string()))?;
         Ok(Broker {
             pool,
+            client: redis::Client::open(redis_url)?,
             keys: Keys::new(prefix),
         })
     }
@@ -156,18 +188,7 @@ impl Broker {
         let now = Utc::now();
         let mut pipe = redis::pipe();
         for job in jobs {
-            let id = job.id.to_string();
-            if job.run_at > now {
-                pipe.zadd(
-                    self.keys.delayed(&job.queue),
-                    id,
-                    job.run_at.timestamp_millis(),
-                )
-                .ignore();
-            } else {
-                pipe.lpush(self.keys.ready(&job.queue, job.priority), id)
-                    .ignore();
-            }
+            self.push_job(&mut pipe, job, now);
         }
         let mut queues: Vec<&str> = jobs.iter().map(|job| job.queue.as_str()).collect();
         queues.sort_unstable();
@@ -176,6 +197,35 @@ impl Broker {
         let mut conn = self.connection().await?;
         let () = pipe.query_async(&mut conn).await?;
         Ok(())
+    }
+
+    /// Adds to `pipe` the command that makes `job` visible: its id onto its
+    /// ready lane when due, into the delayed set otherwise.
+    pub(crate) fn push_job(
+        &self,
+        pipe: &mut redis::Pipeline,
+        job: &Job,
+        now: chrono::DateTime<Utc>,
+    ) {
+        let id = job.id.to_string();
+        if job.run_at > now {
+            pipe.zadd(
+                self.keys.delayed(&job.queue),
+                delayed_member(&id, job.priority),
+                job.run_at.timestamp_millis(),
+            )
+            .ignore();
+        } else {
+            pipe.lpush(self.keys.ready(&job.queue, job.priority), id)
+                .ignore();
+        }
+    }
+
+    /// A subscription to cancellation notices, on a connection of its own.
+    pub async fn subscribe_cancels(&self) -> Result<redis::aio::PubSub, BrokerError> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(self.keys.cancel_channel()).await?;
+        Ok(pubsub)
     }
 
     /// Tells every worker that job `id` should stop; the one running it acts.
@@ -191,6 +241,13 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delayed_members_carry_the_priority() {
+        let member = delayed_member("01a2-ff", 7);
+        assert_eq!(member, "01a2-ff:7");
+        assert_eq!(delayed_member_id(&member), "01a2-ff");
+    }
 
     #[test]
     fn keys_of_one_queue_share_a_hash_tag() {

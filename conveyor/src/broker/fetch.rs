@@ -1,0 +1,162 @@
+//! What workers do with ids: take them (a sweep of the lanes, then a
+//! blocking pop), acknowledge them, and promote due ones from `delayed`.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use redis::Script;
+use redis::aio::MultiplexedConnection;
+
+use super::{Broker, BrokerError};
+use crate::job::{Job, PRIORITY_RANGE};
+
+/// Moves up to ARGV[1] ids, highest lane first, from the ready lanes
+/// (KEYS[1..n-1], highest priority first) to the processing list (KEYS[n]).
+/// Atomic, so no id is ever in neither list.
+const SWEEP: &str = r"
+local want = tonumber(ARGV[1])
+local processing = KEYS[#KEYS]
+local ids = {}
+for i = 1, #KEYS - 1 do
+  while #ids < want do
+    local id = redis.call('RPOPLPUSH', KEYS[i], processing)
+    if not id then break end
+    ids[#ids + 1] = id
+  end
+  if #ids >= want then break end
+end
+return ids
+";
+
+/// Moves up to ARGV[2] members of the delayed set (KEYS[1]) whose score is
+/// at most ARGV[1] onto the ready lane of their priority (KEYS[2 + p]).
+const PROMOTE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  local id, priority = string.match(member, '^(.+):(%d)$')
+  if id then
+    redis.call('LPUSH', KEYS[2 + tonumber(priority)], id)
+  end
+end
+return #due
+";
+
+impl Broker {
+    /// A connection of its own for blocking pops: a blocking command would
+    /// stall every other user of a shared connection, and its response
+    /// timeout must outlast the block (redis-rs defaults to 500 ms).
+    pub async fn blocking_connection(
+        &self,
+        block: Duration,
+    ) -> Result<MultiplexedConnection, BrokerError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(super::CONNECT_TIMEOUT))
+            .set_response_timeout(Some(block + Duration::from_secs(2)));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+
+    /// Takes up to `max` ids from `queue`'s ready lanes, highest priority
+    /// first, into `worker`'s processing list, in one atomic step.
+    pub async fn sweep(
+        &self,
+        conn: &mut MultiplexedConnection,
+        queue: &str,
+        worker: &str,
+        max: usize,
+    ) -> Result<Vec<String>, BrokerError> {
+        let script = Script::new(SWEEP);
+        let mut invocation = script.prepare_invoke();
+        for lane in self.keys.ready_lanes(queue) {
+            invocation.key(lane);
+        }
+        invocation.key(self.keys.processing(queue, worker)).arg(max);
+        Ok(invocation.invoke_async(conn).await?)
+    }
+
+    /// Waits up to `timeout` for an id on `queue`'s lane of `priority` and
+    /// moves it into `worker`'s processing list (`BRPOPLPUSH`).
+    pub async fn wait_for_id(
+        &self,
+        conn: &mut MultiplexedConnection,
+        queue: &str,
+        priority: i16,
+        worker: &str,
+        timeout: Duration,
+    ) -> Result<Option<String>, BrokerError> {
+        Ok(redis::cmd("BRPOPLPUSH")
+            .arg(self.keys.ready(queue, priority))
+            .arg(self.keys.processing(queue, worker))
+            .arg(timeout.as_secs_f64())
+            .query_async(conn)
+            .await?)
+    }
+
+    /// Forgets `id` from `worker`'s processing list: its outcome is
+    /// committed, or it was a duplicate delivery.
+    pub async fn ack(&self, queue: &str, worker: &str, id: &str) -> Result<(), BrokerError> {
+        let mut conn = self.connection().await?;
+        let _: i64 = redis::cmd("LREM")
+            .arg(self.keys.processing(queue, worker))
+            .arg(1)
+            .arg(id)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Acknowledges `job` and, in the same transaction, makes it visible
+    /// again: on its ready lane if due, in `delayed` otherwise. For retries,
+    /// early deliveries and jobs put back at shutdown.
+    pub async fn ack_and_republish(&self, worker: &str, job: &Job) -> Result<(), BrokerError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.push_job(&mut pipe, job, Utc::now());
+        pipe.lrem(
+            self.keys.processing(&job.queue, worker),
+            1,
+            job.id.to_string(),
+        )
+        .ignore();
+        let mut conn = self.connection().await?;
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Moves up to `limit` due ids of `queue` from `delayed` to their ready
+    /// lanes; returns how many.
+    pub async fn promote_due(&self, queue: &str, limit: usize) -> Result<usize, BrokerError> {
+        let script = Script::new(PROMOTE);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(self.keys.delayed(queue));
+        for priority in PRIORITY_RANGE {
+            invocation.key(self.keys.ready(queue, priority));
+        }
+        invocation.arg(Utc::now().timestamp_millis()).arg(limit);
+        let mut conn = self.connection().await?;
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
+    /// Every queue that has ever had a job published.
+    pub async fn known_queues(&self) -> Result<Vec<String>, BrokerError> {
+        let mut conn = self.connection().await?;
+        Ok(redis::cmd("SMEMBERS")
+            .arg(self.keys.queues())
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Records that `queue` exists, so promoters and janitors look at it.
+    pub async fn add_queues(&self, queues: &[String]) -> Result<(), BrokerError> {
+        let mut conn = self.connection().await?;
+        let _: i64 = redis::cmd("SADD")
+            .arg(self.keys.queues())
+            .arg(queues)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}

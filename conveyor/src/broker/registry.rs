@@ -1,0 +1,125 @@
+//! Worker presence: heartbeats in `<p>:workers`, details in
+//! `<p>:worker:<id>`, and the removal of workers presumed dead.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{Broker, BrokerError};
+
+/// What a worker says about itself on each heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub queues: Vec<String>,
+    pub concurrency: u32,
+    /// RFC 3339.
+    pub started_at: String,
+    pub running: usize,
+}
+
+impl Broker {
+    /// Marks `info.id` alive now, with its details; the details expire
+    /// after `ttl` unless refreshed.
+    pub async fn heartbeat(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BrokerError> {
+        let key = self.keys.worker_info(&info.id);
+        let mut pipe = redis::pipe();
+        pipe.zadd(self.keys.workers(), &info.id, Utc::now().timestamp_millis())
+            .ignore()
+            .hset_multiple(
+                &key,
+                &[
+                    ("host", info.host.clone()),
+                    ("pid", info.pid.to_string()),
+                    ("queues", info.queues.join(",")),
+                    ("concurrency", info.concurrency.to_string()),
+                    ("started_at", info.started_at.clone()),
+                    ("running", info.running.to_string()),
+                ],
+            )
+            .ignore()
+            .pexpire(&key, ttl.as_millis() as i64)
+            .ignore();
+        let mut conn = self.connection().await?;
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Workers whose last heartbeat is older than `silence`.
+    pub async fn silent_workers(&self, silence: Duration) -> Result<Vec<String>, BrokerError> {
+        let cutoff = Utc::now().timestamp_millis() - silence.as_millis() as i64;
+        let mut conn = self.connection().await?;
+        Ok(redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.workers())
+            .arg("-inf")
+            .arg(cutoff)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Removes `worker` from the registry. True for exactly one caller, so
+    /// of several janitors only one cleans up after a dead worker.
+    pub async fn remove_worker(&self, worker: &str) -> Result<bool, BrokerError> {
+        let mut conn = self.connection().await?;
+        let removed: i64 = redis::cmd("ZREM")
+            .arg(self.keys.workers())
+            .arg(worker)
+            .query_async(&mut conn)
+            .await?;
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.keys.worker_info(worker))
+            .query_async(&mut conn)
+            .await?;
+        Ok(removed == 1)
+    }
+
+    /// The ids in `worker`'s processing list of `queue`.
+    pub async fn processing_ids(
+        &self,
+        queue: &str,
+        worker: &str,
+    ) -> Result<Vec<String>, BrokerError> {
+        let mut conn = self.connection().await?;
+        Ok(redis::cmd("LRANGE")
+            .arg(self.keys.processing(queue, worker))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Deletes `worker`'s processing list of `queue`.
+    pub async fn drop_processing(&self, queue: &str, worker: &str) -> Result<(), BrokerError> {
+        let mut conn = self.connection().await?;
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.keys.processing(queue, worker))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Details of every registered worker, with its last heartbeat in ms.
+    pub async fn workers(
+        &self,
+    ) -> Result<Vec<(String, i64, std::collections::HashMap<String, String>)>, BrokerError> {
+        let mut conn = self.connection().await?;
+        let ids: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.workers())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        let mut workers = Vec::with_capacity(ids.len());
+        for (id, score) in ids {
+            let details: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(self.keys.worker_info(&id))
+                .query_async(&mut conn)
+                .await?;
+            workers.push((id, score as i64, details));
+        }
+        Ok(workers)
+    }
+}

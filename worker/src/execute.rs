@@ -1,0 +1,252 @@
+//! One delivered id, from claim to acknowledgement.
+//!
+//! Order matters: the outcome is committed in PostgreSQL first, and only
+//! then is the id acknowledged in Redis. A worker that dies between the two
+//! leaves an id whose job is finished; whoever finds it skips it.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use conveyor::{Fence, Job, JobId, JobStatus, Transition};
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
+
+use crate::handler::{Context, JobError};
+use crate::retrying::{redis_call, store_call};
+use crate::runtime::{Runtime, StopReason, Stopper};
+
+/// How a handler's run ended.
+#[derive(Debug)]
+enum Outcome {
+    Completed(serde_json::Value),
+    Failed(JobError),
+    /// Stopped because a client canceled the job.
+    Canceled,
+    /// Stopped by a shutdown; the attempt does not count.
+    Interrupted,
+}
+
+/// Claims and runs the job behind one id taken from `queue`.
+pub async fn process(
+    runtime: Arc<Runtime>,
+    queue: String,
+    raw_id: String,
+    give_up: CancellationToken,
+) {
+    let Ok(id) = raw_id.parse::<JobId>() else {
+        tracing::warn!(event = "job_skipped", reason = "malformed id", job.id = %raw_id, "dropping malformed id");
+        ack(&runtime, &queue, &raw_id).await;
+        return;
+    };
+    let me = runtime.settings.worker_id.clone();
+    let lease = runtime.settings.lease;
+    // While PostgreSQL is down this waits, holding the id (and a concurrency
+    // slot, so the worker stops fetching more).
+    let Some(claim) = store_call(&runtime, None, &give_up, || {
+        runtime.store.claim(id, &me, lease)
+    })
+    .await
+    else {
+        return;
+    };
+    match claim {
+        Transition::Won(job) => {
+            let span = tracing::info_span!("job", job.id = %job.id, job.r#type = %job.task_type,
+                job.queue = %job.queue, job.attempt = job.attempts);
+            run(runtime, job, give_up).instrument(span).await;
+        }
+        Transition::Lost(job) if job.status.is_waiting() && job.run_at > Utc::now() => {
+            // Delivered early (a clock or a race): back to `delayed` until due.
+            tracing::debug!(event = "job_deferred", job.id = %id, "job {id} is not due yet");
+            redis_call(&runtime, 5, || {
+                runtime.broker.ack_and_republish(runtime.me(), &job)
+            })
+            .await;
+        }
+        Transition::Lost(job) => {
+            tracing::info!(event = "job_skipped", job.id = %id, job.r#type = %job.task_type,
+                job.queue = %job.queue, job.status = %job.status, worker.id = %me,
+                "skipped duplicate delivery of job {id} ({})", job.status);
+            ack(&runtime, &queue, &raw_id).await;
+        }
+        Transition::NotFound => {
+            tracing::info!(event = "job_skipped", job.id = %id, reason = "unknown id", worker.id = %me,
+                "skipped id {id}: no such job");
+            ack(&runtime, &queue, &raw_id).await;
+        }
+    }
+}
+
+async fn run(runtime: Arc<Runtime>, job: Job, give_up: CancellationToken) {
+    let fence = Fence::of(&job, &runtime.settings.worker_id);
+    tracing::info!(event = "job_claimed", worker.id = %runtime.me(), "claimed job {}", job.id);
+    let (stopper, _running) = runtime.track(fence.job_id);
+    let started = std::time::Instant::now();
+    let outcome = execute(&runtime, &job, &stopper).await;
+    record(&runtime, &job, &fence, outcome, started.elapsed(), &give_up).await;
+}
+
+/// Runs the handler in a task of its own, so that a panic is caught, a
+/// timeout or a stop can abort it, and it cannot outlive this worker.
+async fn execute(runtime: &Runtime, job: &Job, stopper: &Stopper) -> Outcome {
+    let Some(handler) = runtime.registry.get(&job.task_type) else {
+        return Outcome::Failed(JobError::permanent(format!(
+            "no handler for task type {:?} on this worker (it runs: {})",
+            job.task_type,
+            runtime.registry.task_types().join(", ")
+        )));
+    };
+    let context = Context::new(job, stopper.token.clone());
+    let mut task = AbortOnDropHandle::new(tokio::spawn(
+        std::panic::AssertUnwindSafe(handler.call(job.payload.clone(), context))
+            .catch_unwind()
+            .in_current_span(),
+    ));
+    let timeout = std::time::Duration::from_secs(job.timeout_seconds.max(1) as u64);
+    let joined = tokio::select! {
+        joined = &mut task => joined,
+        () = tokio::time::sleep(timeout) => {
+            return Outcome::Failed(JobError::retryable(format!(
+                "attempt timed out after {} s", job.timeout_seconds
+            )));
+        }
+        () = stopper.token.cancelled() => {
+            // A cooperative handler gets a moment to return on its own.
+            match tokio::time::timeout(runtime.settings.stop_grace, &mut task).await {
+                Ok(joined) if stopper.reason() == Some(StopReason::Canceled) && matches!(joined, Ok(Ok(Ok(_)))) => joined,
+                _ => return match stopper.reason() {
+                    Some(StopReason::Shutdown) => Outcome::Interrupted,
+                    _ => Outcome::Canceled,
+                },
+            }
+        }
+    };
+    match joined {
+        Ok(Ok(Ok(value))) => Outcome::Completed(value),
+        Ok(Ok(Err(error))) => Outcome::Failed(error),
+        Ok(Err(panic)) => Outcome::Failed(JobError::retryable(format!(
+            "handler panicked: {}",
+            panic_message(&*panic)
+        ))),
+        Err(join_error) => Outcome::Failed(JobError::retryable(format!(
+            "handler task failed: {join_error}"
+        ))),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// Writes the outcome (fenced), then acknowledges the id.
+async fn record(
+    runtime: &Arc<Runtime>,
+    job: &Job,
+    fence: &Fence,
+    outcome: Outcome,
+    elapsed: std::time::Duration,
+    give_up: &CancellationToken,
+) {
+    let store = &runtime.store;
+    let patience = Some(runtime.settings.lease);
+    let duration_ms = elapsed.as_millis() as u64;
+    let written = match &outcome {
+        Outcome::Completed(result) => {
+            store_call(runtime, patience, give_up, || {
+                store.complete(fence, result.clone())
+            })
+            .await
+        }
+        Outcome::Failed(JobError::Permanent(error)) => {
+            store_call(runtime, patience, give_up, || store.fail(fence, error)).await
+        }
+        Outcome::Failed(JobError::Retryable(error)) => {
+            let delay = runtime
+                .settings
+                .retry
+                .delay_after(job.attempts.max(1) as u32);
+            let run_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            store_call(runtime, patience, give_up, || {
+                store.schedule_retry(fence, error, run_at)
+            })
+            .await
+        }
+        Outcome::Canceled => {
+            store_call(runtime, patience, give_up, || store.finish_canceled(fence)).await
+        }
+        Outcome::Interrupted => {
+            store_call(runtime, patience, give_up, || store.release(fence)).await
+        }
+    };
+    let Some(transition) = written else {
+        // PostgreSQL stayed down past the lease: the janitor will move the
+        // job on. Leave the id; the janitor or reconciler handles it.
+        tracing::warn!(event = "job_outcome_unwritten", job.id = %job.id,
+            "could not record the outcome of job {}; its lease will expire and it will run again", job.id);
+        return;
+    };
+    let me = runtime.me();
+    match transition {
+        Transition::Won(after) => {
+            log_outcome(&after, &outcome, duration_ms, me);
+            if after.status == JobStatus::Retrying {
+                redis_call(runtime, 5, || runtime.broker.ack_and_republish(me, &after)).await;
+            } else {
+                ack(runtime, &job.queue, &job.id.to_string()).await;
+            }
+        }
+        Transition::Lost(found) => {
+            tracing::warn!(event = "job_fenced", worker.id = %me, job.status = %found.status,
+                job.current_attempt = found.attempts, duration_ms,
+                "discarded the outcome of job {} attempt {}: the attempt was taken from this worker",
+                job.id, fence.attempt);
+            ack(runtime, &job.queue, &job.id.to_string()).await;
+        }
+        Transition::NotFound => ack(runtime, &job.queue, &job.id.to_string()).await,
+    }
+}
+
+fn log_outcome(after: &Job, outcome: &Outcome, duration_ms: u64, me: &str) {
+    let error = after.error_message.as_deref().unwrap_or_default();
+    match (after.status, outcome) {
+        (JobStatus::Completed, _) => {
+            tracing::info!(event = "job_completed", worker.id = %me, duration_ms,
+            "completed job {}", after.id)
+        }
+        (JobStatus::Retrying, Outcome::Interrupted) => {
+            tracing::info!(event = "job_released", worker.id = %me,
+            duration_ms, "put back job {} at shutdown; the attempt does not count", after.id)
+        }
+        (JobStatus::Retrying, _) => {
+            tracing::warn!(event = "job_retry_scheduled", worker.id = %me, duration_ms,
+            error, retry_at = %after.run_at, "job {} failed (attempt {} of {}); retrying at {}",
+            after.id, after.attempts, after.max_attempts, after.run_at)
+        }
+        (JobStatus::Failed, _) => {
+            tracing::warn!(event = "job_failed", worker.id = %me, duration_ms, error,
+            "job {} failed after {} attempt(s): {error}", after.id, after.attempts)
+        }
+        (JobStatus::Canceled, _) => {
+            tracing::info!(event = "job_canceled", worker.id = %me, duration_ms,
+            "canceled running job {}", after.id)
+        }
+        (status, _) => {
+            tracing::warn!(worker.id = %me, job.status = %status, "job {} left in {status}", after.id)
+        }
+    }
+}
+
+async fn ack(runtime: &Runtime, queue: &str, id: &str) {
+    if redis_call(runtime, 5, || runtime.broker.ack(queue, runtime.me(), id))
+        .await
+        .is_none()
+    {
+        tracing::warn!(job.id = %id, "could not acknowledge id {id}; it stays in this worker's processing list");
+    }
+}

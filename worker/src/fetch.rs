@@ -1,0 +1,127 @@
+//! Taking ids from Redis: sweep the lanes highest first, block only when
+//! all are empty.
+
+use std::sync::Arc;
+
+use backoff::backoff::Backoff;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::execute::process;
+use crate::runtime::Runtime;
+use crate::settings::MAX_FETCH_BATCH;
+
+/// Fetches ids while a concurrency slot is free, and starts a task for each,
+/// until `stopping` fires. Returns the tasks still running.
+pub async fn fetch_loop(
+    runtime: Arc<Runtime>,
+    stopping: CancellationToken,
+    give_up: CancellationToken,
+) -> JoinSet<()> {
+    let slots = Arc::new(Semaphore::new(runtime.settings.concurrency));
+    let mut tasks = JoinSet::new();
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut reconnect = runtime.settings.retry.backoff();
+    while !stopping.is_cancelled() {
+        while tasks.try_join_next().is_some() {}
+        // Wait for a free slot, then take every free slot, up to a batch.
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = stopping.cancelled() => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < MAX_FETCH_BATCH {
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+
+        let connection = match &mut conn {
+            Some(connection) => connection,
+            None => match runtime
+                .broker
+                .blocking_connection(runtime.settings.poll_interval)
+                .await
+            {
+                Ok(connection) => {
+                    reconnect.reset();
+                    runtime.redis.succeeded("redis");
+                    conn.insert(connection)
+                }
+                Err(err) => {
+                    runtime.redis.failed("redis", &err);
+                    pause(&stopping, reconnect.next_backoff()).await;
+                    continue;
+                }
+            },
+        };
+        match take_ids(&runtime, connection, permits.len()).await {
+            Ok(ids) => {
+                for (queue, id) in ids {
+                    let Some(permit) = permits.pop() else { break };
+                    let (runtime, give_up) = (runtime.clone(), give_up.clone());
+                    tasks.spawn(async move {
+                        process(runtime, queue, id, give_up).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(err) => {
+                runtime.redis.failed("redis", &err);
+                conn = None;
+                pause(&stopping, reconnect.next_backoff()).await;
+            }
+        }
+    }
+    tasks
+}
+
+/// Up to `want` ids: a sweep of every queue in order, each queue's lanes
+/// highest priority first; when everything is empty, one blocking pop on the
+/// first queue's default lane (priority 0), bounded by the poll interval so
+/// that other lanes are swept again soon.
+async fn take_ids(
+    runtime: &Runtime,
+    conn: &mut MultiplexedConnection,
+    want: usize,
+) -> Result<Vec<(String, String)>, conveyor::BrokerError> {
+    let me = runtime.me();
+    let mut taken = Vec::new();
+    for queue in &runtime.settings.queues {
+        let room = want - taken.len();
+        if room == 0 {
+            break;
+        }
+        let ids = runtime.broker.sweep(conn, queue, me, room).await?;
+        taken.extend(ids.into_iter().map(|id| (queue.clone(), id)));
+    }
+    if taken.is_empty() {
+        let Some(first) = runtime.settings.queues.first() else {
+            return Ok(taken);
+        };
+        // Not raced against shutdown: dropping a BRPOPLPUSH in flight could
+        // lose the id it moved. It returns within the poll interval.
+        if let Some(id) = runtime
+            .broker
+            .wait_for_id(conn, first, 0, me, runtime.settings.poll_interval)
+            .await?
+        {
+            taken.push((first.clone(), id));
+        }
+    }
+    Ok(taken)
+}
+
+async fn pause(stopping: &CancellationToken, delay: Option<std::time::Duration>) {
+    let delay = delay.unwrap_or(std::time::Duration::from_secs(1));
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = stopping.cancelled() => {}
+    }
+}

@@ -1,0 +1,169 @@
+//! State shared by a worker's loops and its job tasks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use conveyor::{Broker, JobId, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::Registry;
+use crate::settings::Settings;
+
+/// Why a running handler is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A client canceled the job.
+    Canceled,
+    /// The worker is shutting down and the grace period ran out.
+    Shutdown,
+}
+
+/// How to stop one running handler.
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    pub token: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl Stopper {
+    fn new() -> Self {
+        Stopper {
+            token: CancellationToken::new(),
+            reason: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The first reason given wins.
+    pub fn stop(&self, reason: StopReason) {
+        if let Ok(mut slot) = self.reason.lock() {
+            slot.get_or_insert(reason);
+        }
+        self.token.cancel();
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        self.reason.lock().ok().and_then(|slot| *slot)
+    }
+}
+
+/// An outage of one dependency, logged once when it starts and once when
+/// it ends, however many tasks run into it.
+#[derive(Debug, Default)]
+pub struct Outage {
+    down: AtomicBool,
+}
+
+impl Outage {
+    pub fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        if !self.down.swap(true, Ordering::SeqCst) {
+            tracing::warn!(event = "dependency_unavailable", dependency = what, error = %error,
+                "{what} is unavailable; backing off and retrying");
+        }
+    }
+
+    pub fn succeeded(&self, what: &str) {
+        if self.down.swap(false, Ordering::SeqCst) {
+            tracing::info!(
+                event = "dependency_recovered",
+                dependency = what,
+                "{what} is back"
+            );
+        }
+    }
+}
+
+/// What every part of a running worker shares.
+#[derive(Debug)]
+pub struct Runtime {
+    pub store: Store,
+    pub broker: Broker,
+    pub settings: Settings,
+    pub registry: Registry,
+    pub postgres: Outage,
+    pub redis: Outage,
+    running: Mutex<HashMap<JobId, Stopper>>,
+}
+
+impl Runtime {
+    pub fn new(store: Store, broker: Broker, settings: Settings, registry: Registry) -> Arc<Self> {
+        Arc::new(Runtime {
+            store,
+            broker,
+            settings,
+            registry,
+            postgres: Outage::default(),
+            redis: Outage::default(),
+            running: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn me(&self) -> &str {
+        self.settings.worker_id.as_str()
+    }
+
+    /// Registers a job as running here; the guard unregisters it.
+    pub fn track(self: &Arc<Self>, id: JobId) -> (Stopper, RunningGuard) {
+        let stopper = Stopper::new();
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(id, stopper.clone());
+        }
+        (
+            stopper,
+            RunningGuard {
+                runtime: self.clone(),
+                id,
+            },
+        )
+    }
+
+    /// Stops the handler of job `id` if it runs here.
+    pub fn stop(&self, id: JobId, reason: StopReason) -> bool {
+        let stopper = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|running| running.get(&id).cloned());
+        match stopper {
+            Some(stopper) => {
+                stopper.stop(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every running handler.
+    pub fn stop_all(&self, reason: StopReason) {
+        let stoppers: Vec<Stopper> = self
+            .running
+            .lock()
+            .map(|running| running.values().cloned().collect())
+            .unwrap_or_default();
+        for stopper in stoppers {
+            stopper.stop(reason);
+        }
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.running
+            .lock()
+            .map(|running| running.len())
+            .unwrap_or_default()
+    }
+}
+
+/// Removes a job from the running set when its task ends, however it ends.
+#[derive(Debug)]
+pub struct RunningGuard {
+    runtime: Arc<Runtime>,
+    id: JobId,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.runtime.running.lock() {
+            running.remove(&self.id);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! [`Worker`]: start the loops, run jobs until told to stop, stop gracefully.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use conveyor::broker::WorkerInfo;
+use conveyor::{Broker, Store, WorkerId};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::background::{
+    beat, cancel_listener, heartbeat_loop, janitor_loop, promoter_loop, recover_processing,
+};
+use crate::fetch::fetch_loop;
+use crate::handler::Registry;
+use crate::runtime::{Runtime, StopReason};
+use crate::settings::Settings;
+
+/// A worker process's runtime. Build it with the handlers it runs, then call
+/// [`Worker::run`].
+#[derive(Debug)]
+pub struct Worker {
+    runtime: Arc<Runtime>,
+}
+
+impl Worker {
+    pub fn new(store: Store, broker: Broker, settings: Settings, registry: Registry) -> Self {
+        Worker {
+            runtime: Runtime::new(store, broker, settings, registry),
+        }
+    }
+
+    pub fn id(&self) -> &WorkerId {
+        &self.runtime.settings.worker_id
+    }
+
+    /// Runs jobs until `shutdown` completes, then stops fetching, gives
+    /// running jobs the shutdown grace period, puts back (without counting
+    /// the attempt) those still running, and deregisters.
+    ///
+    /// Dropping this future instead is a crash: every task stops where it
+    /// is, and other workers' janitors recover its jobs.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let runtime = self.runtime;
+        let settings = &runtime.settings;
+        let info = WorkerInfo {
+            id: runtime.me().to_owned(),
+            host: settings.host.clone(),
+            pid: std::process::id(),
+            queues: settings.queues.clone(),
+            concurrency: settings.concurrency as u32,
+            started_at: chrono::Utc::now().to_rfc3339(),
+            running: 0,
+        };
+        // Registered before fetching, so no janitor mistakes it for dead.
+        beat(&runtime, &info).await;
+        if let Err(err) = runtime.broker.add_queues(&settings.queues).await {
+            runtime.redis.failed("redis", &err);
+        }
+        tracing::info!(event = "worker_started", worker.id = %runtime.me(),
+            queues = %settings.queues.join(","), concurrency = settings.concurrency,
+            task_types = %runtime.registry.task_types().join(","),
+            "worker {} started", runtime.me());
+
+        let stop_services = CancellationToken::new();
+        let stopping = CancellationToken::new();
+        let give_up = CancellationToken::new();
+        let mut services = JoinSet::new();
+        services.spawn(heartbeat_loop(runtime.clone(), stop_services.clone(), info));
+        services.spawn(janitor_loop(runtime.clone(), stop_services.clone()));
+        services.spawn(promoter_loop(runtime.clone(), stop_services.clone()));
+        services.spawn(cancel_listener(runtime.clone(), stop_services.clone()));
+
+        let watch = async {
+            shutdown.await;
+            tracing::info!(event = "worker_stopping", worker.id = %runtime.me(),
+                running = runtime.running_count(), "worker {} stopping", runtime.me());
+            stopping.cancel();
+        };
+        let (mut tasks, ()) = tokio::join!(
+            fetch_loop(runtime.clone(), stopping.clone(), give_up.clone()),
+            watch
+        );
+
+        let drained = tokio::time::timeout(settings.shutdown_grace, drain(&mut tasks)).await;
+        if drained.is_err() {
+            tracing::info!(worker.id = %runtime.me(), running = runtime.running_count(),
+                "grace period over; putting back the jobs still running");
+            runtime.stop_all(StopReason::Shutdown);
+            let writes = settings.stop_grace + std::time::Duration::from_secs(5);
+            let _ = tokio::time::timeout(writes, drain(&mut tasks)).await;
+            give_up.cancel();
+            tasks.shutdown().await;
+        }
+
+        // Ids taken but never claimed (PostgreSQL was down) go back to Redis.
+        let clean = recover_processing(&runtime, runtime.me()).await;
+        stop_services.cancel();
+        while services.join_next().await.is_some() {}
+        if clean {
+            if let Err(err) = runtime.broker.remove_worker(runtime.me()).await {
+                runtime.redis.failed("redis", &err);
+            }
+        } else {
+            tracing::warn!(worker.id = %runtime.me(),
+                "some ids could not be handed back; leaving this worker registered so a janitor recovers them");
+        }
+        tracing::info!(event = "worker_stopped", worker.id = %runtime.me(), "worker {} stopped", runtime.me());
+    }
+}
+
+async fn drain(tasks: &mut JoinSet<()>) {
+    while tasks.join_next().await.is_some() {}
+}
