@@ -14,13 +14,16 @@
 //! # Layout
 //! - [`db`]: [`TestDb`], the per-test database.
 //! - [`redis_prefix`]: [`TestRedis`], the per-test key prefix.
+//! - [`proxy`]: [`Proxy`], a TCP proxy to cut for outage tests.
 //! - [`wait`]: [`wait_until`], polling a condition against a deadline.
 
 pub mod db;
+pub mod proxy;
 pub mod redis_prefix;
 pub mod wait;
 
 pub use db::{STALE_AFTER_SECS, TestDb};
+pub use proxy::Proxy;
 pub use redis_prefix::TestRedis;
 pub use wait::wait_until;
 

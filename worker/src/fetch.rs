@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use backoff::backoff::Backoff;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +24,8 @@ pub async fn fetch_loop(
     let mut tasks = JoinSet::new();
     let mut conn: Option<MultiplexedConnection> = None;
     let mut reconnect = runtime.settings.retry.backoff();
+    let mut last_adoption = tokio::time::Instant::now();
+    let mut adoption_due = false;
     while !stopping.is_cancelled() {
         while tasks.try_join_next().is_some() {}
         // Wait for a free slot, then take every free slot, up to a batch.
@@ -39,6 +41,20 @@ pub async fn fetch_loop(
             match slots.clone().try_acquire_owned() {
                 Ok(permit) => permits.push(permit),
                 Err(_) => break,
+            }
+        }
+
+        // After a Redis error, and now and then, look for ids in this
+        // worker's own processing lists that no task of it handles: a reply
+        // lost with a dropped connection (the server moved the id, we never
+        // heard of it), or a claim abandoned on an error. They are ours.
+        if adoption_due || last_adoption.elapsed() >= runtime.settings.lease {
+            if adopt_orphans(&runtime, &mut permits, &mut tasks, &give_up).await {
+                adoption_due = false;
+                last_adoption = tokio::time::Instant::now();
+            }
+            if permits.is_empty() {
+                continue;
             }
         }
 
@@ -65,21 +81,68 @@ pub async fn fetch_loop(
             Ok(ids) => {
                 for (queue, id) in ids {
                     let Some(permit) = permits.pop() else { break };
-                    let (runtime, give_up) = (runtime.clone(), give_up.clone());
-                    tasks.spawn(async move {
-                        process(runtime, queue, id, give_up).await;
-                        drop(permit);
-                    });
+                    start(&runtime, &mut tasks, queue, id, permit, &give_up);
                 }
             }
             Err(err) => {
                 runtime.redis.failed("redis", &err);
                 conn = None;
+                adoption_due = true;
                 pause(&stopping, reconnect.next_backoff()).await;
             }
         }
     }
     tasks
+}
+
+/// Starts the task that handles one id.
+fn start(
+    runtime: &Arc<Runtime>,
+    tasks: &mut JoinSet<()>,
+    queue: String,
+    id: String,
+    permit: OwnedSemaphorePermit,
+    give_up: &CancellationToken,
+) {
+    runtime.begin(&id);
+    let (runtime, give_up) = (runtime.clone(), give_up.clone());
+    tasks.spawn(async move {
+        process(runtime.clone(), queue, id.clone(), give_up).await;
+        runtime.end(&id);
+        drop(permit);
+    });
+}
+
+/// Starts tasks for ids in this worker's processing lists that no task of
+/// it handles, as far as `permits` allow. False if Redis could not be read
+/// or permits ran out first.
+async fn adopt_orphans(
+    runtime: &Arc<Runtime>,
+    permits: &mut Vec<OwnedSemaphorePermit>,
+    tasks: &mut JoinSet<()>,
+    give_up: &CancellationToken,
+) -> bool {
+    for queue in &runtime.settings.queues {
+        let ids = match runtime.broker.processing_ids(queue, runtime.me()).await {
+            Ok(ids) => ids,
+            Err(err) => {
+                runtime.redis.failed("redis", &err);
+                return false;
+            }
+        };
+        for id in ids {
+            if runtime.is_in_flight(&id) {
+                continue;
+            }
+            let Some(permit) = permits.pop() else {
+                return false;
+            };
+            tracing::info!(event = "job_adopted", job.id = %id, job.queue = %queue, worker.id = %runtime.me(),
+                "picking up id {id} left in this worker's processing list");
+            start(runtime, tasks, queue.clone(), id, permit, give_up);
+        }
+    }
+    true
 }
 
 /// Up to `want` ids: a sweep of every queue in order, each queue's lanes

@@ -56,6 +56,7 @@ pub struct Outage {
 
 impl Outage {
     pub fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        tracing::debug!(dependency = what, error = %error, "{what} call failed");
         if !self.down.swap(true, Ordering::SeqCst) {
             tracing::warn!(event = "dependency_unavailable", dependency = what, error = %error,
                 "{what} is unavailable; backing off and retrying");
@@ -83,6 +84,10 @@ pub struct Runtime {
     pub postgres: Outage,
     pub redis: Outage,
     running: Mutex<HashMap<JobId, Stopper>>,
+    /// Ids taken from Redis whose task has not ended, with how many tasks
+    /// handle each (an id republished for a retry can be delivered again
+    /// before the task that republished it has returned).
+    in_flight: Mutex<HashMap<String, usize>>,
 }
 
 impl Runtime {
@@ -95,6 +100,7 @@ impl Runtime {
             postgres: Outage::default(),
             redis: Outage::default(),
             running: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
         })
     }
 
@@ -143,6 +149,31 @@ impl Runtime {
         for stopper in stoppers {
             stopper.stop(reason);
         }
+    }
+
+    /// Marks an id as being handled by one more task of this worker.
+    pub fn begin(&self, id: &str) {
+        if let Ok(mut ids) = self.in_flight.lock() {
+            *ids.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+
+    pub fn end(&self, id: &str) {
+        if let Ok(mut ids) = self.in_flight.lock()
+            && let Some(count) = ids.get_mut(id)
+        {
+            *count -= 1;
+            if *count == 0 {
+                ids.remove(id);
+            }
+        }
+    }
+
+    pub fn is_in_flight(&self, id: &str) -> bool {
+        self.in_flight
+            .lock()
+            .map(|ids| ids.contains_key(id))
+            .unwrap_or(false)
     }
 
     pub fn running_count(&self) -> usize {

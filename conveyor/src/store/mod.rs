@@ -150,13 +150,17 @@ impl StoreError {
 fn is_connection_error(err: &DbErr) -> bool {
     use sea_orm::sqlx;
     let runtime = match err {
-        DbErr::ConnectionAcquire(_) => return true,
-        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        // Failing to open or acquire a connection means the database is not
+        // usable, whatever the detail (refused, reset, a garbled handshake
+        // from a proxy with no backend).
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
         _ => return false,
     };
     match runtime {
         RuntimeErr::SqlxError(sqlx_err) => match sqlx_err.as_ref() {
             sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed

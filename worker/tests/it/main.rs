@@ -1,0 +1,10 @@
+//! The worker against real PostgreSQL and Redis. Each guarantee of
+//! DESIGN.md section 4 that the worker owns is broken here on purpose.
+
+mod crashes;
+mod example;
+mod execution;
+mod ordering;
+mod outages;
+mod shutdown;
+mod support;

@@ -1,0 +1,212 @@
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use conveyor::retry::RetryPolicy;
+use conveyor::{Broker, Job, JobId, JobStatus, NewJob, Store, WorkerId};
+use testkit::{TestDb, TestRedis, wait_until};
+use tokio::sync::oneshot;
+use worker::{Registry, Settings, Worker, builtin_registry};
+
+/// One test's database, Redis prefix, and handles to both.
+pub struct Harness {
+    pub db: TestDb,
+    pub redis: TestRedis,
+    pub store: Store,
+    pub broker: Broker,
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        let db = TestDb::new().await;
+        let redis = TestRedis::new();
+        let store = Store::new(db.conn.clone());
+        let broker = Broker::connect(&redis.url, &redis.prefix, 4).expect("broker");
+        Harness {
+            db,
+            redis,
+            store,
+            broker,
+        }
+    }
+
+    /// Settings for fast tests: short leases, quick retries, no jitter.
+    pub fn settings(&self, name: &str) -> Settings {
+        Settings {
+            worker_id: WorkerId::new(format!(
+                "{name}-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..6]
+            )),
+            host: "test".to_owned(),
+            queues: vec!["default".to_owned()],
+            concurrency: 4,
+            lease: Duration::from_millis(1500),
+            heartbeat: Duration::from_millis(250),
+            retry: RetryPolicy {
+                base: Duration::from_millis(20),
+                max: Duration::from_millis(200),
+                jitter: 0.0,
+            },
+            shutdown_grace: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(200),
+            promote_interval: Duration::from_millis(50),
+            stop_grace: Duration::from_millis(200),
+        }
+    }
+
+    /// Starts a worker in this process.
+    pub fn spawn(&self, settings: Settings, registry: Registry) -> RunningWorker {
+        let broker = Broker::connect(&self.redis.url, &self.redis.prefix, 4).expect("broker");
+        self.spawn_with(self.store.clone(), broker, settings, registry)
+    }
+
+    pub fn spawn_with(
+        &self,
+        store: Store,
+        broker: Broker,
+        settings: Settings,
+        registry: Registry,
+    ) -> RunningWorker {
+        let worker = Worker::new(store, broker, settings, registry);
+        let id = worker.id().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(worker.run(async move {
+            let _ = stopped.await;
+        }));
+        RunningWorker {
+            id,
+            stop: Some(stop),
+            handle,
+        }
+    }
+
+    /// Inserts and publishes a job, as the API does.
+    pub async fn submit(&self, new: NewJob) -> Job {
+        let job = self.store.insert(&new).await.expect("insert").job().clone();
+        self.broker
+            .publish(std::slice::from_ref(&job))
+            .await
+            .expect("publish");
+        job
+    }
+
+    pub async fn job(&self, id: JobId) -> Job {
+        self.store
+            .find(id)
+            .await
+            .expect("find")
+            .expect("job exists")
+    }
+
+    /// Waits until job `id` is in `status`; returns it.
+    pub async fn wait_for(&self, id: JobId, status: JobStatus, deadline: Duration) -> Job {
+        wait_until(&format!("job {id} to be {status}"), deadline, || async {
+            let job = self.job(id).await;
+            (job.status == status).then_some(job)
+        })
+        .await
+    }
+
+    pub fn keys(&self) -> conveyor::Keys {
+        conveyor::Keys::new(&self.redis.prefix)
+    }
+
+    pub fn redis_conn(&self) -> redis::Connection {
+        redis::Client::open(self.redis.url.as_str())
+            .expect("client")
+            .get_connection()
+            .expect("connection")
+    }
+}
+
+/// A worker running in this process.
+pub struct RunningWorker {
+    pub id: WorkerId,
+    stop: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    /// Graceful shutdown, as on SIGTERM; waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.handle)
+            .await
+            .expect("worker stopped within 30 s")
+            .expect("worker task");
+    }
+
+    /// A crash: every task of the worker stops where it is, no cleanup.
+    pub async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+pub fn id(job: &Job) -> JobId {
+    JobId::from(job.id)
+}
+
+pub fn job(task_type: &str, payload: serde_json::Value) -> NewJob {
+    NewJob::new(task_type, payload)
+}
+
+/// Records each call of a handler (the job id and attempt).
+#[derive(Clone, Default)]
+pub struct Calls(Arc<Mutex<Vec<(JobId, i32, tokio::time::Instant)>>>);
+
+impl Calls {
+    pub fn record(&self, context: &worker::Context) {
+        self.0.lock().expect("lock").push((
+            context.job_id,
+            context.attempt,
+            tokio::time::Instant::now(),
+        ));
+    }
+
+    pub fn count(&self, id: JobId) -> usize {
+        self.0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(job, _, _)| *job == id)
+            .count()
+    }
+
+    pub fn all(&self) -> Vec<(JobId, i32, tokio::time::Instant)> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+/// The built-ins plus a `counted` handler that records its calls and
+/// completes, and `flaky`, which panics.
+pub fn registry_with(calls: &Calls) -> Registry {
+    let mut registry = builtin_registry();
+    let counted = calls.clone();
+    registry.register(
+        "counted",
+        move |_payload: serde_json::Value, context: worker::Context| {
+            let calls = counted.clone();
+            async move {
+                calls.record(&context);
+                Ok::<_, worker::JobError>(serde_json::json!({"attempt": context.attempt}))
+            }
+        },
+    );
+    let panicking = calls.clone();
+    registry.register(
+        "panics",
+        move |_payload: serde_json::Value, context: worker::Context| {
+            let calls = panicking.clone();
+            async move {
+                calls.record(&context);
+                if context.attempt > 0 {
+                    panic!("handler bug on attempt {}", context.attempt);
+                }
+                Ok::<_, worker::JobError>(serde_json::json!({}))
+            }
+        },
+    );
+    registry
+}
