@@ -249,3 +249,47 @@ pub async fn recover_processing(runtime: &Runtime, worker: &str) -> bool {
     }
     complete
 }
+
+/// Runs the reconciler whenever this worker holds the reconciler lock: a
+/// full pass every reconcile interval, and at once when the epoch key is
+/// gone (Redis lost its data).
+pub async fn reconciler_loop(runtime: Arc<Runtime>, stop: CancellationToken) {
+    let settings = &runtime.settings;
+    let mut ticker = tokio::time::interval(settings.epoch_check_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let lock_ttl = settings.epoch_check_interval * 3 + settings.reconcile_interval;
+    let mut last_pass: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match runtime
+            .broker
+            .take_reconciler_lock(runtime.me(), lock_ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(err) => {
+                runtime.redis.failed("redis", &err);
+                continue;
+            }
+        }
+        let due = last_pass.is_none_or(|at| at.elapsed() >= settings.reconcile_interval);
+        let reset = matches!(runtime.broker.epoch_exists().await, Ok(false));
+        if !(due || reset) {
+            continue;
+        }
+        let quiet = settings.reconcile_interval * 2;
+        match crate::reconcile::reconcile_once(&runtime.store, &runtime.broker, quiet).await {
+            Ok(_) => last_pass = Some(tokio::time::Instant::now()),
+            Err(crate::reconcile::ReconcileError::Store(err)) => {
+                runtime.postgres.failed("postgres", &err)
+            }
+            Err(crate::reconcile::ReconcileError::Broker(err)) => {
+                runtime.redis.failed("redis", &err)
+            }
+        }
+    }
+}

@@ -29,9 +29,12 @@
 //! - [`builtin`]: `demo`, `char_count`, `sleep`, `noop`.
 //! - [`settings`]: what a worker is configured with, as [`Settings`].
 //! - [`worker`]: [`Worker::run`], start-up and graceful shutdown.
+//! - [`reconcile`]: making Redis agree with PostgreSQL.
+//! - [`recover`]: `recover-stuck`, the manual recovery command.
 //! - `fetch`: taking ids from Redis.
 //! - `execute`: one id from claim to acknowledgement.
-//! - `background`: heartbeat, janitor, promoter, cancellation listener.
+//! - `background`: heartbeat, janitor, promoter, cancellation listener,
+//!   reconciler loop.
 //! - `runtime`: state shared by the loops and job tasks.
 //! - `retrying`: riding out PostgreSQL and Redis outages.
 
@@ -40,6 +43,8 @@ pub mod builtin;
 mod execute;
 mod fetch;
 pub mod handler;
+pub mod reconcile;
+pub mod recover;
 mod retrying;
 mod runtime;
 pub mod settings;

@@ -4,8 +4,9 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use conveyor::config::{ConnectionConfig, LogConfig, WorkerConfig};
+use conveyor::store::StuckAction;
 use conveyor::{Broker, Store, broker, logging, signals};
-use worker::{Settings, Worker, builtin_registry};
+use worker::{Settings, Worker, builtin_registry, recover};
 
 #[derive(Debug, Parser)]
 #[command(name = "conveyor-worker", version, about = "Conveyor's worker")]
@@ -24,6 +25,19 @@ struct Cli {
 enum Command {
     /// Run jobs until SIGTERM or Ctrl-C (the default).
     Run,
+    /// Fail (or requeue) jobs stuck in `running` for too long.
+    RecoverStuck {
+        /// Jobs that started more than this many minutes ago are stuck.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=525_600))]
+        timeout_minutes: u64,
+        /// Send them to `retrying` (due now) instead of `failed`; jobs with
+        /// no attempts left fail anyway.
+        #[arg(long)]
+        requeue: bool,
+        /// List the stuck jobs; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[tokio::main]
@@ -33,7 +47,54 @@ async fn main() -> anyhow::Result<()> {
     cli.worker.validate().map_err(|err| anyhow::anyhow!(err))?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.connection, cli.worker).await,
+        Command::RecoverStuck {
+            timeout_minutes,
+            requeue,
+            dry_run,
+        } => {
+            let options = recover::Options {
+                older_than: std::time::Duration::from_secs(timeout_minutes * 60),
+                action: if requeue {
+                    StuckAction::Requeue
+                } else {
+                    StuckAction::Fail
+                },
+                dry_run,
+            };
+            if let Err(err) = recover_stuck(&cli.connection, options).await {
+                eprintln!("error: {err:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
+}
+
+async fn recover_stuck(
+    connection: &ConnectionConfig,
+    options: recover::Options,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&connection.database_url, 2)
+        .await
+        .context("DATABASE_URL is not a usable PostgreSQL URL")?;
+    let broker = Broker::connect(&connection.redis_url, &connection.prefix, 2)
+        .context("REDIS_URL is not a usable Redis URL")?;
+    let report = recover::recover_stuck(&store, &broker, options)
+        .await
+        .context(
+            "could not recover stuck jobs: PostgreSQL (DATABASE_URL) refused or is unreachable",
+        )?;
+    for line in &report.lines {
+        println!("{}", line.render());
+    }
+    if let Some(err) = &report.publish_error {
+        eprintln!(
+            "warning: requeued jobs are safe in PostgreSQL but could not be published to Redis ({err}); \
+             a running worker's reconciler will publish them"
+        );
+    }
+    println!("{}", report.summary(options.dry_run));
+    Ok(())
 }
 
 async fn run(connection: ConnectionConfig, config: WorkerConfig) -> anyhow::Result<()> {

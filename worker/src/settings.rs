@@ -11,6 +11,10 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_PROMOTE_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a handler asked to stop may take before it is aborted.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_millis(500);
+/// How often the reconciler compares every waiting job with Redis.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often it checks whether Redis lost its data (the epoch key).
+pub const DEFAULT_EPOCH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Most ids taken from Redis in one round trip.
 pub const MAX_FETCH_BATCH: usize = 64;
 
@@ -31,6 +35,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     pub promote_interval: Duration,
     pub stop_grace: Duration,
+    pub reconcile_interval: Duration,
+    pub epoch_check_interval: Duration,
 }
 
 impl Settings {
@@ -48,6 +54,8 @@ impl Settings {
             poll_interval: DEFAULT_POLL_INTERVAL,
             promote_interval: DEFAULT_PROMOTE_INTERVAL,
             stop_grace: DEFAULT_STOP_GRACE,
+            reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
+            epoch_check_interval: DEFAULT_EPOCH_CHECK_INTERVAL,
         }
     }
 }

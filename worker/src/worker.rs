@@ -9,7 +9,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::background::{
-    beat, cancel_listener, heartbeat_loop, janitor_loop, promoter_loop, recover_processing,
+    beat, cancel_listener, heartbeat_loop, janitor_loop, promoter_loop, reconciler_loop,
+    recover_processing,
 };
 use crate::fetch::fetch_loop;
 use crate::handler::Registry;
@@ -70,6 +71,7 @@ impl Worker {
         services.spawn(janitor_loop(runtime.clone(), stop_services.clone()));
         services.spawn(promoter_loop(runtime.clone(), stop_services.clone()));
         services.spawn(cancel_listener(runtime.clone(), stop_services.clone()));
+        services.spawn(reconciler_loop(runtime.clone(), stop_services.clone()));
 
         let watch = async {
             shutdown.await;

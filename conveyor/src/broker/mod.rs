@@ -14,6 +14,8 @@
 //! | `<p>:worker:<worker>` | hash | a worker's host, pid, queues, concurrency, start, running jobs; expires |
 //! | `<p>:queues` | set | known queue names |
 //! | `<p>:cancel` | pub/sub channel | ids of running jobs a client asked to cancel |
+//! | `<p>:epoch` | string | set by the reconciler; its absence means Redis lost its data |
+//! | `<p>:reconciler` | string | the reconciler lock: the holder's worker id, expiring |
 //!
 //! Delayed members carry the job's priority (`<id>:<priority>`) so that the
 //! promoter can put a due id on the right ready lane without asking
@@ -24,8 +26,10 @@
 //! - `fetch`: what workers do with ids — the sweep and blocking pop, acks,
 //!   promotion of due ids.
 //! - `registry`: worker heartbeats, presence and removal.
+//! - `reconcile`: what Redis holds, the epoch key, the reconciler lock.
 
 mod fetch;
+mod reconcile;
 mod registry;
 
 pub use registry::WorkerInfo;
@@ -94,6 +98,14 @@ impl Keys {
 
     pub fn cancel_channel(&self) -> String {
         format!("{}:cancel", self.prefix)
+    }
+
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
+    pub fn reconciler_lock(&self) -> String {
+        format!("{}:reconciler", self.prefix)
     }
 
     pub fn worker_info(&self, worker: &str) -> String {

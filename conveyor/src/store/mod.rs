@@ -24,7 +24,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 pub use insert::Inserted;
 pub use read::{ListFilter, StatusCount};
-pub use transitions::LeaseExpiry;
+pub use transitions::{LeaseExpiry, STUCK_ERROR, StuckAction};
 
 use crate::job::{InvalidJob, Job, JobId, WorkerId};
 

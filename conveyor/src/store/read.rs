@@ -1,6 +1,6 @@
 use sea_orm::{
     ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    sea_query::{Expr, ExprTrait},
 };
 
 use super::{Store, StoreError};
@@ -61,6 +61,52 @@ impl Store {
             .order_by_desc(Column::Id)
             .limit(filter.limit)
             .offset(filter.offset)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Running jobs that started more than `age` ago, oldest first.
+    pub async fn running_longer_than(
+        &self,
+        age: std::time::Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        Ok(Entity::find()
+            .filter(Column::Status.eq(JobStatus::Running))
+            .filter(Expr::col(Column::StartedAt).lt(Expr::cust(format!(
+                "now() - interval '{} seconds'",
+                age.as_secs()
+            ))))
+            .order_by_asc(Column::StartedAt)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Waiting (`queued`/`retrying`) jobs untouched for at least `quiet`,
+    /// in (`run_at`, `id`) order after `after`, at most `limit`: what the
+    /// reconciler checks against Redis, a page at a time. Served by
+    /// `jobs_waiting_run_at_idx`.
+    pub async fn waiting_jobs(
+        &self,
+        quiet: std::time::Duration,
+        after: Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut query = Entity::find()
+            .filter(Column::Status.is_in([JobStatus::Queued, JobStatus::Retrying]))
+            .filter(Expr::col(Column::UpdatedAt).lte(Expr::cust(format!(
+                "now() - interval '{} milliseconds'",
+                quiet.as_millis()
+            ))));
+        if let Some((run_at, id)) = after {
+            query = query.filter(
+                Expr::tuple([Expr::col(Column::RunAt), Expr::col(Column::Id)])
+                    .gt(Expr::tuple([Expr::value(run_at), Expr::value(id)])),
+            );
+        }
+        Ok(query
+            .order_by_asc(Column::RunAt)
+            .order_by_asc(Column::Id)
+            .limit(limit)
             .all(&self.db)
             .await?)
     }

@@ -26,6 +26,18 @@ use entity::job::{Column, Entity};
 /// Error recorded on jobs whose worker stopped heartbeating.
 pub const LEASE_EXPIRED_ERROR: &str = "worker lost: lease expired while running";
 
+/// Error recorded by `recover-stuck`.
+pub const STUCK_ERROR: &str = "Job timed out while running";
+
+/// What `recover-stuck` does with a stuck job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StuckAction {
+    /// `failed`, with [`STUCK_ERROR`].
+    Fail,
+    /// `retrying`, due now (or `failed` when no attempts remain).
+    Requeue,
+}
+
 /// What the janitor did to one job whose lease had expired.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaseExpiry {
@@ -235,6 +247,37 @@ impl Store {
                 job,
             })
             .collect())
+    }
+
+    /// `running` → `failed` or `retrying` for a job `recover-stuck` read as
+    /// stuck, only if the row has not changed since: same status, start and
+    /// attempt. A job that finished (or was reclaimed) meanwhile is left alone.
+    pub async fn recover_stuck(
+        &self,
+        seen: &Job,
+        action: StuckAction,
+    ) -> Result<Transition, StoreError> {
+        let update = match action {
+            StuckAction::Fail => Entity::update_many()
+                .col_expr(Column::Status, status(JobStatus::Failed))
+                .col_expr(Column::ErrorMessage, Expr::value(STUCK_ERROR))
+                .col_expr(Column::LeaseExpiresAt, null())
+                .col_expr(Column::FailedAt, now())
+                .col_expr(Column::UpdatedAt, now()),
+            StuckAction::Requeue => after_lost_attempt(Entity::update_many(), STUCK_ERROR)
+                .col_expr(
+                    Column::RunAt,
+                    Expr::cust(format!("CASE WHEN {RETRYABLE} THEN now() ELSE run_at END")),
+                ),
+        };
+        let update = update
+            .filter(Column::Status.eq(JobStatus::Running))
+            .filter(Column::Attempts.eq(seen.attempts));
+        let update = match seen.started_at {
+            Some(started_at) => update.filter(Column::StartedAt.eq(started_at)),
+            None => update.filter(Column::StartedAt.is_null()),
+        };
+        self.guarded(JobId::from(seen.id), update).await
     }
 
     /// Runs a worker-side update that must match `fence`.

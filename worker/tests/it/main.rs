@@ -6,5 +6,6 @@ mod example;
 mod execution;
 mod ordering;
 mod outages;
+mod recovery;
 mod shutdown;
 mod support;

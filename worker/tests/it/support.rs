@@ -50,6 +50,8 @@ impl Harness {
             poll_interval: Duration::from_millis(200),
             promote_interval: Duration::from_millis(50),
             stop_grace: Duration::from_millis(200),
+            reconcile_interval: Duration::from_millis(500),
+            epoch_check_interval: Duration::from_millis(100),
         }
     }
 
