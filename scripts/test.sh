@@ -2,13 +2,26 @@
 # The one test command: what developers run and what CI runs.
 #
 # Finds PostgreSQL and Redis (DATABASE_URL / REDIS_URL, or the local
-# defaults) or starts throwaway ones, then runs the format check, clippy and
-# every test against them.
+# defaults) or starts throwaway ones, then runs the format check, clippy,
+# the compose file check, an end-to-end smoke test against a scripts/dev.sh
+# stack, and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
 
-trap stop_services EXIT
+dev_pid=""
+smoke_db=""
+cleanup() {
+  if [[ -n $dev_pid ]] && kill -0 "$dev_pid" 2>/dev/null; then
+    kill -TERM "$dev_pid" 2>/dev/null || true
+    wait "$dev_pid" 2>/dev/null || true
+  fi
+  if [[ -n $smoke_db ]] && psql_bin=$(pg_bin psql); then
+    "$psql_bin" "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$smoke_db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  stop_services
+}
+trap cleanup EXIT
 ensure_services
 
 say "cargo fmt --check"
@@ -17,15 +30,43 @@ cargo fmt --all -- --check
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+say "docker-compose.yml against the Compose Specification"
+bash scripts/check_compose.sh
+
+say "end-to-end smoke test against a scripts/dev.sh stack"
+smoke_port=$(free_port)
+smoke_db="conveyor_smoke_$$"
+smoke_logs=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-smoke.XXXXXX")
+DEV_PROFILE=debug DEV_DATABASE=$smoke_db DEV_LOG_DIR=$smoke_logs \
+  CONVEYOR_API_ADDR=127.0.0.1:$smoke_port CONVEYOR_PREFIX=smoke-$$ \
+  CONVEYOR_RETRY_BASE_MS=100 CONVEYOR_RETRY_MAX_MS=400 CONVEYOR_SHUTDOWN_GRACE_SECS=2 \
+  bash scripts/dev.sh >"$smoke_logs/dev.out" 2>&1 &
+dev_pid=$!
+for _ in $(seq 1 900); do
+  curl -fsS "http://127.0.0.1:$smoke_port/ready" >/dev/null 2>&1 && break
+  kill -0 "$dev_pid" 2>/dev/null || { cat "$smoke_logs/dev.out" >&2; die "scripts/dev.sh exited before the stack was ready"; }
+  sleep 0.5
+done
+if ! DATABASE_URL=${DATABASE_URL%/*}/$smoke_db bash scripts/e2e_smoke.sh "http://127.0.0.1:$smoke_port"; then
+  tail -n 30 "$smoke_logs"/*.log >&2
+  die "the smoke test failed; logs above and in $smoke_logs"
+fi
+kill -TERM "$dev_pid"
+wait "$dev_pid" || true
+dev_pid=""
+if command -v redis-cli >/dev/null; then
+  redis-cli -u "$REDIS_URL" --scan --pattern "smoke-$$:*" | xargs -r redis-cli -u "$REDIS_URL" unlink >/dev/null
+fi
+rm -rf "$smoke_logs"
+
 # Tests wait on servers, not on the CPU: run more of them than there are cores.
 threads=${CONVEYOR_TEST_THREADS:-4}
+say "doc tests"
+cargo test --workspace --locked --doc --quiet
 if cargo nextest --version >/dev/null 2>&1; then
-  say "doc tests"
-  cargo test --workspace --locked --doc --quiet
   say "cargo nextest run ($threads at a time)"
   cargo nextest run --workspace --locked --test-threads "$threads" --no-fail-fast
 else
   say "cargo test ($threads at a time; install cargo-nextest for per-test processes)"
   cargo test --workspace --locked --no-fail-fast -- --test-threads "$threads"
 fi
-say "all checks passed"

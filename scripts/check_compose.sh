@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Validates docker-compose.yml without a Docker engine: against the Compose
+# Specification's JSON schema (check-jsonschema's built-in copy, and the one
+# in ../shared/schemas when present), then structurally (scripts/check_compose.py).
+# check-jsonschema is installed from PyPI into target/tools/ on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/tools/compose-check
+if [[ ! -x $venv/bin/check-jsonschema ]]; then
+  command -v python3 >/dev/null || { echo "error: python3 is needed to validate docker-compose.yml" >&2; exit 1; }
+  echo "==> installing check-jsonschema into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'check-jsonschema==0.*'
+fi
+
+"$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
+if [[ -f ../shared/schemas/compose-spec.json ]]; then
+  "$venv/bin/check-jsonschema" --schemafile ../shared/schemas/compose-spec.json docker-compose.yml
+fi
+"$venv/bin/python" scripts/check_compose.py
