@@ -10,6 +10,7 @@
 #   DEV_WORKERS               number of workers (default 2)
 #   DEV_PROFILE               release (default) or debug
 #   DEV_LOG_DIR               where logs go (default .dev/logs)
+#   DEV_WORKER_METRICS_PORT   first worker's metrics port (default 9101; one port per worker)
 #   CONVEYOR_*                any setting of docs/operations.md, passed through
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,8 +73,10 @@ command -v setsid >/dev/null && detach=(setsid)
 mkdir -p "$logs"
 "${detach[@]}" "$bin_dir/conveyor-api" >"$logs/api.log" 2>&1 &
 pids+=($!)
+metrics_base=${DEV_WORKER_METRICS_PORT:-9101}
 for n in $(seq 1 "$workers"); do
-  "${detach[@]}" "$bin_dir/conveyor-worker" >"$logs/worker-$n.log" 2>&1 &
+  CONVEYOR_WORKER_METRICS_ADDR=127.0.0.1:$((metrics_base + n - 1)) \
+    "${detach[@]}" "$bin_dir/conveyor-worker" >"$logs/worker-$n.log" 2>&1 &
   pids+=($!)
 done
 
@@ -91,6 +94,7 @@ cat <<INFO
 Conveyor is running ($workers workers):
   API       $base
   docs      $base/docs
+  metrics   $base/metrics, workers: http://127.0.0.1:$metrics_base/metrics ... (one port each)
   logs      $logs/api.log, $logs/worker-*.log
   database  $db_name on ${server_url%/postgres}  (DATABASE_URL=$DATABASE_URL)
   redis     $REDIS_URL  (prefix ${CONVEYOR_PREFIX:-conveyor})

@@ -37,7 +37,7 @@ say "end-to-end smoke test against a scripts/dev.sh stack"
 smoke_port=$(free_port)
 smoke_db="conveyor_smoke_$$"
 smoke_logs=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-smoke.XXXXXX")
-DEV_PROFILE=debug DEV_DATABASE=$smoke_db DEV_LOG_DIR=$smoke_logs \
+DEV_PROFILE=debug DEV_DATABASE=$smoke_db DEV_LOG_DIR=$smoke_logs DEV_WORKER_METRICS_PORT=$(free_port) \
   CONVEYOR_API_ADDR=127.0.0.1:$smoke_port CONVEYOR_PREFIX=smoke-$$ \
   CONVEYOR_RETRY_BASE_MS=100 CONVEYOR_RETRY_MAX_MS=400 CONVEYOR_SHUTDOWN_GRACE_SECS=2 \
   bash scripts/dev.sh >"$smoke_logs/dev.out" 2>&1 &

@@ -40,9 +40,12 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ));
+    conveyor::metrics::install();
     Router::new()
         .merge(protected)
         .merge(routes::health::router())
+        .merge(routes::metrics::router())
+        .route_layer(axum::middleware::from_fn(routes::metrics::track))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))

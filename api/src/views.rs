@@ -96,7 +96,11 @@ pub struct Summary {
     pub by_queue: std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
     pub total: i64,
     /// `exact`: counted from the table at the time of the request.
+    /// `estimated`: the table is large (over 2 million rows), so the
+    /// statuses in `estimated_statuses` come from a sample; waiting and
+    /// running jobs are always counted exactly.
     pub accuracy: String,
+    pub estimated_statuses: Vec<String>,
 }
 
 /// `GET /health`.

@@ -136,6 +136,14 @@ pub struct WorkerConfig {
           default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS,
           value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub shutdown_grace_secs: u64,
+
+    /// Where the worker serves `/metrics` and `/health`; unset: no listener.
+    #[arg(
+        long,
+        env = "CONVEYOR_WORKER_METRICS_ADDR",
+        value_name = "CONVEYOR_WORKER_METRICS_ADDR"
+    )]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl WorkerConfig {

@@ -15,12 +15,14 @@
 //! - [`retry`]: exponential backoff with jitter for failed attempts and
 //!   for reconnecting after an outage.
 //! - [`signals`]: SIGINT/SIGTERM as a future.
+//! - [`metrics`]: Prometheus metric names and the recorder.
 //! - [`logging`]: the `tracing` subscriber, pretty or JSON.
 
 pub mod broker;
 pub mod config;
 pub mod job;
 pub mod logging;
+pub mod metrics;
 pub mod retry;
 pub mod signals;
 pub mod store;

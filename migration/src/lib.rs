@@ -2,13 +2,15 @@
 //! concurrent `conveyor-migrate up` runs safe.
 //!
 //! # Layout
-//! - [`m20260101_000001_create_jobs`]: the `jobs` table, its checks and indexes.
+//! - `m20260101_000001_create_jobs`: the `jobs` table, its checks and indexes.
+//! - `m20260102_000001_jobs_queue_status_index`: the index behind job counts.
 //! - [`lock`]: [`migrate_locked`], migrations run under a PostgreSQL advisory lock.
 
 pub use sea_orm_migration::prelude::*;
 
 pub mod lock;
 mod m20260101_000001_create_jobs;
+mod m20260102_000001_jobs_queue_status_index;
 
 pub use lock::{Command, migrate_locked};
 
@@ -19,7 +21,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20260101_000001_create_jobs::Migration)]
+        vec![
+            Box::new(m20260101_000001_create_jobs::Migration),
+            Box::new(m20260102_000001_jobs_queue_status_index::Migration),
+        ]
     }
 }
 

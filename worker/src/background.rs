@@ -17,10 +17,18 @@ const JANITOR_BATCH: u64 = 500;
 /// Most ids the promoter moves per script call.
 const PROMOTE_BATCH: usize = 1_000;
 
+/// A ticker whose first tick is one `period` from now.
+fn every(period: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
 /// Refreshes this worker's presence in Redis and its leases in PostgreSQL,
 /// and stops handlers whose jobs a client asked to cancel.
 pub async fn heartbeat_loop(runtime: Arc<Runtime>, stop: CancellationToken, info: WorkerInfo) {
-    let mut ticker = tokio::time::interval(runtime.settings.heartbeat);
+    // `Worker::run` beats once before starting this loop.
+    let mut ticker = every(runtime.settings.heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -126,7 +134,7 @@ pub async fn promoter_loop(runtime: Arc<Runtime>, stop: CancellationToken) {
 /// to `retrying` (or `failed`/`canceled`), and ids in a silent worker's
 /// processing lists are published again if their jobs still wait.
 pub async fn janitor_loop(runtime: Arc<Runtime>, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(runtime.settings.heartbeat);
+    let mut ticker = every(runtime.settings.heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -175,6 +183,7 @@ async fn expire_leases(runtime: &Runtime) {
             }
         };
         let count = expired.len() as u64;
+        conveyor::metrics::janitor_recovered("lease_expired", expired.len());
         let mut republish = Vec::new();
         for expiry in expired {
             let job = expiry.job;
@@ -232,6 +241,7 @@ pub async fn recover_processing(runtime: &Runtime, worker: &str) -> bool {
                 continue;
             }
         };
+        conveyor::metrics::janitor_recovered("dead_worker", waiting.len());
         for job in &waiting {
             tracing::info!(event = "job_recovered", job.id = %job.id, job.queue = %job.queue,
                 job.status = %job.status, previous_worker = worker,

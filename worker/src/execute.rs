@@ -66,12 +66,14 @@ pub async fn process(
             .await;
         }
         Transition::Lost(job) => {
+            conveyor::metrics::job_finished(&job.queue, &job.task_type, "skipped");
             tracing::info!(event = "job_skipped", job.id = %id, job.r#type = %job.task_type,
                 job.queue = %job.queue, job.status = %job.status, worker.id = %me,
                 "skipped duplicate delivery of job {id} ({})", job.status);
             ack(&runtime, &queue, &raw_id).await;
         }
         Transition::NotFound => {
+            conveyor::metrics::job_finished(&queue, "unknown", "skipped");
             tracing::info!(event = "job_skipped", job.id = %id, reason = "unknown id", worker.id = %me,
                 "skipped id {id}: no such job");
             ack(&runtime, &queue, &raw_id).await;
@@ -82,9 +84,14 @@ pub async fn process(
 async fn run(runtime: Arc<Runtime>, job: Job, give_up: CancellationToken) {
     let fence = Fence::of(&job, &runtime.settings.worker_id);
     tracing::info!(event = "job_claimed", worker.id = %runtime.me(), "claimed job {}", job.id);
+    if let Some(started_at) = job.started_at {
+        let waited = (started_at - job.run_at).to_std().unwrap_or_default();
+        conveyor::metrics::wait_time(&job.queue, &job.task_type, waited);
+    }
     let (stopper, _running) = runtime.track(fence.job_id);
     let started = std::time::Instant::now();
     let outcome = execute(&runtime, &job, &stopper).await;
+    conveyor::metrics::attempt_duration(&job.queue, &job.task_type, started.elapsed());
     record(&runtime, &job, &fence, outcome, started.elapsed(), &give_up).await;
 }
 
@@ -195,6 +202,11 @@ async fn record(
     match transition {
         Transition::Won(after) => {
             log_outcome(&after, &outcome, duration_ms, me);
+            conveyor::metrics::job_finished(
+                &after.queue,
+                &after.task_type,
+                outcome_label(&after, &outcome),
+            );
             if after.status == JobStatus::Retrying {
                 redis_call(runtime, 5, || runtime.broker.ack_and_republish(me, &after)).await;
             } else {
@@ -202,6 +214,7 @@ async fn record(
             }
         }
         Transition::Lost(found) => {
+            conveyor::metrics::job_finished(&job.queue, &job.task_type, "fenced");
             tracing::warn!(event = "job_fenced", worker.id = %me, job.status = %found.status,
                 job.current_attempt = found.attempts, duration_ms,
                 "discarded the outcome of job {} attempt {}: the attempt was taken from this worker",
@@ -209,6 +222,18 @@ async fn record(
             ack(runtime, &job.queue, &job.id.to_string()).await;
         }
         Transition::NotFound => ack(runtime, &job.queue, &job.id.to_string()).await,
+    }
+}
+
+/// The `outcome` label of an ended attempt.
+fn outcome_label(after: &Job, outcome: &Outcome) -> &'static str {
+    match (after.status, outcome) {
+        (JobStatus::Completed, _) => "completed",
+        (JobStatus::Retrying, Outcome::Interrupted) => "released",
+        (JobStatus::Retrying, _) => "retried",
+        (JobStatus::Failed, _) => "failed",
+        (JobStatus::Canceled, _) => "canceled",
+        _ => "other",
     }
 }
 

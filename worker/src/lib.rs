@@ -29,6 +29,7 @@
 //! - [`builtin`]: `demo`, `char_count`, `sleep`, `noop`.
 //! - [`settings`]: what a worker is configured with, as [`Settings`].
 //! - [`worker`]: [`Worker::run`], start-up and graceful shutdown.
+//! - [`observe`]: the `/metrics` and `/health` listener.
 //! - [`reconcile`]: making Redis agree with PostgreSQL.
 //! - [`recover`]: `recover-stuck`, the manual recovery command.
 //! - `fetch`: taking ids from Redis.
@@ -43,6 +44,7 @@ pub mod builtin;
 mod execute;
 mod fetch;
 pub mod handler;
+pub mod observe;
 pub mod reconcile;
 pub mod recover;
 mod retrying;

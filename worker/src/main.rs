@@ -109,6 +109,16 @@ async fn run(connection: ConnectionConfig, config: WorkerConfig) -> anyhow::Resu
     )
     .context("REDIS_URL is not a usable Redis URL")?;
     let worker = Worker::new(store, broker, settings, builtin_registry());
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on CONVEYOR_WORKER_METRICS_ADDR={addr}"))?;
+        tracing::info!(addr = %addr, "worker metrics on http://{addr}/metrics");
+        tokio::spawn(worker::observe::serve(listener, async move {
+            let _ = metrics_stopped.await;
+        }));
+    }
 
     // The first signal starts a graceful shutdown; a second exits at once
     // (the janitor of another worker recovers what this one held).
@@ -125,5 +135,6 @@ async fn run(connection: ConnectionConfig, config: WorkerConfig) -> anyhow::Resu
             let _ = shutdown.await;
         })
         .await;
+    let _ = stop_metrics.send(());
     Ok(())
 }

@@ -81,6 +81,7 @@ pub async fn reconcile_once(
             broker.publish(chunk).await?;
         }
         report.republished += missing.len();
+        conveyor::metrics::reconciler_republished(missing.len());
         if (page.len() as u64) < PAGE_SIZE {
             break;
         }

@@ -113,6 +113,7 @@ impl Runtime {
         let stopper = Stopper::new();
         if let Ok(mut running) = self.running.lock() {
             running.insert(id, stopper.clone());
+            conveyor::metrics::jobs_running(running.len());
         }
         (
             stopper,
@@ -195,6 +196,7 @@ impl Drop for RunningGuard {
     fn drop(&mut self) {
         if let Ok(mut running) = self.runtime.running.lock() {
             running.remove(&self.id);
+            conveyor::metrics::jobs_running(running.len());
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(store: Store, broker: Broker, settings: Settings, registry: Registry) -> Self {
+        // Metrics recorded before a recorder exists are lost.
+        conveyor::metrics::install();
         Worker {
             runtime: Runtime::new(store, broker, settings, registry),
         }

@@ -197,6 +197,7 @@ pub async fn create_job(
     };
     match state.store.insert(&new_job).await? {
         Inserted::Created(job) => {
+            conveyor::metrics::job_enqueued(&job.queue, &job.task_type);
             tracing::info!(
                 event = "job_created",
                 job.id = %job.id, job.r#type = %job.task_type, job.queue = %job.queue,
@@ -568,7 +569,8 @@ pub async fn job_result(
 #[utoipa::path(get, path = "/jobs/summary", tag = "jobs",
     responses((status = 200, body = Summary)))]
 pub async fn summary(State(state): State<AppState>) -> Result<Json<Summary>, ApiError> {
-    let counts = state.store.count_by_queue_and_status().await?;
+    let job_counts = state.store.job_counts().await?;
+    let counts = job_counts.counts;
     let zeroes = || -> BTreeMap<String, i64> {
         JobStatus::ALL
             .iter()
@@ -589,6 +591,20 @@ pub async fn summary(State(state): State<AppState>) -> Result<Json<Summary>, Api
         total: by_status.values().sum(),
         by_status,
         by_queue,
-        accuracy: "exact".to_owned(),
+        accuracy: if job_counts.exact {
+            "exact"
+        } else {
+            "estimated"
+        }
+        .to_owned(),
+        estimated_statuses: if job_counts.exact {
+            Vec::new()
+        } else {
+            vec![
+                "completed".to_owned(),
+                "failed".to_owned(),
+                "canceled".to_owned(),
+            ]
+        },
     }))
 }

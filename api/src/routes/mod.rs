@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod jobs;
+pub mod metrics;
 pub mod queues;
 
 use crate::error::ApiError;

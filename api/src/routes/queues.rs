@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use conveyor::job::PRIORITY_RANGE;
-use redis::AsyncCommands;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -26,16 +25,25 @@ pub struct QueueView {
     pub ready_total: u64,
     /// Ids due later (scheduled jobs and retries).
     pub delayed: u64,
-    /// Jobs running now, from PostgreSQL.
+    /// Ids taken by workers and not yet acknowledged (Redis).
+    pub in_flight: u64,
+    /// Jobs in status `running` (PostgreSQL).
     pub running: i64,
 }
 
-/// A worker seen in the registry.
+/// A live worker, from its latest heartbeat.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WorkerView {
     pub id: String,
-    /// Milliseconds since the Unix epoch.
-    pub last_heartbeat_ms: i64,
+    pub host: Option<String>,
+    pub pid: Option<u32>,
+    pub queues: Vec<String>,
+    pub concurrency: Option<u32>,
+    /// Jobs it was running at its last heartbeat.
+    pub running: Option<u64>,
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    pub last_heartbeat: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -44,8 +52,8 @@ pub struct Queues {
     pub workers: Vec<WorkerView>,
 }
 
-/// Per queue: ready ids per priority lane, delayed ids and running jobs; and
-/// the workers that have registered.
+/// Per queue: ready ids per priority lane, delayed ids, ids in flight and
+/// running jobs; and the live workers.
 #[utoipa::path(get, path = "/queues", tag = "queues",
     responses(
         (status = 200, description = "Queue state", body = Queues),
@@ -56,12 +64,7 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
         code: "redis_unavailable",
         detail: format!("Redis is unavailable: {err}"),
     };
-    let keys = state.broker.keys().clone();
-    let mut conn = state.broker.connection().await.map_err(redis_down)?;
-    let mut names: Vec<String> = conn
-        .smembers(keys.queues())
-        .await
-        .map_err(|err| redis_down(err.into()))?;
+    let mut names = state.broker.known_queues().await.map_err(redis_down)?;
     let counts = state.store.count_by_queue_and_status().await?;
     for count in &counts {
         if !names.contains(&count.queue) {
@@ -70,18 +73,10 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
     }
     names.sort();
 
-    let mut queues = Vec::new();
+    let mut queues = Vec::with_capacity(names.len());
     for name in names {
-        let mut pipe = redis::pipe();
-        for priority in PRIORITY_RANGE {
-            pipe.llen(keys.ready(&name, priority));
-        }
-        pipe.zcard(keys.delayed(&name));
-        let depths: Vec<u64> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|err| redis_down(err.into()))?;
-        let ready: BTreeMap<i16, u64> = PRIORITY_RANGE.zip(depths.iter().copied()).collect();
+        let depths = state.broker.queue_depths(&name).await.map_err(redis_down)?;
+        let ready: BTreeMap<i16, u64> = PRIORITY_RANGE.zip(depths.ready.iter().copied()).collect();
         let running = counts
             .iter()
             .filter(|c| c.queue == name && c.status == "running")
@@ -89,22 +84,34 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
             .sum();
         queues.push(QueueView {
             ready_total: ready.values().sum(),
-            delayed: depths.last().copied().unwrap_or_default(),
+            delayed: depths.delayed,
+            in_flight: depths.processing,
             ready,
             running,
             name,
         });
     }
 
-    let workers: Vec<(String, f64)> = conn
-        .zrange_withscores(keys.workers(), 0, -1)
+    let workers = state
+        .broker
+        .workers()
         .await
-        .map_err(|err| redis_down(err.into()))?;
-    let workers = workers
+        .map_err(redis_down)?
         .into_iter()
-        .map(|(id, score)| WorkerView {
+        .map(|(id, last_heartbeat_ms, details)| WorkerView {
             id,
-            last_heartbeat_ms: score as i64,
+            host: details.get("host").cloned(),
+            pid: details.get("pid").and_then(|pid| pid.parse().ok()),
+            queues: details
+                .get("queues")
+                .map(|queues| queues.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            concurrency: details.get("concurrency").and_then(|c| c.parse().ok()),
+            running: details.get("running").and_then(|r| r.parse().ok()),
+            started_at: details.get("started_at").cloned(),
+            last_heartbeat: chrono::DateTime::from_timestamp_millis(last_heartbeat_ms)
+                .map(|at| at.to_rfc3339())
+                .unwrap_or_default(),
         })
         .collect();
     Ok(Json(Queues { queues, workers }))

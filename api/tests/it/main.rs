@@ -6,6 +6,7 @@ mod cancel;
 mod create;
 mod docs;
 mod health;
+mod observability;
 mod outages;
 mod read;
 mod support;

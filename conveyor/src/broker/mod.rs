@@ -32,7 +32,7 @@ mod fetch;
 mod reconcile;
 mod registry;
 
-pub use registry::WorkerInfo;
+pub use registry::{QueueDepths, WorkerInfo};
 
 use std::time::Duration;
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 pub use insert::Inserted;
-pub use read::{ListFilter, StatusCount};
+pub use read::{EXACT_COUNT_LIMIT, JobCounts, ListFilter, SAMPLE_ROWS, StatusCount};
 pub use transitions::{LeaseExpiry, STUCK_ERROR, StuckAction};
 
 use crate::job::{InvalidJob, Job, JobId, WorkerId};

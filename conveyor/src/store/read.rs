@@ -18,6 +18,19 @@ pub struct ListFilter {
     pub offset: u64,
 }
 
+/// Above this many rows (planner estimate), finished jobs are estimated.
+pub const EXACT_COUNT_LIMIT: u64 = 2_000_000;
+/// Rows sampled to estimate finished jobs in a larger table.
+pub const SAMPLE_ROWS: u64 = 200_000;
+
+/// Job counts, and whether every one is exact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCounts {
+    pub counts: Vec<StatusCount>,
+    /// False when completed, failed and canceled are sampled estimates.
+    pub exact: bool,
+}
+
 /// How many jobs of one queue are in one status.
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct StatusCount {
@@ -111,7 +124,75 @@ impl Store {
             .await?)
     }
 
-    /// Job counts per queue and status.
+    /// Job counts per queue and status, exact while the table is small
+    /// enough to count quickly (an index-only scan of
+    /// `jobs_queue_status_idx`); above [`EXACT_COUNT_LIMIT`] rows (by the
+    /// planner's estimate), waiting and running jobs are still counted
+    /// exactly (they are few, and partial indexes find them) while finished
+    /// ones are estimated from a sample of about [`SAMPLE_ROWS`] rows.
+    pub async fn job_counts(&self) -> Result<JobCounts, StoreError> {
+        self.job_counts_above(EXACT_COUNT_LIMIT).await
+    }
+
+    /// [`Store::job_counts`] with another threshold (tests, tuning).
+    pub async fn job_counts_above(&self, exact_limit: u64) -> Result<JobCounts, StoreError> {
+        let estimated_rows = self.estimated_rows().await?;
+        if estimated_rows <= exact_limit as f64 {
+            return Ok(JobCounts {
+                counts: self.count_by_queue_and_status().await?,
+                exact: true,
+            });
+        }
+        let active = Entity::find()
+            .select_only()
+            .column(Column::Queue)
+            .column(Column::Status)
+            .column_as(Expr::cust("count(*)"), "count")
+            .filter(Column::Status.is_in([
+                JobStatus::Queued,
+                JobStatus::Retrying,
+                JobStatus::Running,
+            ]))
+            .group_by(Column::Queue)
+            .group_by(Column::Status)
+            .into_model::<StatusCount>()
+            .all(&self.db)
+            .await?;
+        let percent = (SAMPLE_ROWS as f64 / estimated_rows * 100.0).clamp(0.01, 100.0);
+        let sampled = StatusCount::find_by_statement(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT queue, status, (count(*) * 100.0 / {percent})::bigint AS count \
+                 FROM jobs TABLESAMPLE SYSTEM ({percent}) \
+                 WHERE status IN ('completed', 'failed', 'canceled') GROUP BY queue, status"
+            ),
+        ))
+        .all(&self.db)
+        .await?;
+        let mut counts = active;
+        counts.extend(sampled);
+        counts.sort_by(|a, b| (&a.queue, &a.status).cmp(&(&b.queue, &b.status)));
+        Ok(JobCounts {
+            counts,
+            exact: false,
+        })
+    }
+
+    async fn estimated_rows(&self) -> Result<f64, StoreError> {
+        #[derive(FromQueryResult)]
+        struct Estimate {
+            rows: f64,
+        }
+        let estimate = Estimate::find_by_statement(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT greatest(reltuples, 0)::float8 AS rows FROM pg_class WHERE oid = 'jobs'::regclass",
+        ))
+        .one(&self.db)
+        .await?;
+        Ok(estimate.map_or(0.0, |estimate| estimate.rows))
+    }
+
+    /// Exact job counts per queue and status.
     pub async fn count_by_queue_and_status(&self) -> Result<Vec<StatusCount>, StoreError> {
         Ok(Entity::find()
             .select_only()

@@ -97,3 +97,34 @@ async fn an_invalid_job_is_refused_before_any_write() {
     let err = store.insert(&job).await.expect_err("refused");
     assert!(matches!(err, StoreError::Invalid(ref invalid) if invalid.field == "priority"));
 }
+
+#[tokio::test]
+async fn large_tables_report_waiting_jobs_exactly_and_finished_ones_as_estimates() {
+    let (db, store) = store().await;
+    db.execute(
+        "INSERT INTO jobs (id, queue, payload, status, attempts, completed_at) \
+         SELECT gen_random_uuid(), 'q', '{}', CASE WHEN n % 10 = 0 THEN 'queued' ELSE 'completed' END, \
+                CASE WHEN n % 10 = 0 THEN 0 ELSE 1 END, CASE WHEN n % 10 = 0 THEN NULL ELSE now() END \
+         FROM generate_series(1, 5000) AS n",
+    )
+    .await;
+    db.execute("ANALYZE jobs").await;
+    let exact = store.job_counts().await.expect("counts");
+    assert!(exact.exact);
+    // Pretend the table is large: queued stays exact, completed is sampled
+    // (the sample covers the whole small table here, so it matches too).
+    let estimated = store.job_counts_above(1_000).await.expect("counts");
+    assert!(!estimated.exact);
+    let count = |counts: &conveyor::store::JobCounts, status: &str| {
+        counts
+            .counts
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| c.count)
+            .sum::<i64>()
+    };
+    assert_eq!(count(&exact, "queued"), 500);
+    assert_eq!(count(&estimated, "queued"), 500);
+    assert_eq!(count(&exact, "completed"), 4_500);
+    assert_eq!(count(&estimated, "completed"), 4_500);
+}

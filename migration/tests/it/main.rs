@@ -47,7 +47,7 @@ async fn concurrent_migrations_of_an_empty_database_all_succeed_once() {
     }
     assert_eq!(
         count(&db, "SELECT count(*) AS n FROM seaql_migrations").await,
-        1
+        migration::migration_names().len() as i64
     );
     assert_eq!(
         count(
@@ -55,8 +55,8 @@ async fn concurrent_migrations_of_an_empty_database_all_succeed_once() {
             "SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'jobs'"
         )
         .await,
-        6,
-        "primary key, idempotency key and four query indexes"
+        7,
+        "primary key, idempotency key and five query indexes"
     );
     assert_eq!(
         count(
@@ -81,8 +81,8 @@ async fn status_down_and_fresh_report_what_they_did() {
     );
 
     assert!(run_binary(&db.url, &["up"]).await.status.success());
-    let down = run_binary(&db.url, &["down"]).await;
-    assert!(String::from_utf8_lossy(&down.stdout).contains("0 applied, 1 pending"));
+    let down = run_binary(&db.url, &["down", "-n", "2"]).await;
+    assert!(String::from_utf8_lossy(&down.stdout).contains("0 applied, 2 pending"));
     assert_eq!(
         count(
             &db,
@@ -93,7 +93,7 @@ async fn status_down_and_fresh_report_what_they_did() {
     );
 
     let fresh = run_binary(&db.url, &["fresh"]).await;
-    assert!(String::from_utf8_lossy(&fresh.stdout).contains("1 applied, 0 pending"));
+    assert!(String::from_utf8_lossy(&fresh.stdout).contains("2 applied, 0 pending"));
 }
 
 #[tokio::test]

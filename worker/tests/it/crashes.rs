@@ -131,7 +131,7 @@ async fn a_stale_worker_finishing_late_is_fenced_and_the_new_attempt_stands() {
 }
 
 /// A JSON log capture for the current thread.
-mod testkit_logs {
+pub mod testkit_logs {
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]

@@ -1,0 +1,144 @@
+//! Prometheus metrics: every name in one place, and the process-wide
+//! recorder.
+//!
+//! Names start with `conveyor_` and carry their unit. Labels have bounded
+//! cardinality: queue, task type, outcome, lane, HTTP route template, method
+//! and status — never a job id or worker id (the scrape target tells workers
+//! apart).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Jobs accepted by the API (new rows), by `queue`, `type`.
+pub const JOBS_ENQUEUED: &str = "conveyor_jobs_enqueued_total";
+/// Attempts that ended, by `queue`, `type`, `outcome` (completed, failed,
+/// retried, canceled, released, fenced) and deliveries skipped (`skipped`).
+pub const JOBS_FINISHED: &str = "conveyor_jobs_finished_total";
+/// Handler run time per attempt, by `queue`, `type`.
+pub const ATTEMPT_DURATION: &str = "conveyor_job_attempt_duration_seconds";
+/// Time from `run_at` to the claim, by `queue`, `type`.
+pub const WAIT_TIME: &str = "conveyor_job_wait_seconds";
+/// Jobs this worker process is running now.
+pub const JOBS_RUNNING: &str = "conveyor_worker_jobs_running";
+/// Ids held in Redis, by `queue` and `lane` (`ready`, `delayed`,
+/// `processing`) and, for ready lanes, `priority`.
+pub const QUEUE_DEPTH: &str = "conveyor_queue_depth";
+/// Jobs the janitor recovered, by `reason` (`lease_expired`, `dead_worker`).
+pub const JANITOR_RECOVERIES: &str = "conveyor_janitor_recoveries_total";
+/// Jobs the reconciler published because Redis did not hold them.
+pub const RECONCILER_REPUBLISHED: &str = "conveyor_reconciler_republished_total";
+/// HTTP requests, by `route` (the template, e.g. `/jobs/{id}`), `method`, `status`.
+pub const HTTP_REQUESTS: &str = "conveyor_http_requests_total";
+/// HTTP request latency, by `route`, `method`.
+pub const HTTP_DURATION: &str = "conveyor_http_request_duration_seconds";
+
+/// Histogram buckets, in seconds: from a millisecond to ten minutes.
+const BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    600.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder on first call; returns the handle that
+/// renders the Prometheus text. Safe to call repeatedly (tests do).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    handle
+                }
+                // Another recorder was installed first (an embedding
+                // application's): render an empty registry of our own.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(JOBS_ENQUEUED, "Jobs accepted by the API");
+    describe_counter!(
+        JOBS_FINISHED,
+        "Attempts ended or deliveries skipped, by outcome"
+    );
+    describe_histogram!(
+        ATTEMPT_DURATION,
+        Unit::Seconds,
+        "Handler run time per attempt"
+    );
+    describe_histogram!(WAIT_TIME, Unit::Seconds, "Time from run_at to claim");
+    describe_gauge!(JOBS_RUNNING, "Jobs this worker is running");
+    describe_gauge!(QUEUE_DEPTH, "Ids held in Redis per queue and lane");
+    describe_counter!(JANITOR_RECOVERIES, "Jobs recovered by the janitor");
+    describe_counter!(RECONCILER_REPUBLISHED, "Jobs republished by the reconciler");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by route, method and status");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency");
+}
+
+/// Counts an accepted job.
+pub fn job_enqueued(queue: &str, task_type: &str) {
+    metrics::counter!(JOBS_ENQUEUED, "queue" => queue.to_owned(), "type" => task_type.to_owned())
+        .increment(1);
+}
+
+/// Counts an ended attempt or a skipped delivery.
+pub fn job_finished(queue: &str, task_type: &str, outcome: &'static str) {
+    metrics::counter!(JOBS_FINISHED, "queue" => queue.to_owned(), "type" => task_type.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// Records how long an attempt's handler ran.
+pub fn attempt_duration(queue: &str, task_type: &str, duration: Duration) {
+    metrics::histogram!(ATTEMPT_DURATION, "queue" => queue.to_owned(), "type" => task_type.to_owned())
+        .record(duration.as_secs_f64());
+}
+
+/// Records how long a job waited past its `run_at` before a claim.
+pub fn wait_time(queue: &str, task_type: &str, waited: Duration) {
+    metrics::histogram!(WAIT_TIME, "queue" => queue.to_owned(), "type" => task_type.to_owned())
+        .record(waited.as_secs_f64());
+}
+
+/// Sets the number of jobs this worker runs.
+pub fn jobs_running(count: usize) {
+    metrics::gauge!(JOBS_RUNNING).set(count as f64);
+}
+
+/// Sets one lane's depth.
+pub fn queue_depth(queue: &str, lane: &'static str, priority: Option<i16>, depth: u64) {
+    match priority {
+        Some(priority) => metrics::gauge!(QUEUE_DEPTH, "queue" => queue.to_owned(), "lane" => lane,
+            "priority" => priority.to_string())
+        .set(depth as f64),
+        None => metrics::gauge!(QUEUE_DEPTH, "queue" => queue.to_owned(), "lane" => lane)
+            .set(depth as f64),
+    }
+}
+
+/// Counts janitor recoveries.
+pub fn janitor_recovered(reason: &'static str, count: usize) {
+    metrics::counter!(JANITOR_RECOVERIES, "reason" => reason).increment(count as u64);
+}
+
+/// Counts reconciler republishes.
+pub fn reconciler_republished(count: usize) {
+    metrics::counter!(RECONCILER_REPUBLISHED).increment(count as u64);
+}
+
+/// Records one HTTP request.
+pub fn http_request(route: &str, method: &str, status: u16, duration: Duration) {
+    metrics::counter!(HTTP_REQUESTS, "route" => route.to_owned(), "method" => method.to_owned(),
+        "status" => status.to_string())
+    .increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route.to_owned(), "method" => method.to_owned())
+        .record(duration.as_secs_f64());
+}

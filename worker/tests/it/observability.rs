@@ -1,0 +1,149 @@
+//! The worker's metrics and lifecycle events match what happened.
+
+use std::time::Duration;
+
+use conveyor::JobStatus;
+use serde_json::json;
+
+use crate::support::{Harness, id, job};
+
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(name))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            labels
+                .iter()
+                .all(|(key, value)| series.contains(&format!("{key}=\"{value}\"")))
+                .then(|| value.parse().ok())?
+        })
+}
+
+async fn scrape() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(worker::observe::serve(listener, std::future::pending()));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    server.abort();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn outcomes_durations_and_events_are_counted_once_per_transition() {
+    let logs = crate::crashes::testkit_logs::Capture::default();
+    let _guard = logs.install();
+    let h = Harness::new().await;
+    let queue = format!("obs-{}", &h.redis.prefix[6..]);
+    let mut settings = h.settings("obs");
+    settings.queues = vec![queue.clone()];
+    let worker = h.spawn(settings, worker::builtin_registry());
+    let submit = |task_type: &str, payload: serde_json::Value, max_attempts: i32| {
+        let mut new = job(task_type, payload);
+        new.queue = queue.clone();
+        new.max_attempts = max_attempts;
+        h.submit(new)
+    };
+    let ok = submit("noop", json!({}), 4).await;
+    let failed = submit("demo", json!({"fail": true}), 4).await;
+    let retried = submit("demo", json!({"transient_fail": true}), 2).await;
+    let canceled = submit("sleep", json!({"ms": 60_000}), 4).await;
+    h.wait_for(id(&ok), JobStatus::Completed, Duration::from_secs(10))
+        .await;
+    h.wait_for(id(&failed), JobStatus::Failed, Duration::from_secs(10))
+        .await;
+    h.wait_for(id(&retried), JobStatus::Failed, Duration::from_secs(10))
+        .await;
+    h.wait_for(id(&canceled), JobStatus::Running, Duration::from_secs(10))
+        .await;
+    h.store
+        .request_cancel(id(&canceled))
+        .await
+        .expect("request");
+    h.broker.notify_cancel(id(&canceled)).await.expect("notify");
+    h.wait_for(id(&canceled), JobStatus::Canceled, Duration::from_secs(5))
+        .await;
+    worker.stop().await;
+
+    let text = scrape().await;
+    let finished = |task_type: &str, outcome: &str| {
+        sample(
+            &text,
+            "conveyor_jobs_finished_total",
+            &[("queue", &queue), ("type", task_type), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(finished("noop", "completed"), Some(1.0));
+    assert_eq!(
+        finished("demo", "failed"),
+        Some(2.0),
+        "one permanent, one out of attempts"
+    );
+    assert_eq!(finished("demo", "retried"), Some(1.0));
+    assert_eq!(finished("sleep", "canceled"), Some(1.0));
+    let attempts = sample(
+        &text,
+        "conveyor_job_attempt_duration_seconds_count",
+        &[("queue", &queue)],
+    );
+    assert!(attempts.is_some(), "{text}");
+    let total_attempts: f64 = text
+        .lines()
+        .filter(|line| {
+            line.starts_with("conveyor_job_attempt_duration_seconds_count") && line.contains(&queue)
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(
+        total_attempts, 5.0,
+        "noop 1 + fail 1 + transient 2 + sleep 1"
+    );
+    let waits: f64 = text
+        .lines()
+        .filter(|line| line.starts_with("conveyor_job_wait_seconds_count") && line.contains(&queue))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(waits, 5.0);
+    assert!(text.contains("conveyor_worker_jobs_running"));
+
+    // Each lifecycle event once per transition, for each job.
+    let log = logs.text();
+    let events = |job: &conveyor::Job, event: &str| {
+        log.lines()
+            .filter(|line| {
+                line.contains(&job.id.to_string())
+                    && line.contains(&format!("\"event\":\"{event}\""))
+            })
+            .count()
+    };
+    assert_eq!(
+        (events(&ok, "job_claimed"), events(&ok, "job_completed")),
+        (1, 1)
+    );
+    assert_eq!(
+        (
+            events(&failed, "job_claimed"),
+            events(&failed, "job_failed")
+        ),
+        (1, 1)
+    );
+    assert_eq!(events(&retried, "job_claimed"), 2);
+    assert_eq!(events(&retried, "job_retry_scheduled"), 1);
+    assert_eq!(events(&retried, "job_failed"), 1);
+    assert_eq!(events(&canceled, "job_canceled"), 1);
+    assert_eq!(log.matches("\"event\":\"worker_started\"").count(), 1);
+    assert_eq!(log.matches("\"event\":\"worker_stopping\"").count(), 1);
+    assert!(!log.contains("60000"), "payloads are never logged");
+}
