@@ -95,6 +95,11 @@ impl ApiError {
         }
     }
 
+    /// The problem document this error answers with.
+    pub fn problem(self) -> Problem {
+        self.into_problem()
+    }
+
     fn into_problem(self) -> Problem {
         let status = self.status();
         let (code, detail, field, job_id) = match self {

@@ -34,6 +34,7 @@ pub use state::{AppState, Settings};
 /// Every route, with the body limit, authentication and panic guard applied.
 pub fn router(state: AppState) -> Router {
     let protected = routes::jobs::router()
+        .merge(routes::batch::router())
         .merge(routes::queues::router())
         .merge(openapi::router())
         .layer(axum::middleware::from_fn_with_state(

@@ -17,7 +17,7 @@ use crate::state::AppState;
                        Errors are RFC 9457 problem documents with a stable `code`."
     ),
     paths(
-        jobs::create_job, jobs::list_jobs, jobs::get_job, jobs::cancel_job, jobs::retry_job,
+        jobs::create_job, crate::routes::batch::create_batch, jobs::list_jobs, jobs::get_job, jobs::cancel_job, jobs::retry_job,
         jobs::job_result, jobs::summary, queues::list_queues, health::health, health::ready,
     ),
     modifiers(&BearerToken),

@@ -75,7 +75,7 @@ pub struct UploadJob {
 }
 
 impl CreateJob {
-    fn into_new_job(self, header_key: Option<String>) -> Result<NewJob, ApiError> {
+    pub(crate) fn into_new_job(self, header_key: Option<String>) -> Result<NewJob, ApiError> {
         let payload = self
             .payload
             .ok_or_else(|| ApiError::invalid("payload", "payload is required (a JSON object)"))?;
@@ -223,6 +223,23 @@ pub async fn create_job(
             ),
             job_id: Some(job.id.to_string()),
         }),
+    }
+}
+
+/// Publishes committed jobs in one pipeline, as [`publish`] does one.
+pub(crate) async fn publish_all(state: &AppState, jobs: &[Job]) {
+    if jobs.is_empty() {
+        return;
+    }
+    match state.broker.publish(jobs).await {
+        Ok(()) => {
+            for job in jobs {
+                tracing::info!(event = "job_enqueued", job.id = %job.id, job.r#type = %job.task_type,
+                    job.queue = %job.queue, job.attempt = job.attempts, "enqueued job {}", job.id);
+            }
+        }
+        Err(err) => tracing::warn!(event = "job_enqueue_failed", jobs = jobs.len(), error = %err,
+            "{} job(s) accepted but not published to Redis; reconciliation will publish them", jobs.len()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The handlers, one module per resource.
 
+pub mod batch;
 pub mod health;
 pub mod jobs;
 pub mod metrics;

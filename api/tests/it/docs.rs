@@ -10,6 +10,7 @@ async fn the_openapi_document_lists_every_route() {
     let paths = doc["paths"].as_object().expect("paths");
     for (path, method) in [
         ("/jobs", "post"),
+        ("/jobs/batch", "post"),
         ("/jobs", "get"),
         ("/jobs/{id}", "get"),
         ("/jobs/{id}/cancel", "post"),

@@ -2,6 +2,7 @@
 //! prefix per test, the server on port 0.
 
 mod auth;
+mod batch;
 mod cancel;
 mod create;
 mod docs;

@@ -7,12 +7,13 @@
 //! stored request fingerprint with its own to tell a replay from a conflict.
 
 use chrono::Utc;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::NotSet, ColumnTrait, EntityTrait, QueryFilter, QueryTrait, Set};
+use sea_orm::sea_query::{Expr, InsertStatement, OnConflict, Query, SimpleExpr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use super::{Store, StoreError};
 use crate::job::{Job, JobId, NewJob};
-use entity::job::{ActiveModel, Column, Entity};
+use entity::job::{Column, Entity};
 
 /// What an insert did.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,28 +40,14 @@ impl Store {
     pub async fn insert(&self, new: &NewJob) -> Result<Inserted, StoreError> {
         new.validate()?;
         let fingerprint = new.fingerprint();
-        let row = active_model(new, &fingerprint);
-
-        let Some(key) = &new.idempotency_key else {
-            let job = Entity::insert(row).exec_with_returning(&self.db).await?;
-            return Ok(Inserted::Created(job));
-        };
-
-        // Built by hand rather than with sea-orm's TryInsert, which reports
-        // an `ON CONFLICT DO NOTHING` that returned no row as an error
-        // (`RecordNotFound`) instead of as a conflict.
-        let mut insert = Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(Column::IdempotencyKey)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .into_query();
-        insert.returning_all();
+        let insert = insert_statement(&[(JobId::new(), new, fingerprint.as_str())]);
         let statement = self.db.get_database_backend().build(&insert);
         if let Some(job) = Entity::find().from_raw_sql(statement).one(&self.db).await? {
             return Ok(Inserted::Created(job));
         }
+        let Some(key) = &new.idempotency_key else {
+            return Err(sea_orm::DbErr::RecordNotInserted.into());
+        };
 
         // The conflicting row is committed (ON CONFLICT waited for it), so
         // this read, a new statement, sees it. Rows are never deleted.
@@ -81,19 +68,127 @@ impl Store {
     }
 }
 
-fn active_model(new: &NewJob, fingerprint: &str) -> ActiveModel {
-    ActiveModel {
-        id: Set(JobId::new().as_uuid()),
-        queue: Set(new.queue.clone()),
-        task_type: Set(new.task_type.clone()),
-        payload: Set(new.payload.clone()),
-        priority: Set(new.priority),
-        max_attempts: Set(new.max_attempts),
-        timeout_seconds: Set(new.timeout_seconds),
-        // "Now" is left to the database's clock, the one claims compare with.
-        run_at: new.run_at(Utc::now()).map_or(NotSet, Set),
-        idempotency_key: Set(new.idempotency_key.clone()),
-        request_hash: Set(Some(fingerprint.to_owned())),
-        ..Default::default()
+impl Store {
+    /// Inserts many jobs in one transaction and one statement, honouring
+    /// each idempotency key; returns one outcome per input, in order. Every
+    /// job must be valid (check with [`NewJob::validate`] first): an invalid
+    /// one fails the whole call and nothing is written.
+    pub async fn insert_many(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        for job in jobs {
+            job.validate()?;
+        }
+        let fingerprints: Vec<String> = jobs.iter().map(NewJob::fingerprint).collect();
+        let ids: Vec<JobId> = jobs.iter().map(|_| JobId::new()).collect();
+        let rows: Vec<(JobId, &NewJob, &str)> = ids
+            .iter()
+            .zip(jobs)
+            .zip(&fingerprints)
+            .map(|((id, job), fingerprint)| (*id, job, fingerprint.as_str()))
+            .collect();
+
+        let transaction = self.db.begin().await?;
+        let insert = insert_statement(&rows);
+        let statement = transaction.get_database_backend().build(&insert);
+        let created: Vec<Job> = Entity::find()
+            .from_raw_sql(statement)
+            .all(&transaction)
+            .await?;
+        let keys: Vec<&str> = jobs
+            .iter()
+            .filter_map(|job| job.idempotency_key.as_deref())
+            .collect();
+        let existing: Vec<Job> = if created.len() < jobs.len() && !keys.is_empty() {
+            Entity::find()
+                .filter(Column::IdempotencyKey.is_in(keys))
+                .all(&transaction)
+                .await?
+        } else {
+            Vec::new()
+        };
+        transaction.commit().await?;
+
+        let mut created_by_id: std::collections::HashMap<uuid::Uuid, Job> =
+            created.into_iter().map(|job| (job.id, job)).collect();
+        let by_key: std::collections::HashMap<String, Job> = existing
+            .into_iter()
+            .filter_map(|job| job.idempotency_key.clone().map(|key| (key, job)))
+            .collect();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for ((job, fingerprint), id) in jobs.iter().zip(&fingerprints).zip(ids) {
+            let id = id.as_uuid();
+            if let Some(row) = created_by_id.remove(&id) {
+                outcomes.push(Inserted::Created(row));
+                continue;
+            }
+            // Not created: its key was taken, before this batch or earlier in it.
+            let found = job
+                .idempotency_key
+                .as_ref()
+                .and_then(|key| by_key.get(key))
+                .cloned()
+                .ok_or_else(|| {
+                    sea_orm::DbErr::RecordNotFound(format!(
+                        "job {id} was neither inserted nor found"
+                    ))
+                })?;
+            if found.request_hash.as_deref() == Some(fingerprint.as_str()) {
+                outcomes.push(Inserted::Replayed(found));
+            } else {
+                outcomes.push(Inserted::Conflict(found));
+            }
+        }
+        Ok(outcomes)
     }
+}
+
+/// `INSERT INTO jobs (...) VALUES ... ON CONFLICT (idempotency_key) DO
+/// NOTHING RETURNING *` for `rows`. Built with sea-query rather than
+/// sea-orm's insert helpers, because every row must list the same columns
+/// while "run now" is the database's `now()` (the clock claims compare
+/// with), not a value; and because sea-orm's `TryInsert` reports a DO
+/// NOTHING that returned no row as an error, not as a conflict.
+fn insert_statement(rows: &[(JobId, &NewJob, &str)]) -> InsertStatement {
+    let mut insert = Query::insert();
+    insert.into_table(Entity).columns([
+        Column::Id,
+        Column::Queue,
+        Column::TaskType,
+        Column::Payload,
+        Column::Priority,
+        Column::MaxAttempts,
+        Column::TimeoutSeconds,
+        Column::RunAt,
+        Column::IdempotencyKey,
+        Column::RequestHash,
+    ]);
+    let now = Utc::now();
+    for (id, job, fingerprint) in rows {
+        let run_at: SimpleExpr = match job.run_at(now) {
+            Some(at) => Expr::value(at),
+            None => Expr::cust("now()"),
+        };
+        insert.values_panic([
+            Expr::value(id.as_uuid()),
+            Expr::value(job.queue.clone()),
+            Expr::value(job.task_type.clone()),
+            Expr::value(job.payload.clone()),
+            Expr::value(job.priority),
+            Expr::value(job.max_attempts),
+            Expr::value(job.timeout_seconds),
+            run_at,
+            Expr::value(job.idempotency_key.clone()),
+            Expr::value(fingerprint.to_string()),
+        ]);
+    }
+    insert
+        .on_conflict(
+            OnConflict::column(Column::IdempotencyKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .returning_all();
+    insert
 }

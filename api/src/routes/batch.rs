@@ -1,0 +1,176 @@
+//! `POST /jobs/batch`: up to 1,000 jobs in one request, one transaction and
+//! one pipelined publish.
+
+use axum::extract::{Request, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use conveyor::{Inserted, Job, NewJob};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{JsonBody, parse_json};
+use crate::routes::jobs::CreateJob;
+use crate::state::AppState;
+use crate::views::JobView;
+
+/// Most jobs one batch may hold.
+pub const MAX_BATCH: usize = 1_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/jobs/batch", post(create_batch))
+}
+
+/// The body of `POST /jobs/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateBatch {
+    /// 1 to 1,000 jobs, each as the body of `POST /jobs`.
+    #[schema(value_type = Vec<CreateJob>)]
+    pub jobs: Vec<serde_json::Value>,
+}
+
+/// The outcome of one item, in the order of the request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItem {
+    /// What `POST /jobs` would have answered: 201 created, 200 replayed,
+    /// 409 key conflict, 422 invalid.
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResult {
+    pub items: Vec<BatchItem>,
+    pub created: usize,
+    pub replayed: usize,
+    pub rejected: usize,
+}
+
+/// Create many jobs at once. Valid items are inserted in one transaction
+/// (all or none, if the database fails) and published in one pipeline;
+/// invalid items and idempotency conflicts are reported per item, in order,
+/// without affecting the others.
+#[utoipa::path(post, path = "/jobs/batch", tag = "jobs",
+    request_body(content = CreateBatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One outcome per item, in order", body = BatchResult),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "Not a batch of 1 to 1,000 jobs", body = Problem),
+        (status = 503, description = "PostgreSQL unavailable; nothing was written", body = Problem),
+    ))]
+pub async fn create_batch(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<BatchResult>, ApiError> {
+    let JsonBody(batch) =
+        <JsonBody<CreateBatch> as axum::extract::FromRequest<AppState>>::from_request(
+            request, &state,
+        )
+        .await?;
+    if batch.jobs.is_empty() || batch.jobs.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "jobs",
+            format!(
+                "jobs must hold 1 to {MAX_BATCH} jobs (got {})",
+                batch.jobs.len()
+            ),
+        ));
+    }
+    let total = batch.jobs.len();
+    let mut items: Vec<Option<BatchItem>> = (0..total).map(|_| None).collect();
+    let mut valid: Vec<(usize, NewJob)> = Vec::with_capacity(total);
+    for (index, raw) in batch.jobs.into_iter().enumerate() {
+        let parsed = serde_json::to_vec(&raw)
+            .map_err(|err| ApiError::Internal(err.to_string()))
+            .and_then(|bytes| parse_json::<CreateJob>(&bytes))
+            .and_then(|body| body.into_new_job(None))
+            .and_then(|job| {
+                job.validate()
+                    .map(|()| job)
+                    .map_err(|invalid| ApiError::invalid(invalid.field, invalid.to_string()))
+            });
+        match parsed {
+            Ok(job) => valid.push((index, job)),
+            Err(err) => items[index] = Some(rejected(err, index)),
+        }
+    }
+
+    let jobs: Vec<NewJob> = valid.iter().map(|(_, job)| job.clone()).collect();
+    let outcomes = state.store.insert_many(&jobs).await?;
+    let mut created: Vec<Job> = Vec::new();
+    let mut replayed = 0;
+    for ((index, _), outcome) in valid.iter().zip(outcomes) {
+        items[*index] = Some(match outcome {
+            Inserted::Created(job) => {
+                conveyor::metrics::job_enqueued(&job.queue, &job.task_type);
+                tracing::info!(event = "job_created", job.id = %job.id, job.r#type = %job.task_type,
+                    job.queue = %job.queue, "created job {}", job.id);
+                created.push(job.clone());
+                BatchItem {
+                    status: 201,
+                    job: Some(job.into()),
+                    error: None,
+                }
+            }
+            Inserted::Replayed(job) => {
+                replayed += 1;
+                BatchItem {
+                    status: 200,
+                    job: Some(job.into()),
+                    error: None,
+                }
+            }
+            Inserted::Conflict(job) => rejected(
+                ApiError::Conflict {
+                    code: "idempotency_key_conflict",
+                    detail: format!(
+                        "idempotency key {:?} was already used by a different request (job {})",
+                        job.idempotency_key.as_deref().unwrap_or_default(),
+                        job.id
+                    ),
+                    job_id: Some(job.id.to_string()),
+                },
+                *index,
+            ),
+        });
+    }
+    crate::routes::jobs::publish_all(&state, &created).await;
+
+    let items: Vec<BatchItem> = items
+        .into_iter()
+        .map(|item| {
+            item.unwrap_or(BatchItem {
+                status: 500,
+                job: None,
+                error: None,
+            })
+        })
+        .collect();
+    let rejected_count = items.iter().filter(|item| item.status >= 400).count();
+    Ok(Json(BatchResult {
+        created: created.len(),
+        replayed,
+        rejected: rejected_count,
+        items,
+    }))
+}
+
+/// One item's error as a problem document, its field prefixed with the
+/// item's index (`jobs[3].priority`).
+fn rejected(error: ApiError, index: usize) -> BatchItem {
+    let mut problem = error.problem();
+    problem.field = Some(match problem.field.take() {
+        Some(field) => format!("jobs[{index}].{field}"),
+        None => format!("jobs[{index}]"),
+    });
+    BatchItem {
+        status: problem.status,
+        job: None,
+        error: Some(problem),
+    }
+}
