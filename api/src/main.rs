@@ -3,8 +3,8 @@
 use anyhow::Context;
 use api::{AppState, Settings};
 use clap::Parser;
-use conveyor::config::{ApiConfig, ConnectionConfig, LogConfig};
-use conveyor::{Broker, Store, broker, logging, signals, store};
+use conveyor::config::{ApiConfig, ConnectionConfig, LogConfig, PoolConfig};
+use conveyor::{Broker, Store, broker, logging, signals};
 
 #[derive(Debug, Parser)]
 #[command(name = "conveyor-api", version, about = "Conveyor's HTTP API")]
@@ -14,6 +14,8 @@ struct Cli {
     #[command(flatten)]
     api: ApiConfig,
     #[command(flatten)]
+    pool: PoolConfig,
+    #[command(flatten)]
     log: LogConfig,
 }
 
@@ -22,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log.log_format);
 
-    let store = Store::connect(&cli.connection.database_url, store::DEFAULT_MAX_CONNECTIONS)
+    let store = Store::connect(&cli.connection.database_url, cli.pool.db_pool_size)
         .await
         .context("DATABASE_URL is not a usable PostgreSQL URL")?;
     let broker = Broker::connect(

@@ -25,6 +25,7 @@ pub const DEFAULT_RETRY_BASE_MS: u64 = 1_000;
 pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
 pub const DEFAULT_RETRY_JITTER: f64 = 0.2;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 25;
+pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
 /// 2 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
@@ -85,6 +86,18 @@ pub struct ApiConfig {
     #[arg(long, env = "CONVEYOR_API_TOKEN", value_name = "CONVEYOR_API_TOKEN",
           hide_env_values = true, value_parser = parse_token)]
     pub api_token: Option<String>,
+}
+
+/// Connections each process may open to PostgreSQL.
+#[derive(Debug, Clone, Args)]
+pub struct PoolConfig {
+    /// Most PostgreSQL connections this process opens. A job holds one only
+    /// while a statement runs, so a few serve many concurrent jobs; keep
+    /// (processes × this) under the server's max_connections.
+    #[arg(long, env = "CONVEYOR_DB_POOL_SIZE", value_name = "CONVEYOR_DB_POOL_SIZE",
+          default_value_t = DEFAULT_DB_POOL_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub db_pool_size: u32,
 }
 
 /// A worker's settings.
@@ -273,6 +286,8 @@ mod tests {
         connection: ConnectionConfig,
         #[command(flatten)]
         api: ApiConfig,
+        #[command(flatten)]
+        pool: PoolConfig,
     }
 
     fn parse(args: &[&str]) -> Result<Cli, String> {
@@ -290,6 +305,8 @@ mod tests {
         assert_eq!(cli.api.addr.to_string(), DEFAULT_API_ADDR);
         assert_eq!(cli.connection.prefix, DEFAULT_PREFIX);
         assert_eq!(cli.worker.validate(), Ok(()));
+        assert_eq!(cli.pool.db_pool_size, DEFAULT_DB_POOL_SIZE);
+        assert_eq!(cli.worker.metrics_addr, None);
     }
 
     #[test]
@@ -304,6 +321,11 @@ mod tests {
             (vec!["--max-body-bytes=-1"], "CONVEYOR_MAX_BODY_BYTES"),
             (vec!["--prefix", "a*b"], "CONVEYOR_PREFIX"),
             (vec!["--lease-secs", "0"], "CONVEYOR_LEASE_SECS"),
+            (vec!["--db-pool-size", "0"], "CONVEYOR_DB_POOL_SIZE"),
+            (
+                vec!["--metrics-addr", "port 9100"],
+                "CONVEYOR_WORKER_METRICS_ADDR",
+            ),
         ] {
             let err = parse(&args).expect_err("bad value must be refused");
             assert!(err.contains(variable), "{args:?}: {err}");

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use conveyor::config::{ConnectionConfig, LogConfig, WorkerConfig};
+use conveyor::config::{ConnectionConfig, LogConfig, PoolConfig, WorkerConfig};
 use conveyor::store::StuckAction;
 use conveyor::{Broker, Store, broker, logging, signals};
 use worker::{Settings, Worker, builtin_registry, recover};
@@ -17,6 +17,8 @@ struct Cli {
     connection: ConnectionConfig,
     #[command(flatten)]
     worker: WorkerConfig,
+    #[command(flatten)]
+    pool: PoolConfig,
     #[command(flatten)]
     log: LogConfig,
 }
@@ -46,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     logging::init(cli.log.log_format);
     cli.worker.validate().map_err(|err| anyhow::anyhow!(err))?;
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(cli.connection, cli.worker).await,
+        Command::Run => run(cli.connection, cli.worker, cli.pool).await,
         Command::RecoverStuck {
             timeout_minutes,
             requeue,
@@ -97,9 +99,13 @@ async fn recover_stuck(
     Ok(())
 }
 
-async fn run(connection: ConnectionConfig, config: WorkerConfig) -> anyhow::Result<()> {
+async fn run(
+    connection: ConnectionConfig,
+    config: WorkerConfig,
+    pool: PoolConfig,
+) -> anyhow::Result<()> {
     let settings = Settings::from_config(&config);
-    let store = Store::connect(&connection.database_url, config.concurrency.min(64) + 4)
+    let store = Store::connect(&connection.database_url, pool.db_pool_size)
         .await
         .context("DATABASE_URL is not a usable PostgreSQL URL")?;
     let broker = Broker::connect(
