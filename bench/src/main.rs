@@ -1,0 +1,183 @@
+//! `conveyor-bench`: runs the benchmark scenarios against a running API,
+//! starting and stopping worker processes itself, and prints each figure as
+//! a median of several runs with min and max, beside the machine's own
+//! ceilings (pgbench, redis-benchmark) measured in the same run.
+//! `scripts/bench.sh` builds the release binaries and starts the stack.
+//!
+//! # Layout
+//! - `scenarios`: submit, submit-batch, drain (+ memory), end-to-end, latency.
+//! - `ceiling`: pgbench and redis-benchmark.
+//! - `stack`: resetting data, worker processes, peak memory.
+//! - `stats`: percentiles and medians.
+
+mod ceiling;
+mod scenarios;
+mod stack;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+use sea_orm::Database;
+use serde_json::json;
+
+use crate::stats::Figure;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "conveyor-bench", about = "Benchmarks a running Conveyor API")]
+pub struct Args {
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub api_url: String,
+    /// The API's pid, to read its peak memory.
+    #[arg(long)]
+    pub api_pid: Option<u32>,
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Database pgbench may fill with its own tables.
+    #[arg(long)]
+    pub pgbench_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    #[arg(long, env = "CONVEYOR_PREFIX", default_value = "conveyor-bench")]
+    pub prefix: String,
+    #[arg(long, default_value = "target/release/conveyor-worker")]
+    pub worker_bin: PathBuf,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Jobs each worker runs at once.
+    #[arg(long, default_value_t = 100)]
+    pub concurrency: usize,
+    #[arg(long, default_value = "warn")]
+    pub worker_log: String,
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    #[arg(long, default_value_t = 20_000)]
+    pub submit_count: usize,
+    #[arg(long, default_value_t = 100_000)]
+    pub drain_count: usize,
+    #[arg(long, default_value_t = 20_000)]
+    pub e2e_count: usize,
+    #[arg(long, default_value_t = 300)]
+    pub latency_count: usize,
+    /// Scenarios to run, comma-separated.
+    #[arg(long, default_value = "submit,submit-batch,drain,end-to-end,latency")]
+    pub scenarios: String,
+    #[arg(long, default_value = "target/bench/results.json")]
+    pub out: PathBuf,
+}
+
+/// Targets from issue 8: (figure, kind, value).
+const TARGETS: &[(&str, &str, f64)] = &[
+    ("submit_requests_per_sec", "at_least", 3_000.0),
+    ("submit_batch_jobs_per_sec", "at_least", 20_000.0),
+    ("drain_jobs_per_sec", "at_least", 5_000.0),
+    ("end_to_end_jobs_per_sec", "at_least", 2_500.0),
+    ("latency_submit_to_start_p50_ms", "at_most", 2.0),
+    ("latency_submit_to_start_p99_ms", "at_most", 10.0),
+    ("api_peak_rss_mb", "at_most", 50.0),
+    ("worker_peak_rss_mb", "at_most", 50.0),
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let db = Database::connect(args.database_url.as_str()).await?;
+    let mut runs: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    for scenario in args.scenarios.split(',').map(str::trim) {
+        for run in 1..=args.runs {
+            stack::reset(&db, &args).await?;
+            let figures = match scenario {
+                "submit" => scenarios::submit(&args).await?,
+                "submit-batch" => scenarios::submit_batch(&args).await?,
+                "drain" => scenarios::drain(&args, &db).await?,
+                "end-to-end" => scenarios::end_to_end(&args, &db).await?,
+                "latency" => scenarios::latency(&args, &db).await?,
+                other => anyhow::bail!("unknown scenario {other:?}"),
+            };
+            let shown: Vec<String> = figures
+                .iter()
+                .map(|(name, value)| format!("{name}={value:.1}"))
+                .collect();
+            println!("{scenario} run {run}/{}: {}", args.runs, shown.join(" "));
+            for (name, value) in figures {
+                runs.entry(name).or_default().push(value);
+            }
+        }
+    }
+    stack::reset(&db, &args).await?;
+
+    println!("\nceilings of this machine, measured now:");
+    let pgbench = ceiling::pgbench_tps(&args);
+    let redis = ceiling::redis_lpush_ops(&args);
+    match &pgbench {
+        Ok(tps) => println!(
+            "  pgbench single-row UPDATE, 32 clients: {tps:.0} tps (one job needs >= 3 commits: ceiling {:.0} jobs/s unbatched)",
+            tps / 3.0
+        ),
+        Err(err) => println!("  pgbench: not measured ({err})"),
+    }
+    match &redis {
+        Ok(ops) => println!("  redis-benchmark LPUSH, 32 clients: {ops:.0} ops/s"),
+        Err(err) => println!("  redis-benchmark: not measured ({err})"),
+    }
+
+    println!("\nresults: median of {} run(s) (min, max)", args.runs);
+    let mut figures = Vec::new();
+    for (name, values) in runs {
+        let target =
+            TARGETS
+                .iter()
+                .find(|(target, _, _)| *target == name)
+                .map(|(_, kind, value)| {
+                    (
+                        if *kind == "at_least" {
+                            "at_least"
+                        } else {
+                            "at_most"
+                        },
+                        *value,
+                    )
+                });
+        let unit = if name.ends_with("_ms") {
+            "ms"
+        } else if name.ends_with("_mb") {
+            "MB"
+        } else {
+            "/s"
+        };
+        let figure = Figure::new(name, unit, values, target);
+        println!("{}", figure.line());
+        figures.push(figure);
+    }
+    if let Ok(tps) = &pgbench {
+        for figure in figures.iter().filter(|f| f.name.ends_with("jobs_per_sec")) {
+            println!(
+                "  {:<34} {:.2} x the unbatched ceiling (pgbench tps / 3)",
+                figure.name,
+                figure.median / (tps / 3.0)
+            );
+        }
+    }
+
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let report = json!({
+        "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "settings": {
+            "workers": args.workers, "concurrency": args.concurrency, "runs": args.runs,
+            "submit_count": args.submit_count, "drain_count": args.drain_count,
+            "e2e_count": args.e2e_count, "latency_count": args.latency_count, "worker_log": args.worker_log,
+        },
+        "ceilings": {
+            "pgbench_single_row_update_tps": pgbench.ok(),
+            "redis_lpush_ops_per_sec": redis.ok(),
+        },
+        "figures": figures,
+    });
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    println!("\nwritten to {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The parts of the stack the benchmark controls: the database, Redis keys,
+//! worker processes, and their memory.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use tokio::process::{Child, Command};
+
+use crate::Args;
+
+/// Empties the jobs table and the benchmark's Redis keys.
+pub async fn reset(db: &DatabaseConnection, args: &Args) -> anyhow::Result<()> {
+    db.execute_unprepared("TRUNCATE jobs").await?;
+    let client = redis::Client::open(args.redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut keys: Vec<String> = Vec::new();
+    {
+        let mut scan =
+            redis::AsyncCommands::scan_match::<_, String>(&mut conn, format!("{}:*", args.prefix))
+                .await?;
+        while let Some(key) = scan.next_item().await {
+            keys.push(key?);
+        }
+    }
+    for chunk in keys.chunks(500) {
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async(&mut conn)
+            .await?;
+    }
+    db.execute_unprepared("VACUUM ANALYZE jobs").await?;
+    Ok(())
+}
+
+pub async fn count(db: &DatabaseConnection, sql: &str) -> anyhow::Result<i64> {
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row"))?;
+    Ok(row.try_get::<i64>("", "n")?)
+}
+
+/// Worker processes started for one scenario.
+pub struct Workers {
+    children: Vec<Child>,
+}
+
+impl Workers {
+    pub async fn start(args: &Args) -> anyhow::Result<Workers> {
+        let mut children = Vec::new();
+        for _ in 0..args.workers {
+            children.push(
+                Command::new(&args.worker_bin)
+                    .env("DATABASE_URL", &args.database_url)
+                    .env("REDIS_URL", &args.redis_url)
+                    .env("CONVEYOR_PREFIX", &args.prefix)
+                    .env("CONVEYOR_CONCURRENCY", args.concurrency.to_string())
+                    .env("RUST_LOG", &args.worker_log)
+                    .env("LOG_FORMAT", "json")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()?,
+            );
+        }
+        // Registered and fetching: give them a moment to connect.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(Workers { children })
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(Child::id).collect()
+    }
+
+    /// SIGTERM, then wait.
+    pub async fn stop(mut self) {
+        for child in &self.children {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+        for child in &mut self.children {
+            let _ = tokio::time::timeout(Duration::from_secs(40), child.wait()).await;
+        }
+    }
+}
+
+/// Peak resident memory of a process, in MB (VmHWM), if readable.
+pub fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

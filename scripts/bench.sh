@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Benchmarks Conveyor on this machine against a stack it starts itself: a
+# release build, its own database and Redis prefix, the API, and N workers
+# (started per scenario by conveyor-bench). Prints every figure as the median
+# of several runs with min and max, beside the machine's own ceilings
+# (pgbench, redis-benchmark) measured in the same run, and writes JSON to
+# target/bench/results.json. All traffic goes to 127.0.0.1; every load loop
+# is bounded in count and time.
+#
+#   scripts/bench.sh [conveyor-bench options]
+#     --workers N (2)  --concurrency C (100)  --runs R (3)
+#     --submit-count --drain-count (100000) --e2e-count --latency-count
+#     --scenarios submit,submit-batch,drain,end-to-end,latency
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/services.sh
+
+api_pid=""
+bench_db="conveyor_bench_$$"
+pgbench_db="conveyor_pgbench_$$"
+cleanup() {
+  [[ -n $api_pid ]] && kill -TERM "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
+  if psql_bin=$(pg_bin psql); then
+    for db in "$bench_db" "$pgbench_db"; do
+      "$psql_bin" "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+  fi
+  command -v redis-cli >/dev/null && redis-cli -u "$REDIS_URL" del mylist >/dev/null 2>&1 || true
+  stop_services
+}
+trap cleanup EXIT
+ensure_services
+psql_bin=$(pg_bin psql) || die "psql is needed to create the benchmark databases"
+
+say "building (release)"
+cargo build --release --locked --bin conveyor-api --bin conveyor-worker --bin conveyor-migrate --bin conveyor-bench
+
+server=${DATABASE_URL%/*}
+"$psql_bin" "$DATABASE_URL" -qc "CREATE DATABASE \"$bench_db\"" -c "CREATE DATABASE \"$pgbench_db\""
+export DATABASE_URL_BENCH="$server/$bench_db"
+DATABASE_URL=$DATABASE_URL_BENCH target/release/conveyor-migrate up >/dev/null
+
+port=$(free_port)
+prefix="bench-$$"
+say "starting conveyor-api on 127.0.0.1:$port"
+DATABASE_URL=$DATABASE_URL_BENCH CONVEYOR_PREFIX=$prefix CONVEYOR_API_ADDR=127.0.0.1:$port \
+  RUST_LOG=${BENCH_API_LOG:-warn} LOG_FORMAT=json target/release/conveyor-api >/dev/null 2>&1 &
+api_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$port/ready" >/dev/null || die "conveyor-api did not start"
+
+say "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(postgres --version 2>/dev/null || "$(pg_bin postgres)" --version); $(redis-server --version | cut -d' ' -f1-3)"
+target/release/conveyor-bench \
+  --api-url "http://127.0.0.1:$port" --api-pid "$api_pid" \
+  --database-url "$DATABASE_URL_BENCH" --pgbench-url "$server/$pgbench_db" \
+  --redis-url "$REDIS_URL" --prefix "$prefix" \
+  --worker-bin target/release/conveyor-worker "$@"
