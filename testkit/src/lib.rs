@@ -14,15 +14,20 @@
 //! # Layout
 //! - [`db`]: [`TestDb`], the per-test database.
 //! - [`redis_prefix`]: [`TestRedis`], the per-test key prefix.
+//! - [`logs`]: [`LogCapture`], log lines captured in a test.
+//! - [`prometheus`]: reading samples out of `/metrics` text.
 //! - [`proxy`]: [`Proxy`], a TCP proxy to cut for outage tests.
 //! - [`wait`]: [`wait_until`], polling a condition against a deadline.
 
 pub mod db;
+pub mod logs;
+pub mod prometheus;
 pub mod proxy;
 pub mod redis_prefix;
 pub mod wait;
 
 pub use db::{STALE_AFTER_SECS, TestDb};
+pub use logs::LogCapture;
 pub use proxy::Proxy;
 pub use redis_prefix::TestRedis;
 pub use wait::wait_until;

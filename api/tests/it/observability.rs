@@ -3,20 +3,9 @@
 use conveyor::broker::WorkerInfo;
 use serde_json::json;
 
-use crate::support::TestApp;
+use testkit::prometheus::sample;
 
-/// The value of the sample whose line starts with `prefix` (name and labels).
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| line.starts_with(name))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            labels
-                .iter()
-                .all(|(key, value)| series.contains(&format!("{key}=\"{value}\"")))
-                .then(|| value.parse().ok())?
-        })
-}
+use crate::support::TestApp;
 
 #[tokio::test]
 async fn metrics_count_jobs_requests_and_queue_depth() {

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::support::{LogCapture, Options, TestApp, assert_problem};
+use testkit::LogCapture;
+
+use crate::support::{Options, TestApp, assert_problem};
 
 #[tokio::test(flavor = "current_thread")]
 async fn with_redis_down_a_job_is_accepted_stored_and_a_warning_logged() {

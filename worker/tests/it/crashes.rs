@@ -59,7 +59,7 @@ async fn a_killed_workers_job_is_finished_by_another_within_the_recovery_time() 
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_stale_worker_finishing_late_is_fenced_and_the_new_attempt_stands() {
-    let logs = testkit_logs::Capture::default();
+    let logs = testkit::LogCapture::default();
     let _guard = logs.install();
     let h = Harness::new().await;
     let release = Arc::new(Notify::new());
@@ -128,41 +128,6 @@ async fn a_stale_worker_finishing_late_is_fenced_and_the_new_attempt_stands() {
     assert_eq!(after.attempts, 2);
     assert_eq!(after.worker_id.as_deref(), Some("successor"));
     stale.stop().await;
-}
-
-/// A JSON log capture for the current thread.
-pub mod testkit_logs {
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    pub struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl Capture {
-        pub fn install(&self) -> tracing::subscriber::DefaultGuard {
-            let writer = self.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .json()
-                .flatten_event(true)
-                .with_writer(move || writer.clone())
-                .finish();
-            tracing::subscriber::set_default(subscriber)
-        }
-
-        pub fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
-        }
-    }
-
-    impl std::io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

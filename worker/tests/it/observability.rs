@@ -5,19 +5,9 @@ use std::time::Duration;
 use conveyor::JobStatus;
 use serde_json::json;
 
-use crate::support::{Harness, id, job};
+use testkit::prometheus::{sample, sum};
 
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| line.starts_with(name))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            labels
-                .iter()
-                .all(|(key, value)| series.contains(&format!("{key}=\"{value}\"")))
-                .then(|| value.parse().ok())?
-        })
-}
+use crate::support::{Harness, id, job};
 
 async fn scrape() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -43,7 +33,7 @@ async fn scrape() -> String {
 
 #[tokio::test(flavor = "current_thread")]
 async fn outcomes_durations_and_events_are_counted_once_per_transition() {
-    let logs = crate::crashes::testkit_logs::Capture::default();
+    let logs = testkit::LogCapture::default();
     let _guard = logs.install();
     let h = Harness::new().await;
     let queue = format!("obs-{}", &h.redis.prefix[6..]);
@@ -110,11 +100,11 @@ async fn outcomes_durations_and_events_are_counted_once_per_transition() {
         total_attempts, 5.0,
         "noop 1 + fail 1 + transient 2 + sleep 1"
     );
-    let waits: f64 = text
-        .lines()
-        .filter(|line| line.starts_with("conveyor_job_wait_seconds_count") && line.contains(&queue))
-        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum();
+    let waits = sum(
+        &text,
+        "conveyor_job_wait_seconds_count",
+        &[("queue", &queue)],
+    );
     assert_eq!(waits, 5.0);
     assert!(text.contains("conveyor_worker_jobs_running"));
 
