@@ -4,6 +4,7 @@
 //! # Layout
 //! - `m20260101_000001_create_jobs`: the `jobs` table, its checks and indexes.
 //! - `m20260102_000001_jobs_queue_status_index`: the index behind job counts.
+//! - `m20260103_000001_waiting_index_with_id`: the reconciler's pages without a sort.
 //! - [`lock`]: [`migrate_locked`], migrations run under a PostgreSQL advisory lock.
 
 pub use sea_orm_migration::prelude::*;
@@ -11,6 +12,7 @@ pub use sea_orm_migration::prelude::*;
 pub mod lock;
 mod m20260101_000001_create_jobs;
 mod m20260102_000001_jobs_queue_status_index;
+mod m20260103_000001_waiting_index_with_id;
 
 pub use lock::{Command, migrate_locked};
 
@@ -24,6 +26,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20260101_000001_create_jobs::Migration),
             Box::new(m20260102_000001_jobs_queue_status_index::Migration),
+            Box::new(m20260103_000001_waiting_index_with_id::Migration),
         ]
     }
 }

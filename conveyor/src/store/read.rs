@@ -97,7 +97,7 @@ impl Store {
     /// Waiting (`queued`/`retrying`) jobs untouched for at least `quiet`,
     /// in (`run_at`, `id`) order after `after`, at most `limit`: what the
     /// reconciler checks against Redis, a page at a time. Served by
-    /// `jobs_waiting_run_at_idx`.
+    /// `jobs_waiting_due_idx` without a sort.
     pub async fn waiting_jobs(
         &self,
         quiet: std::time::Duration,
