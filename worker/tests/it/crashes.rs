@@ -52,6 +52,11 @@ async fn a_killed_workers_job_is_finished_by_another_within_the_recovery_time() 
     );
     assert_eq!(done.result, Some(json!({"finished_on_attempt": 2})));
     assert_eq!(done.worker_id.as_deref(), Some(survivor.id.as_str()));
+    // At-least-once: the dead worker's attempt ran (and hung) and the
+    // survivor ran it again. One duplicate execution for this fault.
+    let duplicates = calls.count(id(&hanging)) - 1;
+    eprintln!("killed worker: {duplicates} duplicate execution(s)");
+    assert_eq!(duplicates, 1);
     // Within a lease, a heartbeat and a janitor pass (plus scheduling slack).
     assert!(recovery < lease * 4, "recovery took {recovery:?}");
     survivor.stop().await;

@@ -65,7 +65,10 @@ async fn shutdown_puts_back_a_long_job_which_later_completes_elsewhere() {
         done.attempts, 1,
         "attempts are not inflated by the shutdown"
     );
-    assert_eq!(calls.count(id(&long)), 2);
+    // The interrupted run is a duplicate execution (not a counted attempt).
+    let duplicates = calls.count(id(&long)) - 1;
+    eprintln!("graceful shutdown past its grace: {duplicates} duplicate execution(s)");
+    assert_eq!(duplicates, 1);
     next.stop().await;
 }
 
