@@ -52,11 +52,7 @@ pub async fn process(
         return;
     };
     match claim {
-        Transition::Won(job) => {
-            let span = tracing::info_span!("job", job.id = %job.id, job.r#type = %job.task_type,
-                job.queue = %job.queue, job.attempt = job.attempts);
-            run(runtime, job, give_up).instrument(span).await;
-        }
+        Transition::Won(job) => run_claimed(runtime, job, give_up).await,
         Transition::Lost(job) if job.status.is_waiting() && job.run_at > Utc::now() => {
             // Delivered early (a clock or a race): back to `delayed` until due.
             tracing::debug!(event = "job_deferred", job.id = %id, "job {id} is not due yet");
@@ -79,6 +75,14 @@ pub async fn process(
             ack(&runtime, &queue, &raw_id).await;
         }
     }
+}
+
+/// Runs a job this worker has already claimed (alone or in a batch), in a
+/// span carrying its id, type, queue and attempt.
+pub async fn run_claimed(runtime: Arc<Runtime>, job: Job, give_up: CancellationToken) {
+    let span = tracing::info_span!("job", job.id = %job.id, job.r#type = %job.task_type,
+        job.queue = %job.queue, job.attempt = job.attempts);
+    run(runtime, job, give_up).instrument(span).await;
 }
 
 async fn run(runtime: Arc<Runtime>, job: Job, give_up: CancellationToken) {

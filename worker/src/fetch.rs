@@ -9,7 +9,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::execute::process;
+use std::collections::HashMap;
+
+use conveyor::{Job, JobId};
+
+use crate::execute::{process, run_claimed};
 use crate::runtime::Runtime;
 use crate::settings::MAX_FETCH_BATCH;
 
@@ -79,9 +83,11 @@ pub async fn fetch_loop(
         };
         match take_ids(&runtime, connection, permits.len()).await {
             Ok(ids) => {
+                let mut claimed = claim_batch(&runtime, &ids).await;
                 for (queue, id) in ids {
                     let Some(permit) = permits.pop() else { break };
-                    start(&runtime, &mut tasks, queue, id, permit, &give_up);
+                    let job = claimed.remove(&id);
+                    start(&runtime, &mut tasks, queue, id, job, permit, &give_up);
                 }
             }
             Err(err) => {
@@ -95,19 +101,52 @@ pub async fn fetch_loop(
     tasks
 }
 
-/// Starts the task that handles one id.
+/// Claims, in one statement, every job among several fetched ids that can
+/// be claimed. Ids it does not win (a duplicate, a job not yet due, an
+/// unknown id, or all of them if PostgreSQL is down) take the one-by-one
+/// path, which knows what to do with each; a single id takes it directly, so
+/// an idle worker's latency does not change.
+async fn claim_batch(runtime: &Runtime, ids: &[(String, String)]) -> HashMap<String, Job> {
+    if ids.len() < 2 {
+        return HashMap::new();
+    }
+    let parsed: Vec<JobId> = ids.iter().filter_map(|(_, id)| id.parse().ok()).collect();
+    match runtime
+        .store
+        .claim_many(&parsed, &runtime.settings.worker_id, runtime.settings.lease)
+        .await
+    {
+        Ok(jobs) => {
+            runtime.postgres.succeeded("postgres");
+            jobs.into_iter()
+                .map(|job| (job.id.to_string(), job))
+                .collect()
+        }
+        Err(err) => {
+            tracing::debug!(error = %err, "batch claim failed; claiming one by one");
+            HashMap::new()
+        }
+    }
+}
+
+/// Starts the task that handles one id: runs `claimed` if the batch claim
+/// won it, otherwise claims it first.
 fn start(
     runtime: &Arc<Runtime>,
     tasks: &mut JoinSet<()>,
     queue: String,
     id: String,
+    claimed: Option<Job>,
     permit: OwnedSemaphorePermit,
     give_up: &CancellationToken,
 ) {
     runtime.begin(&id);
     let (runtime, give_up) = (runtime.clone(), give_up.clone());
     tasks.spawn(async move {
-        process(runtime.clone(), queue, id.clone(), give_up).await;
+        match claimed {
+            Some(job) => run_claimed(runtime.clone(), job, give_up).await,
+            None => process(runtime.clone(), queue, id.clone(), give_up).await,
+        }
         runtime.end(&id);
         drop(permit);
     });
@@ -139,7 +178,7 @@ async fn adopt_orphans(
             };
             tracing::info!(event = "job_adopted", job.id = %id, job.queue = %queue, worker.id = %runtime.me(),
                 "picking up id {id} left in this worker's processing list");
-            start(runtime, tasks, queue.clone(), id, permit, give_up);
+            start(runtime, tasks, queue.clone(), id, None, permit, give_up);
         }
     }
     true

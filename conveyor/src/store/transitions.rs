@@ -55,17 +55,22 @@ impl Store {
         worker: &WorkerId,
         lease: Duration,
     ) -> Result<Transition, StoreError> {
-        let update = Entity::update_many()
-            .col_expr(Column::Status, status(JobStatus::Running))
-            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
-            .col_expr(Column::WorkerId, Expr::value(worker.as_str()))
-            .col_expr(Column::LeaseExpiresAt, now_plus(lease))
-            .col_expr(Column::StartedAt, now())
-            .col_expr(Column::UpdatedAt, now())
-            .filter(Column::Status.is_in([JobStatus::Queued, JobStatus::Retrying]))
-            .filter(Expr::col(Column::RunAt).lte(now()))
-            .filter(Column::CancelRequested.eq(false));
-        self.guarded(id, update).await
+        self.guarded(id, claim_update(worker, lease)).await
+    }
+
+    /// [`Store::claim`] for many ids in one statement: returns the rows it
+    /// won. Ids it did not return were not claimable (or do not exist);
+    /// callers take them through [`Store::claim`] one by one to learn why.
+    pub async fn claim_many(
+        &self,
+        ids: &[JobId],
+        worker: &WorkerId,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        Ok(claim_update(worker, lease)
+            .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
+            .exec_with_returning(&self.db)
+            .await?)
     }
 
     /// `running` (fenced) → `completed` with `result`.
@@ -312,6 +317,21 @@ impl Store {
             None => Transition::NotFound,
         })
     }
+}
+
+/// The claim edge without its id filter: `queued | retrying` (due, not
+/// canceled) → `running` for `worker`, attempts + 1, leased for `lease`.
+fn claim_update(worker: &WorkerId, lease: Duration) -> UpdateMany<Entity> {
+    Entity::update_many()
+        .col_expr(Column::Status, status(JobStatus::Running))
+        .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+        .col_expr(Column::WorkerId, Expr::value(worker.as_str()))
+        .col_expr(Column::LeaseExpiresAt, now_plus(lease))
+        .col_expr(Column::StartedAt, now())
+        .col_expr(Column::UpdatedAt, now())
+        .filter(Column::Status.is_in([JobStatus::Queued, JobStatus::Retrying]))
+        .filter(Expr::col(Column::RunAt).lte(now()))
+        .filter(Column::CancelRequested.eq(false))
 }
 
 /// A failed attempt leads to another only when none of these hold.

@@ -119,3 +119,47 @@ async fn an_outcome_is_written_once() {
     assert_eq!(second, Transition::Lost(done.clone()));
     assert_eq!(reload(&store, &job).await.result, Some(json!({"n": 1})));
 }
+
+#[tokio::test]
+async fn racing_batch_claims_split_the_jobs_and_skip_the_unclaimable() {
+    let (db, store) = store().await;
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        ids.push(id(&job_in(&db, &store, State::Queued).await));
+    }
+    let done = job_in(&db, &store, State::Completed).await;
+    let later = job_in(&db, &store, State::Queued).await;
+    db.execute(&format!(
+        "UPDATE jobs SET run_at = now() + interval '1 hour' WHERE id = '{}'",
+        later.id
+    ))
+    .await;
+    ids.push(id(&done));
+    ids.push(id(&later));
+    ids.push(conveyor::JobId::new());
+
+    let barrier = Arc::new(Barrier::new(2));
+    let claimer = |name: &'static str| {
+        let (store, barrier, ids) = (store.clone(), barrier.clone(), ids.clone());
+        async move {
+            barrier.wait().await;
+            store
+                .claim_many(&ids, &WorkerId::new(name), Duration::from_secs(30))
+                .await
+                .expect("claim_many")
+        }
+    };
+    let (a, b) = tokio::join!(claimer("a"), claimer("b"));
+    let mut won: Vec<_> = a.iter().chain(b.iter()).map(|job| job.id).collect();
+    assert_eq!(won.len(), 30, "each claimable job won once");
+    won.sort();
+    won.dedup();
+    assert_eq!(won.len(), 30, "no job won twice");
+    assert!(
+        a.iter()
+            .chain(b.iter())
+            .all(|job| job.attempts == 1 && job.status == JobStatus::Running)
+    );
+    assert_eq!(reload(&store, &done).await.status, JobStatus::Completed);
+    assert_eq!(reload(&store, &later).await.status, JobStatus::Queued);
+}
