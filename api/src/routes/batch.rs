@@ -139,7 +139,7 @@ pub async fn create_batch(
             ),
         });
     }
-    crate::routes::jobs::publish_all(&state, &created).await;
+    crate::routes::jobs::publish(&state, &created).await;
 
     let items: Vec<BatchItem> = items
         .into_iter()

@@ -203,7 +203,7 @@ pub async fn create_job(
                 job.id = %job.id, job.r#type = %job.task_type, job.queue = %job.queue,
                 "created job {}", job.id
             );
-            publish(&state, &job).await;
+            publish(&state, std::slice::from_ref(&job)).await;
             let location = format!("/jobs/{}", job.id);
             Ok((
                 StatusCode::CREATED,
@@ -226,39 +226,24 @@ pub async fn create_job(
     }
 }
 
-/// Publishes committed jobs in one pipeline, as [`publish`] does one.
-pub(crate) async fn publish_all(state: &AppState, jobs: &[Job]) {
+/// Publishes committed jobs' ids in one pipeline. If Redis is down the jobs
+/// are still accepted: they are durable in PostgreSQL, and the reconciler
+/// publishes them later.
+pub(crate) async fn publish(state: &AppState, jobs: &[Job]) {
     if jobs.is_empty() {
         return;
     }
-    match state.broker.publish(jobs).await {
-        Ok(()) => {
-            for job in jobs {
+    let outcome = state.broker.publish(jobs).await;
+    for job in jobs {
+        match &outcome {
+            Ok(()) => {
                 tracing::info!(event = "job_enqueued", job.id = %job.id, job.r#type = %job.task_type,
-                    job.queue = %job.queue, job.attempt = job.attempts, "enqueued job {}", job.id);
+                job.queue = %job.queue, job.attempt = job.attempts, "enqueued job {}", job.id)
             }
+            Err(err) => tracing::warn!(event = "job_enqueue_failed", job.id = %job.id,
+                job.r#type = %job.task_type, job.queue = %job.queue, error = %err,
+                "job {} accepted but not published to Redis; reconciliation will publish it", job.id),
         }
-        Err(err) => tracing::warn!(event = "job_enqueue_failed", jobs = jobs.len(), error = %err,
-            "{} job(s) accepted but not published to Redis; reconciliation will publish them", jobs.len()),
-    }
-}
-
-/// Publishes a committed job's id. If Redis is down the job is still accepted:
-/// it is durable in PostgreSQL, and the reconciler publishes it later.
-pub(crate) async fn publish(state: &AppState, job: &Job) {
-    match state.broker.publish(std::slice::from_ref(job)).await {
-        Ok(()) => tracing::info!(
-            event = "job_enqueued",
-            job.id = %job.id, job.r#type = %job.task_type, job.queue = %job.queue,
-            job.attempt = job.attempts,
-            "enqueued job {}", job.id
-        ),
-        Err(err) => tracing::warn!(
-            event = "job_enqueue_failed",
-            job.id = %job.id, job.r#type = %job.task_type, job.queue = %job.queue,
-            error = %err,
-            "job {} accepted but not published to Redis; reconciliation will publish it", job.id
-        ),
     }
 }
 
@@ -519,7 +504,7 @@ pub async fn retry_job(
     let id = parse_id(&id)?;
     match state.store.requeue(id).await? {
         Transition::Won(job) => {
-            publish(&state, &job).await;
+            publish(&state, std::slice::from_ref(&job)).await;
             Ok(Json(job.into()))
         }
         Transition::Lost(job) => Err(ApiError::Conflict {

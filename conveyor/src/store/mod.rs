@@ -28,8 +28,6 @@ pub use transitions::{LeaseExpiry, STUCK_ERROR, StuckAction};
 
 use crate::job::{InvalidJob, Job, JobId, WorkerId};
 
-/// Connections per process when the caller does not say.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// How long to wait for a connection before calling the database unavailable.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
