@@ -34,6 +34,7 @@
 //! - [`recover`]: `recover-stuck`, the manual recovery command.
 //! - `fetch`: taking ids from Redis.
 //! - `execute`: one id from claim to acknowledgement.
+//! - `outcomes`: group commit of completed attempts.
 //! - `background`: heartbeat, janitor, promoter, cancellation listener,
 //!   reconciler loop.
 //! - `runtime`: state shared by the loops and job tasks.
@@ -45,6 +46,7 @@ mod execute;
 mod fetch;
 pub mod handler;
 pub mod observe;
+mod outcomes;
 pub mod reconcile;
 pub mod recover;
 mod retrying;

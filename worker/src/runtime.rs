@@ -8,6 +8,7 @@ use conveyor::{Broker, JobId, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Registry;
+use crate::outcomes::Completions;
 use crate::settings::Settings;
 
 /// Why a running handler is being stopped.
@@ -83,6 +84,8 @@ pub struct Runtime {
     pub registry: Registry,
     pub postgres: Outage,
     pub redis: Outage,
+    /// The group-commit writer for completed attempts.
+    pub completions: Completions,
     running: Mutex<HashMap<JobId, Stopper>>,
     /// Ids taken from Redis whose task has not ended, with how many tasks
     /// handle each (an id republished for a retry can be delivered again
@@ -99,6 +102,7 @@ impl Runtime {
             registry,
             postgres: Outage::default(),
             redis: Outage::default(),
+            completions: Completions::default(),
             running: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
         })

@@ -12,11 +12,12 @@
 //! Times are the database's `now()`, so every process compares leases and due
 //! times against one clock.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, SimpleExpr};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, UpdateMany};
+use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, Statement, UpdateMany};
 
 use super::{Fence, Store, StoreError, Transition};
 use crate::job::{Job, JobId, WorkerId};
@@ -86,6 +87,59 @@ impl Store {
             .col_expr(Column::CompletedAt, now())
             .col_expr(Column::UpdatedAt, now());
         self.fenced(fence, update).await
+    }
+
+    /// [`Store::complete`] for many attempts in one statement (group
+    /// commit): each row is fenced on its own, exactly as `complete` fences
+    /// it. Returns one transition per item, in order; items the statement
+    /// did not win are read back to say why.
+    pub async fn complete_many(
+        &self,
+        items: &[(Fence, serde_json::Value)],
+    ) -> Result<Vec<Transition>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One JSON parameter, however many rows: no parameter-count limit
+        // and one prepared statement for every batch size.
+        // An attempt listed twice is written once, with its first outcome
+        // (a join with two matching rows would pick either).
+        let mut seen = std::collections::HashSet::new();
+        let rows: Vec<serde_json::Value> = items
+            .iter()
+            .filter(|(fence, _)| seen.insert(fence.job_id))
+            .map(|(fence, result)| {
+                serde_json::json!({
+                    "id": fence.job_id.as_uuid(),
+                    "worker_id": fence.worker_id.as_str(),
+                    "attempts": fence.attempt,
+                    "result": result,
+                })
+            })
+            .collect();
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            COMPLETE_MANY,
+            [serde_json::Value::Array(rows).into()],
+        );
+        let mut won: HashMap<uuid::Uuid, Job> = Entity::find()
+            .from_raw_sql(statement)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|job| (job.id, job))
+            .collect();
+        let mut transitions = Vec::with_capacity(items.len());
+        for (fence, _) in items {
+            transitions.push(match won.remove(&fence.job_id.as_uuid()) {
+                Some(job) => Transition::Won(job),
+                None => match self.find(fence.job_id).await? {
+                    Some(job) => Transition::Lost(job),
+                    None => Transition::NotFound,
+                },
+            });
+        }
+        Ok(transitions)
     }
 
     /// `running` (fenced) → `failed` with `error`: a permanent failure.
@@ -333,6 +387,15 @@ fn claim_update(worker: &WorkerId, lease: Duration) -> UpdateMany<Entity> {
         .filter(Expr::col(Column::RunAt).lte(now()))
         .filter(Column::CancelRequested.eq(false))
 }
+
+/// The statement behind [`Store::complete_many`]: the same columns and the
+/// same fence as [`Store::complete`], per row of a JSON array.
+const COMPLETE_MANY: &str = "UPDATE jobs SET status = 'completed', result = COALESCE(v.result, 'null'::jsonb), \
+     lease_expires_at = NULL, completed_at = now(), updated_at = now() \
+     FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, worker_id text, attempts integer, result jsonb) \
+     WHERE jobs.id = v.id AND jobs.status = 'running' \
+     AND jobs.worker_id = v.worker_id AND jobs.attempts = v.attempts \
+     RETURNING jobs.*";
 
 /// A failed attempt leads to another only when none of these hold.
 const CANCELED: &str = "cancel_requested";

@@ -163,3 +163,65 @@ async fn racing_batch_claims_split_the_jobs_and_skip_the_unclaimable() {
     assert_eq!(reload(&store, &done).await.status, JobStatus::Completed);
     assert_eq!(reload(&store, &later).await.status, JobStatus::Queued);
 }
+
+#[tokio::test]
+async fn a_batch_of_outcomes_is_fenced_row_by_row() {
+    let (db, store) = store().await;
+    let mine = job_in(&db, &store, State::Running).await;
+    let null_result = job_in(&db, &store, State::Running).await;
+    let stale = job_in(&db, &store, State::Running).await;
+    let done = job_in(&db, &store, State::Completed).await;
+    let missing = conveyor::JobId::new();
+    let items = vec![
+        (owner_fence(id(&mine)), json!({"n": 1})),
+        (owner_fence(id(&null_result)), serde_json::Value::Null),
+        (
+            Fence {
+                attempt: 2,
+                ..owner_fence(id(&stale))
+            },
+            json!({"late": true}),
+        ),
+        (owner_fence(id(&done)), json!({"again": true})),
+        (owner_fence(missing), json!({})),
+        // The same attempt twice in one batch: written once.
+        (owner_fence(id(&mine)), json!({"n": 2})),
+    ];
+    let transitions = store.complete_many(&items).await.expect("ran");
+    assert_eq!(
+        transitions.len(),
+        items.len(),
+        "one answer per item, in order"
+    );
+
+    let written = transitions[0].clone().won().expect("owner wins");
+    assert_eq!(written.status, JobStatus::Completed);
+    assert_eq!(written.result, Some(json!({"n": 1})));
+    assert!(written.completed_at.is_some() && written.lease_expires_at.is_none());
+    let null_written = transitions[1].clone().won().expect("owner wins");
+    // Same stored value as the one-by-one edge writes for a null result.
+    let single = job_in(&db, &store, State::Running).await;
+    let single = store
+        .complete(&owner_fence(id(&single)), serde_json::Value::Null)
+        .await
+        .expect("ran")
+        .won()
+        .expect("wins");
+    assert_eq!(null_written.result, single.result);
+
+    assert_eq!(transitions[2], Transition::Lost(stale.clone()));
+    assert_eq!(
+        reload(&store, &stale).await,
+        stale,
+        "stale write changed nothing"
+    );
+    assert_eq!(transitions[3], Transition::Lost(done.clone()));
+    assert_eq!(transitions[4], Transition::NotFound);
+    assert_eq!(
+        transitions[5],
+        Transition::Lost(written.clone()),
+        "the first outcome stands"
+    );
+    assert_eq!(reload(&store, &mine).await.result, Some(json!({"n": 1})));
+    assert!(store.complete_many(&[]).await.expect("ran").is_empty());
+}

@@ -137,3 +137,32 @@ async fn outcomes_durations_and_events_are_counted_once_per_transition() {
     assert_eq!(log.matches("\"event\":\"worker_stopping\"").count(), 1);
     assert!(!log.contains("60000"), "payloads are never logged");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_completion_goes_through_the_group_commit_writer() {
+    let h = Harness::new().await;
+    let queue = format!("group-{}", &h.redis.prefix[6..]);
+    let mut settings = h.settings("group");
+    settings.queues = vec![queue.clone()];
+    settings.concurrency = 50;
+    let mut jobs = Vec::new();
+    for _ in 0..200 {
+        let mut new = job("noop", json!({}));
+        new.queue = queue.clone();
+        jobs.push(h.submit(new).await);
+    }
+    let worker = h.spawn(settings, worker::builtin_registry());
+    for job in &jobs {
+        h.wait_for(id(job), JobStatus::Completed, Duration::from_secs(20))
+            .await;
+    }
+    worker.stop().await;
+
+    let text = scrape().await;
+    let written = sample(&text, "conveyor_worker_completion_batch_size_sum", &[]);
+    let statements = sample(&text, "conveyor_worker_completion_batch_size_count", &[]);
+    assert_eq!(written, Some(200.0), "{text}");
+    let statements = statements.expect("a count");
+    assert!((1.0..=200.0).contains(&statements), "{statements}");
+    eprintln!("200 completions in {statements} statements");
+}
