@@ -178,6 +178,12 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Invalid(invalid) => ApiError::invalid(invalid.field, invalid.to_string()),
+            StoreError::Interrupted(_) => ApiError::Unavailable {
+                code: "write_interrupted",
+                detail: "the server stopped while writing; the job may or may not have been \
+                         created: repeat the request with the same idempotency key"
+                    .to_owned(),
+            },
             err if err.is_unavailable() => ApiError::Unavailable {
                 code: "database_unavailable",
                 detail: "PostgreSQL is unavailable; nothing was written, try again".to_owned(),

@@ -1,7 +1,11 @@
 use std::sync::Arc;
 
 use conveyor::config::DEFAULT_MAX_BODY_BYTES;
-use conveyor::{Broker, Store};
+use conveyor::group_commit::{GroupCommit, NotWritten};
+use conveyor::{Broker, Inserted, NewJob, Store, StoreError};
+
+/// Most single submissions inserted in one statement.
+pub const MAX_INSERT_BATCH: usize = 256;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -9,6 +13,8 @@ pub struct AppState {
     pub store: Store,
     pub broker: Broker,
     pub settings: Arc<Settings>,
+    /// Single submissions arriving together are inserted together.
+    inserts: Arc<GroupCommit<NewJob, Inserted>>,
 }
 
 /// The API's own settings (see `conveyor::config::ApiConfig`).
@@ -29,10 +35,29 @@ impl Default for Settings {
 
 impl AppState {
     pub fn new(store: Store, broker: Broker, settings: Settings) -> Self {
+        let writer = store.clone();
+        let inserts = GroupCommit::new("inserts", MAX_INSERT_BATCH, move |jobs: Vec<NewJob>| {
+            let store = writer.clone();
+            async move { store.insert_many(&jobs).await.map_err(|_| jobs) }
+        });
         AppState {
             store,
             broker,
             settings: Arc::new(settings),
+            inserts: Arc::new(inserts),
+        }
+    }
+
+    /// [`Store::insert`], made in one statement and one transaction with
+    /// the other submissions waiting (a group commit). `job` must be valid.
+    /// When the batch fails, this job is inserted alone, so the caller sees
+    /// its own error and one bad row cannot fail its neighbours.
+    pub async fn insert(&self, job: NewJob) -> Result<Inserted, StoreError> {
+        job.validate()?;
+        match self.inserts.write(job).await {
+            Ok(inserted) => Ok(inserted),
+            Err(NotWritten::Failed(job)) => self.store.insert(&job).await,
+            Err(NotWritten::Stopped) => Err(StoreError::Interrupted("insert")),
         }
     }
 }

@@ -12,6 +12,7 @@
 //!   state-machine transition as one conditional statement.
 //! - [`broker`]: every Redis key and the commands that write them.
 //! - [`config`]: every setting, read once from the environment or flags.
+//! - [`group_commit`]: many callers' writes made as one statement.
 //! - [`retry`]: exponential backoff with jitter for failed attempts and
 //!   for reconnecting after an outage.
 //! - [`signals`]: SIGINT/SIGTERM as a future.
@@ -20,6 +21,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod group_commit;
 pub mod job;
 pub mod logging;
 pub mod metrics;

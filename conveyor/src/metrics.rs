@@ -29,8 +29,9 @@ pub const QUEUE_DEPTH: &str = "conveyor_queue_depth";
 pub const JANITOR_RECOVERIES: &str = "conveyor_janitor_recoveries_total";
 /// Jobs the reconciler published because Redis did not hold them.
 pub const RECONCILER_REPUBLISHED: &str = "conveyor_reconciler_republished_total";
-/// Completions a worker wrote per statement (its group commit).
-pub const COMPLETION_BATCH: &str = "conveyor_worker_completion_batch_size";
+/// Items written per statement by a group commit, by `writer`
+/// (`completions` in workers, `inserts` in the API).
+pub const GROUP_COMMIT_BATCH: &str = "conveyor_group_commit_batch_size";
 /// HTTP requests, by `route` (the template, e.g. `/jobs/{id}`), `method`, `status`.
 pub const HTTP_REQUESTS: &str = "conveyor_http_requests_total";
 /// HTTP request latency, by `route`, `method`.
@@ -38,7 +39,7 @@ pub const HTTP_DURATION: &str = "conveyor_http_request_duration_seconds";
 
 /// Histogram buckets, in seconds: from a millisecond to ten minutes.
 /// Batch-size buckets, in jobs.
-const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 const BUCKETS: &[f64] = &[
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -56,7 +57,7 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
                 .and_then(|builder| {
                     builder.set_buckets_for_metric(
-                        Matcher::Full(COMPLETION_BATCH.to_owned()),
+                        Matcher::Full(GROUP_COMMIT_BATCH.to_owned()),
                         SIZE_BUCKETS,
                     )
                 })
@@ -92,9 +93,9 @@ fn describe() {
     describe_counter!(JANITOR_RECOVERIES, "Jobs recovered by the janitor");
     describe_counter!(RECONCILER_REPUBLISHED, "Jobs republished by the reconciler");
     describe_histogram!(
-        COMPLETION_BATCH,
+        GROUP_COMMIT_BATCH,
         Unit::Count,
-        "Completions written per statement"
+        "Items written per statement by a group commit"
     );
     describe_counter!(HTTP_REQUESTS, "HTTP requests by route, method and status");
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency");
@@ -150,9 +151,9 @@ pub fn reconciler_republished(count: usize) {
     metrics::counter!(RECONCILER_REPUBLISHED).increment(count as u64);
 }
 
-/// Records how many completions one statement wrote.
-pub fn completion_batch(size: usize) {
-    metrics::histogram!(COMPLETION_BATCH).record(size as f64);
+/// Records how many items one group-commit statement wrote.
+pub fn group_commit_batch(writer: &'static str, size: usize) {
+    metrics::histogram!(GROUP_COMMIT_BATCH, "writer" => writer).record(size as f64);
 }
 
 /// Records one HTTP request.

@@ -170,7 +170,7 @@ async fn record(
     let written = match &outcome {
         Outcome::Completed(result) => {
             store_call(runtime, patience, give_up, || {
-                runtime.completions.complete(store, fence, result.clone())
+                runtime.completions.complete(fence, result.clone())
             })
             .await
         }

@@ -96,13 +96,13 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(store: Store, broker: Broker, settings: Settings, registry: Registry) -> Arc<Self> {
         Arc::new(Runtime {
+            completions: Completions::new(store.clone()),
             store,
             broker,
             settings,
             registry,
             postgres: Outage::default(),
             redis: Outage::default(),
-            completions: Completions::default(),
             running: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
         })

@@ -195,7 +195,7 @@ pub async fn create_job(
         }
         BodyKind::Multipart => upload(request, &state, header_key).await?,
     };
-    match state.store.insert(&new_job).await? {
+    match state.insert(new_job).await? {
         Inserted::Created(job) => {
             conveyor::metrics::job_enqueued(&job.queue, &job.task_type);
             tracing::info!(

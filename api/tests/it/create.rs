@@ -309,3 +309,99 @@ async fn sixteen_identical_concurrent_requests_create_one_job() {
     assert_eq!(app.row_count().await, 1);
     assert_eq!(app.ready_ids("default", 0).len(), 1);
 }
+
+#[tokio::test]
+async fn concurrent_single_submissions_are_inserted_together_and_answered_one_by_one() {
+    let app = Arc::new(TestApp::start().await);
+    // 40 keys each sent twice with the same body, 20 sent again with a
+    // different body, 40 without a key: 140 requests at once.
+    let mut bodies = Vec::new();
+    for n in 0..40 {
+        let body = json!({"payload": {"n": n}, "idempotency_key": format!("k{n}")});
+        bodies.push(("first-or-replay", n, body.clone()));
+        bodies.push(("first-or-replay", n, body));
+        if n < 20 {
+            bodies.push((
+                "maybe-conflict",
+                n,
+                json!({"payload": {"n": -1}, "idempotency_key": format!("k{n}")}),
+            ));
+        }
+        bodies.push(("no-key", n, json!({"payload": {"n": n}})));
+    }
+    let barrier = Arc::new(Barrier::new(bodies.len()));
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|(kind, n, body)| {
+            let (app, barrier) = (app.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let (status, answer) = app.post_json("/jobs", &body).await;
+                (kind, n, status, answer)
+            })
+        })
+        .collect();
+    let mut per_key: std::collections::HashMap<i64, Vec<(u16, Value)>> = Default::default();
+    let mut no_key_created = 0;
+    for task in tasks {
+        let (kind, n, status, answer) = task.await.expect("task");
+        match kind {
+            "no-key" => {
+                assert_eq!(status, 201, "{answer}");
+                assert_eq!(answer["payload"]["n"], n);
+                no_key_created += 1;
+            }
+            _ => per_key.entry(n).or_default().push((status, answer)),
+        }
+    }
+    assert_eq!(no_key_created, 40);
+    for (n, answers) in per_key {
+        // Whichever body came first created the job; each other request is
+        // a replay (same body as the stored one) or a conflict.
+        let created: Vec<_> = answers.iter().filter(|(s, _)| *s == 201).collect();
+        assert_eq!(created.len(), 1, "key k{n}: {answers:?}");
+        let stored = &created[0].1;
+        for (status, answer) in &answers {
+            match status {
+                201 => {}
+                200 => assert_eq!(answer["id"], stored["id"], "a replay names the stored job"),
+                409 => {
+                    assert_eq!(answer["code"], "idempotency_key_conflict");
+                    assert_eq!(answer["job_id"], stored["id"]);
+                }
+                other => panic!("key k{n}: unexpected {other}: {answer}"),
+            }
+        }
+        let conflicts = answers.iter().filter(|(s, _)| *s == 409).count();
+        let expected_conflicts = match (n < 20, stored["payload"]["n"] == -1) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
+        assert_eq!(conflicts, expected_conflicts, "key k{n}: {answers:?}");
+    }
+    assert_eq!(app.row_count().await, 80);
+    assert_eq!(
+        app.ready_ids("default", 0).len(),
+        80,
+        "each created job published once"
+    );
+
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    let writer = [("writer", "inserts")];
+    let inserted =
+        testkit::prometheus::sample(&text, "conveyor_group_commit_batch_size_sum", &writer);
+    assert_eq!(
+        inserted,
+        Some(140.0),
+        "every submission went through the group writer"
+    );
+}

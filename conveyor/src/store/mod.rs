@@ -132,6 +132,10 @@ pub enum StoreError {
     /// PostgreSQL refused or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] DbErr),
+    /// A group-commit writer stopped before answering (its process is
+    /// shutting down abruptly): the write may or may not have been made.
+    #[error("the {0} writer stopped before answering; the write may or may not have been made")]
+    Interrupted(&'static str),
 }
 
 impl StoreError {
@@ -139,7 +143,7 @@ impl StoreError {
     /// statement): callers answer 503 or back off and try again.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Invalid(_) => false,
+            StoreError::Invalid(_) | StoreError::Interrupted(_) => false,
             StoreError::Database(err) => is_connection_error(err),
         }
     }

@@ -159,8 +159,9 @@ async fn every_completion_goes_through_the_group_commit_writer() {
     worker.stop().await;
 
     let text = scrape().await;
-    let written = sample(&text, "conveyor_worker_completion_batch_size_sum", &[]);
-    let statements = sample(&text, "conveyor_worker_completion_batch_size_count", &[]);
+    let writer = [("writer", "completions")];
+    let written = sample(&text, "conveyor_group_commit_batch_size_sum", &writer);
+    let statements = sample(&text, "conveyor_group_commit_batch_size_count", &writer);
     assert_eq!(written, Some(200.0), "{text}");
     let statements = statements.expect("a count");
     assert!((1.0..=200.0).contains(&statements), "{statements}");
