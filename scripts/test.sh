@@ -4,7 +4,7 @@
 # Finds PostgreSQL and Redis (DATABASE_URL / REDIS_URL, or the local
 # defaults) or starts throwaway ones, then runs the format check, clippy,
 # the compose file check, an end-to-end smoke test against a scripts/dev.sh
-# stack, and every test.
+# stack, the short fault-injection run (scripts/chaos.sh), and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -58,6 +58,15 @@ if command -v redis-cli >/dev/null; then
   redis-cli -u "$REDIS_URL" --scan --pattern "smoke-$$:*" | xargs -r redis-cli -u "$REDIS_URL" unlink >/dev/null
 fi
 rm -rf "$smoke_logs"
+
+# The chaos harness starts its own PostgreSQL and Redis, so it needs their
+# server binaries even where the test servers run elsewhere.
+if pg_bin initdb >/dev/null && command -v redis-server >/dev/null || [[ -n ${CONVEYOR_REQUIRE_CHAOS:-} ]]; then
+  say "fault injection: scripts/chaos.sh (the short run, on the debug build)"
+  bash scripts/chaos.sh --profile dev
+else
+  say "WARNING: skipped scripts/chaos.sh: it needs PostgreSQL's server binaries (initdb, pg_ctl) and redis-server installed locally"
+fi
 
 # Tests wait on servers, not on the CPU: run more of them than there are cores.
 threads=${CONVEYOR_TEST_THREADS:-4}

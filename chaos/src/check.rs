@@ -1,0 +1,544 @@
+//! After the faults: what PostgreSQL and the workers' logs say happened,
+//! checked against what the client saw.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::client::{Kind, Submission};
+
+/// Error the janitor records on a job whose every attempt was lost.
+const LEASE_EXPIRED: &str = "worker lost: lease expired while running";
+
+/// One worker process's life.
+#[derive(Debug, Clone)]
+pub struct WorkerLife {
+    pub name: String,
+    pub log: PathBuf,
+    /// When it was killed or stopped, and how; `None` if it lived to the end.
+    pub fault: Option<(DateTime<Utc>, &'static str)>,
+}
+
+/// A row of the jobs table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: Uuid,
+    pub key: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub error: Option<String>,
+}
+
+pub async fn rows(db: &DatabaseConnection) -> anyhow::Result<Vec<Row>> {
+    let found = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id, idempotency_key, status, attempts, max_attempts, error_message FROM jobs",
+        ))
+        .await?;
+    found
+        .into_iter()
+        .map(|row| {
+            Ok(Row {
+                id: row.try_get("", "id")?,
+                key: row.try_get("", "idempotency_key")?,
+                status: row.try_get("", "status")?,
+                attempts: row.try_get("", "attempts")?,
+                max_attempts: row.try_get("", "max_attempts")?,
+                error: row.try_get("", "error_message")?,
+            })
+        })
+        .collect()
+}
+
+pub fn is_terminal(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "canceled")
+}
+
+/// One lifecycle event from a worker's JSON log.
+#[derive(Debug, Clone)]
+struct Event {
+    at: DateTime<Utc>,
+    name: String,
+    job: Option<Uuid>,
+    attempt: Option<i64>,
+    /// Index of the worker life whose log holds it.
+    life: usize,
+}
+
+fn parse(line: &str, life: usize) -> Option<Event> {
+    let value: Value = serde_json::from_str(line).ok()?;
+    let name = value["event"].as_str()?.to_owned();
+    let field = |key: &str| {
+        let direct = &value[key];
+        if direct.is_null() {
+            value["span"][key].clone()
+        } else {
+            direct.clone()
+        }
+    };
+    Some(Event {
+        at: value["timestamp"].as_str()?.parse().ok()?,
+        name,
+        job: field("job.id").as_str().and_then(|id| id.parse().ok()),
+        attempt: field("job.attempt").as_i64(),
+        life,
+    })
+}
+
+/// Outcomes of an attempt, written by its worker or by a janitor that took
+/// the attempt from a dead one. (A shutdown's release is not an outcome:
+/// the attempt does not count and the job runs again.)
+fn is_outcome(event: &Event) -> bool {
+    match event.name.as_str() {
+        "job_completed" | "job_failed" | "job_retry_scheduled" | "job_canceled" => true,
+        // A janitor's lease expiry carries the attempt it ended.
+        "job_recovered" => event.attempt.is_some(),
+        _ => false,
+    }
+}
+
+/// The table, and whether every invariant held.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub submitted: usize,
+    pub accepted: usize,
+    pub completed: usize,
+    pub failed: usize,
+    pub canceled: usize,
+    pub lost: usize,
+    pub stuck: usize,
+    pub wrong_state: usize,
+    pub rejected: usize,
+    pub unanswered: usize,
+    pub idempotency_broken: usize,
+    pub written_twice: usize,
+    pub fenced: usize,
+    pub released: usize,
+    pub over_attempts: usize,
+    pub exhausted_by_faults: usize,
+    pub duplicate_executions: usize,
+    /// The worst, with the worker and the fault.
+    pub worst_recovery: Option<(Duration, String)>,
+    /// Workers that did not exit in time after SIGTERM (or a second one).
+    pub slow_exits: usize,
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.lost == 0
+            && self.stuck == 0
+            && self.wrong_state == 0
+            && self.rejected == 0
+            && self.idempotency_broken == 0
+            && self.written_twice == 0
+            && self.over_attempts == 0
+            && self.slow_exits == 0
+    }
+
+    pub fn print(&self) {
+        let line = |name: &str, value: String, invariant: bool| {
+            let mark = if invariant { "  (must be 0)" } else { "" };
+            println!("  {name:<46} {value:>10}{mark}");
+        };
+        let n = |value: usize| value.to_string();
+        println!("chaos results:");
+        line("submitted", n(self.submitted), false);
+        line("accepted", n(self.accepted), false);
+        line("  completed", n(self.completed), false);
+        line("  failed", n(self.failed), false);
+        line("  canceled", n(self.canceled), false);
+        line("lost (accepted, not in PostgreSQL)", n(self.lost), true);
+        line("stuck (not finished at the deadline)", n(self.stuck), true);
+        line(
+            "ended in the wrong state for its type",
+            n(self.wrong_state),
+            true,
+        );
+        line("rejected submissions (4xx)", n(self.rejected), true);
+        line("never answered (client gave up)", n(self.unanswered), false);
+        line(
+            "idempotency broken (key -> other job)",
+            n(self.idempotency_broken),
+            true,
+        );
+        line("outcomes written twice", n(self.written_twice), true);
+        line("attempts beyond max_attempts", n(self.over_attempts), true);
+        line(
+            "workers slow to exit after SIGTERM",
+            n(self.slow_exits),
+            true,
+        );
+        line(
+            "fenced writes (stale workers refused)",
+            n(self.fenced),
+            false,
+        );
+        line("attempts put back at shutdown", n(self.released), false);
+        line(
+            "attempts exhausted by killed workers",
+            n(self.exhausted_by_faults),
+            false,
+        );
+        line("duplicate executions", n(self.duplicate_executions), false);
+        line(
+            "worst time from a worker's death to re-run",
+            self.worst_recovery
+                .as_ref()
+                .map(|(d, _)| format!("{:.1} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".to_owned()),
+            false,
+        );
+        if let Some((_, after)) = &self.worst_recovery {
+            println!("  {:<46} {after:>10}", "  (after)");
+        }
+        for problem in self.problems.iter().take(20) {
+            println!("  ! {problem}");
+        }
+        if self.problems.len() > 20 {
+            println!("  ! ... and {} more", self.problems.len() - 20);
+        }
+    }
+}
+
+pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> Report {
+    let mut report = Report {
+        submitted: submissions.len(),
+        ..Report::default()
+    };
+    let mut events = Vec::new();
+    for (index, life) in lives.iter().enumerate() {
+        let text = std::fs::read_to_string(&life.log).unwrap_or_default();
+        events.extend(text.lines().filter_map(|line| parse(line, index)));
+    }
+    events.sort_by_key(|event| event.at);
+    let mut by_job: HashMap<Uuid, Vec<&Event>> = HashMap::new();
+    for event in &events {
+        if let Some(job) = event.job {
+            by_job.entry(job).or_default().push(event);
+        }
+        match event.name.as_str() {
+            "job_fenced" => report.fenced += 1,
+            "job_released" => report.released += 1,
+            _ => {}
+        }
+    }
+
+    let by_key: HashMap<&str, Vec<&Row>> = rows.iter().fold(HashMap::new(), |mut map, row| {
+        if let Some(key) = &row.key {
+            map.entry(key.as_str()).or_default().push(row);
+        }
+        map
+    });
+    for submission in submissions {
+        if let Some(rejected) = &submission.rejected {
+            report.rejected += 1;
+            report
+                .problems
+                .push(format!("{} rejected: {rejected}", submission.key));
+            continue;
+        }
+        let Some(id) = submission.accepted else {
+            report.unanswered += 1;
+            continue;
+        };
+        report.accepted += 1;
+        let found = by_key
+            .get(submission.key.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let Some(row) = found.first() else {
+            report.lost += 1;
+            report.problems.push(format!(
+                "{} (job {id}) was accepted but is not stored",
+                submission.key
+            ));
+            continue;
+        };
+        if found.len() != 1 || row.id != id {
+            report.idempotency_broken += 1;
+            report.problems.push(format!(
+                "{}: the client was answered job {id}, the database holds {:?}",
+                submission.key,
+                found.iter().map(|row| row.id).collect::<Vec<_>>()
+            ));
+        }
+        match row.status.as_str() {
+            "completed" => report.completed += 1,
+            "failed" => report.failed += 1,
+            "canceled" => report.canceled += 1,
+            _ => {}
+        }
+        if !is_terminal(&row.status) {
+            report.stuck += 1;
+            report.problems.push(format!(
+                "{} (job {id}) is stuck in {}",
+                submission.key, row.status
+            ));
+            continue;
+        }
+        if row.attempts > row.max_attempts {
+            report.over_attempts += 1;
+            report.problems.push(format!(
+                "job {id}: {} attempts of {}",
+                row.attempts, row.max_attempts
+            ));
+        }
+        let job_events = by_job.get(&id).cloned().unwrap_or_default();
+        let lost_an_attempt = job_events
+            .iter()
+            .any(|event| event.name == "job_recovered" && event.attempt.is_some());
+        let exhausted = row.status == "failed"
+            && row.error.as_deref() == Some(LEASE_EXPIRED)
+            && row.attempts == row.max_attempts;
+        let right = match submission.kind {
+            Kind::Noop | Kind::Sleep | Kind::LongSleep => row.status == "completed" || exhausted,
+            Kind::Fail => row.status == "failed" && (row.attempts == 1 || lost_an_attempt),
+            Kind::TransientFail => row.status == "failed" && row.attempts == row.max_attempts,
+            Kind::CancelWaiting => row.status == "canceled",
+            Kind::CancelRunning => {
+                row.status == "canceled"
+                    // A cancel that found it running asks its worker to stop;
+                    // one that reached it only after it finished changes nothing.
+                    || (row.status == "completed" && !submission.cancel_answers.contains(&200))
+                    || exhausted
+            }
+        };
+        if exhausted {
+            report.exhausted_by_faults += 1;
+        }
+        if !right {
+            report.wrong_state += 1;
+            report.problems.push(format!(
+                "{} ({:?}, job {id}) ended {} after {} attempt(s) (error {:?}, cancel answers {:?})",
+                submission.key, submission.kind, row.status, row.attempts, row.error, submission.cancel_answers
+            ));
+        }
+
+        // No attempt's outcome written twice, and at most one terminal outcome.
+        let mut outcomes: HashMap<i64, usize> = HashMap::new();
+        let mut terminal = 0;
+        for event in job_events.iter().filter(|event| is_outcome(event)) {
+            *outcomes.entry(event.attempt.unwrap_or(-1)).or_default() += 1;
+            if matches!(
+                event.name.as_str(),
+                "job_completed" | "job_failed" | "job_canceled"
+            ) {
+                terminal += 1;
+            }
+        }
+        let twice =
+            outcomes.values().filter(|count| **count > 1).count() + usize::from(terminal > 1);
+        if twice > 0 {
+            report.written_twice += twice;
+            report.problems.push(format!(
+                "job {id}: an outcome was written twice: {outcomes:?}"
+            ));
+        }
+        if row.status == "completed" {
+            let runs = job_events
+                .iter()
+                .filter(|event| event.name == "job_claimed")
+                .count();
+            report.duplicate_executions += runs.saturating_sub(1);
+        }
+    }
+
+    report.worst_recovery = worst_recovery(&events, lives);
+    report
+}
+
+/// How many jobs the worker logging to `log` runs now, by its log.
+pub fn running_in(log: &std::path::Path) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let events: Vec<Event> = text.lines().filter_map(|line| parse(line, 0)).collect();
+    running_before(&events, 0, None).len()
+}
+
+/// Jobs the worker of life `index` claimed and wrote nothing about, by its
+/// events up to `until`.
+fn running_before(events: &[Event], index: usize, until: Option<DateTime<Utc>>) -> HashSet<Uuid> {
+    let mut running = HashSet::new();
+    for event in events
+        .iter()
+        .filter(|event| event.life == index && until.is_none_or(|until| event.at <= until))
+    {
+        let Some(job) = event.job else { continue };
+        match event.name.as_str() {
+            "job_claimed" => {
+                running.insert(job);
+            }
+            "job_completed"
+            | "job_failed"
+            | "job_retry_scheduled"
+            | "job_canceled"
+            | "job_released"
+            | "job_fenced" => {
+                running.remove(&job);
+            }
+            _ => {}
+        }
+    }
+    running
+}
+
+/// For each worker killed or stopped, each job it was running then: how
+/// long until another worker claimed that job again. The worst of these.
+fn worst_recovery(events: &[Event], lives: &[WorkerLife]) -> Option<(Duration, String)> {
+    let mut worst: Option<(Duration, String)> = None;
+    for (index, life) in lives.iter().enumerate() {
+        let Some((died, how)) = life.fault else {
+            continue;
+        };
+        let running = running_before(events, index, Some(died));
+        for job in running {
+            let again = events.iter().find(|event| {
+                event.life != index
+                    && event.at > died
+                    && event.job == Some(job)
+                    && event.name == "job_claimed"
+            });
+            if let Some(again) = again {
+                let took = (again.at - died).to_std().unwrap_or_default();
+                if worst.as_ref().is_none_or(|(worst, _)| took > *worst) {
+                    worst = Some((took, format!("{how} {}", life.name)));
+                }
+            }
+        }
+    }
+    worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(at: &str, event: &str, job: Uuid, attempt: i64) -> String {
+        serde_json::json!({
+            "timestamp": at, "event": event,
+            "span": {"job.id": job.to_string(), "job.attempt": attempt},
+        })
+        .to_string()
+    }
+
+    fn life(name: &str, lines: &[String], fault: Option<&str>) -> WorkerLife {
+        let log = std::env::temp_dir().join(format!("chaos-check-{}-{name}.log", Uuid::new_v4()));
+        std::fs::write(&log, lines.join("\n")).expect("write log");
+        WorkerLife {
+            name: name.to_owned(),
+            log,
+            fault: fault.map(|at| (at.parse().expect("time"), "SIGKILL")),
+        }
+    }
+
+    fn submission(n: u32, kind: Kind, id: Uuid) -> Submission {
+        Submission {
+            key: format!("chaos-{n}"),
+            kind,
+            accepted: Some(id),
+            rejected: None,
+            tries: 1,
+            cancel_answers: Vec::new(),
+        }
+    }
+
+    fn row(n: u32, id: Uuid, status: &str, attempts: i32) -> Row {
+        Row {
+            id,
+            key: Some(format!("chaos-{n}")),
+            status: status.to_owned(),
+            attempts,
+            max_attempts: 5,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_clean_history_passes_and_recovery_is_measured() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let dead = life(
+            "w0",
+            &[
+                line("2026-01-01T00:00:00Z", "job_claimed", a, 1),
+                line("2026-01-01T00:00:00Z", "job_claimed", b, 1),
+                line("2026-01-01T00:00:01Z", "job_completed", b, 1),
+            ],
+            Some("2026-01-01T00:00:02Z"),
+        );
+        let alive = life(
+            "w1",
+            &[
+                line("2026-01-01T00:00:03Z", "job_recovered", a, 1),
+                line("2026-01-01T00:00:05Z", "job_claimed", a, 2),
+                line("2026-01-01T00:00:06Z", "job_completed", a, 2),
+            ],
+            None,
+        );
+        let report = check(
+            &[submission(1, Kind::Noop, a), submission(2, Kind::Sleep, b)],
+            &[row(1, a, "completed", 2), row(2, b, "completed", 1)],
+            &[dead, alive],
+        );
+        assert!(report.passed(), "{report:?}");
+        assert_eq!((report.completed, report.duplicate_executions), (2, 1));
+        assert_eq!(
+            report.worst_recovery.map(|(took, _)| took),
+            Some(Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn every_broken_promise_is_counted_and_fails_the_run() {
+        let (twice, lost, stuck, wrong) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let w0 = life(
+            "w0",
+            &[
+                line("2026-01-01T00:00:00Z", "job_claimed", twice, 1),
+                line("2026-01-01T00:00:01Z", "job_completed", twice, 1),
+            ],
+            None,
+        );
+        let w1 = life(
+            "w1",
+            &[line("2026-01-01T00:00:02Z", "job_completed", twice, 1)],
+            None,
+        );
+        let report = check(
+            &[
+                submission(1, Kind::Noop, twice),
+                submission(2, Kind::Noop, lost),
+                submission(3, Kind::Noop, stuck),
+                submission(4, Kind::Fail, wrong),
+            ],
+            &[
+                row(1, twice, "completed", 1),
+                row(3, stuck, "running", 1),
+                row(4, wrong, "completed", 1),
+            ],
+            &[w0, w1],
+        );
+        assert!(!report.passed());
+        assert_eq!(
+            (
+                report.written_twice,
+                report.lost,
+                report.stuck,
+                report.wrong_state
+            ),
+            (2, 1, 1, 1),
+            "{report:?}"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! The client: submits jobs at a steady rate, each with its own idempotency
+//! key, retrying a submission with the same key and body after any
+//! connection error, timeout or 5xx, as a careful production client would;
+//! and cancels some jobs after submitting them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// The job mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Kind {
+    /// `noop`: completes.
+    Noop,
+    /// `sleep` of 50-300 ms: completes.
+    Sleep,
+    /// `sleep` of 3 s: completes; often running when a worker is killed,
+    /// stopped or told to shut down.
+    LongSleep,
+    /// `demo` failing permanently: failed after one attempt.
+    Fail,
+    /// `demo` failing retryably: failed after `max_attempts`.
+    TransientFail,
+    /// `noop` due in a minute, canceled while it waits: canceled.
+    CancelWaiting,
+    /// `sleep` of 8 s, canceled after about a second: canceled, or
+    /// completed when the cancel found it finished.
+    CancelRunning,
+}
+
+impl Kind {
+    /// Attempts allowed: enough that a job rarely loses them all to
+    /// killed workers, and few for the jobs that fail on purpose.
+    pub fn max_attempts(self) -> i32 {
+        match self {
+            Kind::TransientFail => 3,
+            _ => 5,
+        }
+    }
+
+    fn pick(rng: &mut impl Rng) -> Kind {
+        match rng.random_range(0..100) {
+            0..45 => Kind::Noop,
+            45..65 => Kind::Sleep,
+            65..70 => Kind::LongSleep,
+            70..78 => Kind::Fail,
+            78..88 => Kind::TransientFail,
+            88..94 => Kind::CancelWaiting,
+            _ => Kind::CancelRunning,
+        }
+    }
+
+    fn body(self, n: u64, key: &str) -> Value {
+        let (task_type, payload, delay) = match self {
+            Kind::Noop => ("noop", json!({ "n": n }), 0),
+            Kind::Sleep => ("sleep", json!({ "ms": 50 + n % 250 }), 0),
+            Kind::LongSleep => ("sleep", json!({ "ms": 3_000 }), 0),
+            Kind::Fail => ("demo", json!({ "fail": true, "n": n }), 0),
+            Kind::TransientFail => ("demo", json!({ "transient_fail": true, "n": n }), 0),
+            Kind::CancelWaiting => ("noop", json!({ "n": n }), 60),
+            Kind::CancelRunning => ("sleep", json!({ "ms": 8_000 }), 0),
+        };
+        json!({
+            "type": task_type,
+            "payload": payload,
+            "max_attempts": self.max_attempts(),
+            "delay_seconds": delay,
+            "idempotency_key": key,
+        })
+    }
+}
+
+/// What happened to one submission.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub key: String,
+    pub kind: Kind,
+    /// The job id, once an answer 200 or 201 named it.
+    pub accepted: Option<Uuid>,
+    /// A 4xx answer other than the ones retried: a bug.
+    pub rejected: Option<String>,
+    /// Requests sent for this submission (more than one after errors).
+    pub tries: u32,
+    /// The statuses the cancel requests got, in order.
+    pub cancel_answers: Vec<u16>,
+}
+
+/// Submits about `rate` jobs a second until `until`; returns every
+/// submission once each has been accepted, rejected, or given up on.
+pub async fn run(api: String, rate: u32, until: Instant, seed: u64) -> Vec<Submission> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap_or_default();
+    let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(seed);
+    let in_flight = Arc::new(Semaphore::new(256));
+    let mut tasks = JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    while Instant::now() < until {
+        tick.tick().await;
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        n += 1;
+        let kind = Kind::pick(&mut rng);
+        let (http, api) = (http.clone(), api.clone());
+        tasks.spawn(async move {
+            let submission = submit(&http, &api, n, kind).await;
+            drop(permit);
+            submission
+        });
+    }
+    let mut submissions = Vec::with_capacity(n as usize);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(submission) = done {
+            submissions.push(submission);
+        }
+    }
+    submissions
+}
+
+/// How long one submission (or one cancel) keeps retrying.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(90);
+
+async fn submit(http: &reqwest::Client, api: &str, n: u64, kind: Kind) -> Submission {
+    let key = format!("chaos-{n}");
+    let body = kind.body(n, &key);
+    let mut submission = Submission {
+        key,
+        kind,
+        accepted: None,
+        rejected: None,
+        tries: 0,
+        cancel_answers: Vec::new(),
+    };
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    let mut pause = Duration::from_millis(50);
+    while Instant::now() < deadline {
+        submission.tries += 1;
+        match http.post(format!("{api}/jobs")).json(&body).send().await {
+            Ok(response) if response.status().is_success() => {
+                let answer: Value = response.json().await.unwrap_or_default();
+                // An answer cut short is asked again.
+                if let Some(id) = answer["id"].as_str().and_then(|id| id.parse().ok()) {
+                    submission.accepted = Some(id);
+                    break;
+                }
+            }
+            Ok(response) if response.status().is_server_error() => {}
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                submission.rejected = Some(format!("{status}: {text}"));
+                return submission;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+    let Some(id) = submission.accepted else {
+        return submission;
+    };
+    let wait = match kind {
+        Kind::CancelWaiting => Duration::from_millis(300),
+        Kind::CancelRunning => Duration::from_millis(1_200),
+        _ => return submission,
+    };
+    tokio::time::sleep(wait).await;
+    submission.cancel_answers = cancel(http, api, id).await;
+    submission
+}
+
+/// Cancels `id`, retrying after errors and 5xx; returns every status seen.
+async fn cancel(http: &reqwest::Client, api: &str, id: Uuid) -> Vec<u16> {
+    let mut answers = Vec::new();
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    let mut pause = Duration::from_millis(50);
+    while Instant::now() < deadline {
+        match http.post(format!("{api}/jobs/{id}/cancel")).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                answers.push(status);
+                if status < 500 {
+                    break;
+                }
+            }
+            Err(_) => answers.push(0),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+    answers
+}

@@ -1,0 +1,386 @@
+//! The stack under test and the faults injected into it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use nix::sys::signal::Signal;
+use rand::Rng;
+use rand::rngs::StdRng;
+use sea_orm::DatabaseConnection;
+use tokio::time::Instant;
+
+use crate::Args;
+use crate::check::{self, Report, WorkerLife};
+use crate::client;
+use crate::procs::{Proc, free_port, wait_for_port};
+use crate::services::{Postgres, Redis};
+
+/// Lease and heartbeat of the workers under test: short, so that a dead
+/// worker's jobs come back within seconds.
+const LEASE_SECS: u64 = 3;
+/// Grace a SIGTERM'd worker gives its running jobs before putting them back.
+const SHUTDOWN_GRACE_SECS: u64 = 1;
+
+/// Everything running: servers, API, workers.
+pub struct Stack {
+    bin_dir: std::path::PathBuf,
+    work_dir: std::path::PathBuf,
+    postgres: Postgres,
+    redis: Redis,
+    api: Proc,
+    api_port: u16,
+    api_starts: usize,
+    /// Live workers, each with its index in `lives`.
+    workers: Vec<(Proc, usize)>,
+    /// A worker under SIGSTOP.
+    paused: Option<(Proc, usize)>,
+    pub lives: Vec<WorkerLife>,
+    rng: StdRng,
+    /// Workers that did not exit when they should have.
+    pub slow_exits: Vec<String>,
+    /// What was done, in order, for the log.
+    pub faults: Vec<String>,
+    started: Instant,
+}
+
+impl Stack {
+    pub async fn start(
+        args: &Args,
+        seed: u64,
+        postgres: Postgres,
+        redis: Redis,
+    ) -> anyhow::Result<Stack> {
+        let api_port = free_port()?;
+        let env = base_env(&postgres, &redis);
+        let api = spawn_api(&args.bin_dir, &args.work_dir, env, api_port, 0)?;
+        let mut stack = Stack {
+            bin_dir: args.bin_dir.clone(),
+            work_dir: args.work_dir.clone(),
+            api,
+            postgres,
+            redis,
+            api_port,
+            api_starts: 1,
+            workers: Vec::new(),
+            paused: None,
+            lives: Vec::new(),
+            rng: rand::SeedableRng::seed_from_u64(seed ^ 0x5eed),
+            slow_exits: Vec::new(),
+            faults: Vec::new(),
+            started: Instant::now(),
+        };
+        wait_for_port(api_port, Duration::from_secs(30)).await?;
+        for _ in 0..args.workers {
+            stack.spawn_worker()?;
+        }
+        Ok(stack)
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        base_env(&self.postgres, &self.redis)
+    }
+
+    fn spawn_api(&mut self) -> anyhow::Result<Proc> {
+        let n = self.api_starts;
+        self.api_starts += 1;
+        spawn_api(&self.bin_dir, &self.work_dir, self.env(), self.api_port, n)
+    }
+
+    fn spawn_worker(&mut self) -> anyhow::Result<()> {
+        let mut env = self.env();
+        env.extend([
+            ("CONVEYOR_CONCURRENCY", "20".to_owned()),
+            ("CONVEYOR_DB_POOL_SIZE", "8".to_owned()),
+            ("CONVEYOR_LEASE_SECS", LEASE_SECS.to_string()),
+            ("CONVEYOR_HEARTBEAT_SECS", "1".to_owned()),
+            ("CONVEYOR_RETRY_BASE_MS", "200".to_owned()),
+            ("CONVEYOR_RETRY_MAX_MS", "1000".to_owned()),
+            (
+                "CONVEYOR_SHUTDOWN_GRACE_SECS",
+                SHUTDOWN_GRACE_SECS.to_string(),
+            ),
+        ]);
+        let name = format!("worker-{}", self.lives.len());
+        let log = self.work_dir.join(format!("{name}.log"));
+        let proc = Proc::spawn(
+            name.clone(),
+            &self.bin_dir.join("conveyor-worker"),
+            &env,
+            log.clone(),
+        )?;
+        self.lives.push(WorkerLife {
+            name,
+            log,
+            fault: None,
+        });
+        self.workers.push((proc, self.lives.len() - 1));
+        Ok(())
+    }
+
+    fn note(&mut self, what: String) {
+        let line = format!("[{:>6.1} s] {what}", self.started.elapsed().as_secs_f64());
+        println!("{line}");
+        self.faults.push(line);
+    }
+
+    fn pick_worker(&mut self) -> usize {
+        self.rng.random_range(0..self.workers.len())
+    }
+
+    /// SIGKILL a random worker and start a replacement.
+    async fn kill_worker(&mut self) -> anyhow::Result<()> {
+        let index = self.pick_worker();
+        let (mut proc, life) = self.workers.remove(index);
+        proc.signal(Signal::SIGKILL)?;
+        self.lives[life]
+            .fault
+            .get_or_insert((Utc::now(), "SIGKILL"));
+        proc.kill().await;
+        self.note(format!("SIGKILL {}", proc.name));
+        self.spawn_worker()
+    }
+
+    /// SIGSTOP a worker for longer than its lease (until
+    /// [`Stack::resume_worker`]): its jobs are taken over meanwhile, and its
+    /// late writes must be fenced. It is not a victim of other faults while
+    /// stopped.
+    fn pause_worker(&mut self) -> anyhow::Result<()> {
+        let index = self.pick_worker();
+        let (proc, life) = self.workers.remove(index);
+        proc.signal(Signal::SIGSTOP)?;
+        self.lives[life]
+            .fault
+            .get_or_insert((Utc::now(), "SIGSTOP"));
+        self.note(format!("SIGSTOP {}", proc.name));
+        self.paused = Some((proc, life));
+        Ok(())
+    }
+
+    fn resume_worker(&mut self) -> anyhow::Result<()> {
+        if let Some((proc, life)) = self.paused.take() {
+            proc.signal(Signal::SIGCONT)?;
+            self.note(format!("SIGCONT {}", proc.name));
+            self.workers.push((proc, life));
+        }
+        Ok(())
+    }
+
+    /// SIGTERM a worker: it must put back what it runs and exit within its
+    /// grace period (plus a margin); then start a replacement.
+    async fn terminate_worker(&mut self, twice: bool) -> anyhow::Result<()> {
+        // The worker running the most jobs: short ones finish within the
+        // grace period, long ones must be put back.
+        let index = (0..self.workers.len())
+            .max_by_key(|&index| check::running_in(&self.lives[self.workers[index].1].log))
+            .unwrap_or_default();
+        let (mut proc, life) = self.workers.remove(index);
+        let running = check::running_in(&self.lives[life].log);
+        proc.signal(Signal::SIGTERM)?;
+        let limit = if twice {
+            // A second signal means "now": no grace period.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            proc.signal(Signal::SIGTERM)?;
+            self.lives[life]
+                .fault
+                .get_or_insert((Utc::now(), "SIGTERM twice"));
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(SHUTDOWN_GRACE_SECS + 10)
+        };
+        let started = Instant::now();
+        let exited = proc.wait_exit(limit).await;
+        self.note(format!(
+            "SIGTERM{} {} (running {running} jobs): exited after {:.2} s",
+            if twice { " twice" } else { "" },
+            proc.name,
+            started.elapsed().as_secs_f64()
+        ));
+        if !exited {
+            self.slow_exits
+                .push(format!("{} did not exit within {limit:?}", proc.name));
+            proc.kill().await;
+        }
+        self.spawn_worker()
+    }
+
+    async fn restart_redis(&mut self) -> anyhow::Result<()> {
+        self.redis.restart_empty().await?;
+        self.note("restarted Redis empty (no persistence: every id lost)".to_owned());
+        Ok(())
+    }
+
+    async fn restart_postgres(&mut self) -> anyhow::Result<()> {
+        self.postgres.stop_fast().await?;
+        self.note("PostgreSQL stopped (fast shutdown)".to_owned());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.postgres.start().await?;
+        self.note("PostgreSQL started".to_owned());
+        Ok(())
+    }
+
+    async fn restart_api(&mut self) -> anyhow::Result<()> {
+        self.api.signal(Signal::SIGKILL)?;
+        self.api.kill().await;
+        self.note(format!("SIGKILL {}", self.api.name));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.api = self.spawn_api()?;
+        wait_for_port(self.api_port, Duration::from_secs(30)).await?;
+        self.note(format!("started {}", self.api.name));
+        Ok(())
+    }
+
+    /// Stops workers and API gracefully (their logs end cleanly), then the
+    /// servers.
+    pub async fn shutdown(&mut self) {
+        let _ = self.resume_worker();
+        for (proc, _) in &self.workers {
+            let _ = proc.signal(Signal::SIGTERM);
+        }
+        for (proc, _) in &mut self.workers {
+            if !proc.wait_exit(Duration::from_secs(15)).await {
+                proc.kill().await;
+            }
+        }
+        let _ = self.api.signal(Signal::SIGTERM);
+        if !self.api.wait_exit(Duration::from_secs(10)).await {
+            self.api.kill().await;
+        }
+        self.redis.stop().await;
+        self.postgres.stop_now().await;
+    }
+}
+
+fn base_env(postgres: &Postgres, redis: &Redis) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", postgres.url("postgres")),
+        ("REDIS_URL", redis.url()),
+        ("CONVEYOR_PREFIX", "chaos".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ]
+}
+
+fn spawn_api(
+    bin_dir: &std::path::Path,
+    work_dir: &std::path::Path,
+    mut env: Vec<(&'static str, String)>,
+    port: u16,
+    n: usize,
+) -> anyhow::Result<Proc> {
+    env.push(("CONVEYOR_API_ADDR", format!("127.0.0.1:{port}")));
+    let name = format!("api-{n}");
+    let log = work_dir.join(format!("{name}.log"));
+    Proc::spawn(name, &bin_dir.join("conveyor-api"), &env, log)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    KillWorker,
+    PauseWorker,
+    ResumeWorker,
+    TerminateWorker,
+    RestartRedis,
+    RestartPostgres,
+    RestartApi,
+    TerminateWorkerTwice,
+}
+
+/// Every fault at least once per minute; a worker killed every 6 s.
+fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
+    let mut plan = Vec::new();
+    let end = duration.as_secs().saturating_sub(8).max(10);
+    let mut at = 4;
+    while at < end {
+        plan.push((Duration::from_secs(at), Fault::KillWorker));
+        at += 6;
+    }
+    let cycle = [
+        (9, Fault::PauseWorker),
+        // Longer than the lease: the janitor takes its jobs meanwhile.
+        (9 + LEASE_SECS * 2 + 1, Fault::ResumeWorker),
+        (17, Fault::TerminateWorker),
+        (23, Fault::RestartRedis),
+        (31, Fault::RestartPostgres),
+        (39, Fault::RestartApi),
+        (46, Fault::TerminateWorkerTwice),
+    ];
+    let mut start = 0;
+    while start < end {
+        for (offset, fault) in cycle {
+            if start + offset < end {
+                plan.push((Duration::from_secs(start + offset), fault));
+            }
+        }
+        start += 60;
+    }
+    plan.sort_by_key(|(at, _)| *at);
+    plan
+}
+
+/// Runs the client and the faults, waits for quiescence, checks.
+pub async fn run(
+    args: &Args,
+    stack: &mut Stack,
+    db: &DatabaseConnection,
+) -> anyhow::Result<Report> {
+    let duration = Duration::from_secs(args.duration_secs);
+    let started = Instant::now();
+    let client = tokio::spawn(client::run(
+        stack.api_url(),
+        args.rate,
+        started + duration,
+        args.seed.unwrap_or_default(),
+    ));
+    for (at, fault) in schedule(duration) {
+        tokio::time::sleep_until(started + at).await;
+        match fault {
+            Fault::KillWorker => stack.kill_worker().await,
+            Fault::PauseWorker => stack.pause_worker(),
+            Fault::ResumeWorker => stack.resume_worker(),
+            Fault::TerminateWorker => stack.terminate_worker(false).await,
+            Fault::RestartRedis => stack.restart_redis().await,
+            Fault::RestartPostgres => stack.restart_postgres().await,
+            Fault::RestartApi => stack.restart_api().await,
+            Fault::TerminateWorkerTwice => stack.terminate_worker(true).await,
+        }
+        .with_context(|| format!("injecting {fault:?}"))?;
+    }
+    let submissions = client.await.context("the client panicked")?;
+    println!(
+        "[{:>6.1} s] client done: {} submissions; waiting up to {} s for every job to finish",
+        started.elapsed().as_secs_f64(),
+        submissions.len(),
+        args.quiesce_secs
+    );
+
+    // Quiescence: every accepted job finished, or the deadline passed.
+    let deadline = Instant::now() + Duration::from_secs(args.quiesce_secs);
+    let accepted: std::collections::HashSet<uuid::Uuid> =
+        submissions.iter().filter_map(|s| s.accepted).collect();
+    let rows = loop {
+        let rows = check::rows(db).await?;
+        let waiting = rows
+            .iter()
+            .filter(|row| accepted.contains(&row.id) && !check::is_terminal(&row.status))
+            .count();
+        if waiting == 0 || Instant::now() > deadline {
+            println!(
+                "[{:>6.1} s] quiescent: {waiting} accepted job(s) not finished",
+                started.elapsed().as_secs_f64()
+            );
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // Stop the workers so that every log is complete before it is read.
+    stack.shutdown().await;
+    let mut report = check::check(&submissions, &rows, &stack.lives);
+    report.slow_exits = stack.slow_exits.len();
+    report.problems.extend(stack.slow_exits.iter().cloned());
+    Ok(report)
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Fault injection: runs a whole Conveyor stack -- its own throwaway
+# PostgreSQL and Redis (own ports and data directories), the API and three
+# workers as separate processes -- while a client submits jobs with
+# idempotency keys, and kills, stops and restarts its parts. Then checks,
+# from PostgreSQL and the workers' JSON logs, that nothing accepted was lost
+# or left stuck and that no attempt's outcome was written twice; prints a
+# table and exits non-zero if any invariant failed. See docs/guarantees.md.
+#
+#   scripts/chaos.sh                 about 60 s of faults (what scripts/test.sh runs)
+#   scripts/chaos.sh --long          ten minutes
+#   scripts/chaos.sh --profile dev   use the debug build (scripts/test.sh does)
+#   other options go to conveyor-chaos: --rate N --seed N --duration-secs N
+#
+# Logs stay in the printed directory when a run fails (CHAOS_KEEP=1: always).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/services.sh
+
+profile=release
+args=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --long) args+=(--duration-secs 600); shift ;;
+    --profile) profile=$2; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+
+initdb=$(pg_bin initdb) && pg_ctl=$(pg_bin pg_ctl) || die "the chaos harness starts its own PostgreSQL, and initdb/pg_ctl are not installed.
+  Install them, e.g.: Debian/Ubuntu: sudo apt-get install postgresql   macOS: brew install postgresql@16"
+[[ $(dirname "$initdb") == "$(dirname "$pg_ctl")" ]] || die "initdb and pg_ctl are in different directories"
+redis_server=$(command -v redis-server || command -v valkey-server) || die "the chaos harness starts its own Redis, and redis-server is not installed.
+  Install it, e.g.: Debian/Ubuntu: sudo apt-get install redis-server   macOS: brew install redis"
+
+bins=(--bin conveyor-api --bin conveyor-worker --bin conveyor-migrate --bin conveyor-chaos)
+if [[ $profile == release ]]; then
+  say "building (release)"
+  cargo build --release --locked "${bins[@]}"
+  bin_dir=target/release
+else
+  say "building ($profile)"
+  cargo build --profile "$profile" --locked "${bins[@]}"
+  bin_dir=target/debug
+  [[ $profile == dev ]] || bin_dir=target/$profile
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-chaos.XXXXXX")
+chmod 755 "$work"
+run_as=()
+if [[ $(id -u) == 0 ]]; then
+  user=postgres
+  id -u postgres >/dev/null 2>&1 || user=nobody
+  run_as=(--run-as "$user")
+fi
+status=0
+"$bin_dir/conveyor-chaos" --bin-dir "$bin_dir" --pg-bin-dir "$(dirname "$initdb")" \
+  --redis-server "$redis_server" --work-dir "$work" "${run_as[@]}" "${args[@]}" || status=$?
+if [[ $status == 0 && -z ${CHAOS_KEEP:-} ]]; then
+  rm -rf "$work"
+else
+  say "logs kept in $work"
+fi
+exit "$status"
