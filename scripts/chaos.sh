@@ -53,9 +53,32 @@ if [[ $(id -u) == 0 ]]; then
   id -u postgres >/dev/null 2>&1 || user=nobody
   run_as=(--run-as "$user")
 fi
+chaos_pid=""
+# An interrupted run leaves nothing behind: the harness and everything it
+# started share a process group, and PostgreSQL (a daemon) is stopped by
+# its data directory.
+cleanup() {
+  if [[ -n $chaos_pid ]] && kill -0 "$chaos_pid" 2>/dev/null; then
+    kill -TERM -- "-$chaos_pid" 2>/dev/null || true
+    sleep 1
+    kill -KILL -- "-$chaos_pid" 2>/dev/null || true
+  fi
+  if [[ -f $work/pg/postmaster.pid ]]; then
+    local as=()
+    [[ ${#run_as[@]} -gt 0 ]] && as=(runuser -u "${run_as[1]}" --)
+    "${as[@]}" "$pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
 status=0
-"$bin_dir/conveyor-chaos" --bin-dir "$bin_dir" --pg-bin-dir "$(dirname "$initdb")" \
-  --redis-server "$redis_server" --work-dir "$work" "${run_as[@]}" "${args[@]}" || status=$?
+setsid "$bin_dir/conveyor-chaos" --bin-dir "$bin_dir" --pg-bin-dir "$(dirname "$initdb")" \
+  --redis-server "$redis_server" --work-dir "$work" "${run_as[@]}" "${args[@]}" &
+chaos_pid=$!
+wait "$chaos_pid" || status=$?
+chaos_pid=""
+cleanup
 if [[ $status == 0 && -z ${CHAOS_KEEP:-} ]]; then
   rm -rf "$work"
 else

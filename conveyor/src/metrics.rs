@@ -30,7 +30,7 @@ pub const JANITOR_RECOVERIES: &str = "conveyor_janitor_recoveries_total";
 /// Jobs the reconciler published because Redis did not hold them.
 pub const RECONCILER_REPUBLISHED: &str = "conveyor_reconciler_republished_total";
 /// Items written per statement by a group commit, by `writer`
-/// (`completions` in workers, `inserts` in the API).
+/// (`completions` and `acks` in workers, `inserts` in the API).
 pub const GROUP_COMMIT_BATCH: &str = "conveyor_group_commit_batch_size";
 /// HTTP requests, by `route` (the template, e.g. `/jobs/{id}`), `method`, `status`.
 pub const HTTP_REQUESTS: &str = "conveyor_http_requests_total";

@@ -272,7 +272,7 @@ fn log_outcome(after: &Job, outcome: &Outcome, duration_ms: u64, me: &str) {
 }
 
 async fn ack(runtime: &Runtime, queue: &str, id: &str) {
-    if redis_call(runtime, 5, || runtime.broker.ack(queue, runtime.me(), id))
+    if redis_call(runtime, 5, || runtime.acks.ack(queue, id))
         .await
         .is_none()
     {

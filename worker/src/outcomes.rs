@@ -1,10 +1,13 @@
-//! Group commit of completed attempts: a worker's job tasks hand their
-//! completions to one writer ([`conveyor::group_commit`]), which writes
-//! everything waiting in one statement ([`Store::complete_many`]), each row
-//! fenced on its own exactly as [`Store::complete`] fences it.
+//! Group commit of completed attempts and of acknowledgements: a worker's
+//! job tasks hand their completions to one writer ([`conveyor::group_commit`]),
+//! which writes everything waiting in one statement
+//! ([`Store::complete_many`]), each row fenced on its own exactly as
+//! [`Store::complete`] fences it; and their acknowledgements to another,
+//! which removes every id waiting from the processing lists in one Redis
+//! pipeline ([`Broker::ack_many`]).
 
 use conveyor::group_commit::{GroupCommit, NotWritten};
-use conveyor::{Fence, Store, StoreError, Transition};
+use conveyor::{Broker, BrokerError, Fence, Store, StoreError, Transition};
 use serde_json::Value;
 
 /// Most completions written in one statement.
@@ -37,6 +40,46 @@ impl Completions {
             Ok(transition) => Ok(transition),
             Err(NotWritten::Failed((fence, result))) => self.store.complete(&fence, result).await,
             Err(NotWritten::Stopped) => Err(StoreError::Interrupted("completion")),
+        }
+    }
+}
+
+/// Most acknowledgements sent in one pipeline.
+pub const MAX_ACKS: usize = 256;
+
+/// A worker's acknowledgement writer.
+#[derive(Debug)]
+pub struct Acks {
+    broker: Broker,
+    worker: String,
+    group: GroupCommit<(String, String), ()>,
+}
+
+impl Acks {
+    pub fn new(broker: Broker, worker: String) -> Self {
+        let (writer, me) = (broker.clone(), worker.clone());
+        Acks {
+            broker,
+            worker,
+            group: GroupCommit::new("acks", MAX_ACKS, move |ids: Vec<(String, String)>| {
+                let (broker, me) = (writer.clone(), me.clone());
+                async move {
+                    match broker.ack_many(&me, &ids).await {
+                        Ok(()) => Ok(vec![(); ids.len()]),
+                        Err(_) => Err(ids),
+                    }
+                }
+            }),
+        }
+    }
+
+    /// [`Broker::ack`], sent with whatever other acknowledgements are
+    /// waiting. When the pipeline fails, this one is sent alone, so the
+    /// caller sees its own error.
+    pub async fn ack(&self, queue: &str, id: &str) -> Result<(), BrokerError> {
+        match self.group.write((queue.to_owned(), id.to_owned())).await {
+            Ok(()) => Ok(()),
+            Err(_) => self.broker.ack(queue, &self.worker, id).await,
         }
     }
 }

@@ -8,7 +8,7 @@ use conveyor::{Broker, JobId, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Registry;
-use crate::outcomes::Completions;
+use crate::outcomes::{Acks, Completions};
 use crate::settings::Settings;
 
 /// Why a running handler is being stopped.
@@ -86,6 +86,8 @@ pub struct Runtime {
     pub redis: Outage,
     /// The group-commit writer for completed attempts.
     pub completions: Completions,
+    /// The pipelining writer for acknowledgements.
+    pub acks: Acks,
     running: Mutex<HashMap<JobId, Stopper>>,
     /// Ids taken from Redis whose task has not ended, with how many tasks
     /// handle each (an id republished for a retry can be delivered again
@@ -97,6 +99,7 @@ impl Runtime {
     pub fn new(store: Store, broker: Broker, settings: Settings, registry: Registry) -> Arc<Self> {
         Arc::new(Runtime {
             completions: Completions::new(store.clone()),
+            acks: Acks::new(broker.clone(), settings.worker_id.as_str().to_owned()),
             store,
             broker,
             settings,

@@ -25,8 +25,12 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateBatch {
     /// 1 to 1,000 jobs, each as the body of `POST /jobs`.
+    ///
+    /// Kept as raw JSON slices of the body until each is parsed on its
+    /// own: an item of the wrong shape is that item's error, not the
+    /// batch's, and no generic JSON tree of the whole batch is built.
     #[schema(value_type = Vec<CreateJob>)]
-    pub jobs: Vec<serde_json::Value>,
+    pub jobs: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// The outcome of one item, in the order of the request.
@@ -85,9 +89,7 @@ pub async fn create_batch(
     let mut items: Vec<Option<BatchItem>> = (0..total).map(|_| None).collect();
     let mut valid: Vec<(usize, NewJob)> = Vec::with_capacity(total);
     for (index, raw) in batch.jobs.into_iter().enumerate() {
-        let parsed = serde_json::to_vec(&raw)
-            .map_err(|err| ApiError::Internal(err.to_string()))
-            .and_then(|bytes| parse_json::<CreateJob>(&bytes))
+        let parsed = parse_json::<CreateJob>(raw.get().as_bytes())
             .and_then(|body| body.into_new_job(None))
             .and_then(|job| {
                 job.validate()
@@ -100,11 +102,12 @@ pub async fn create_batch(
         }
     }
 
-    let jobs: Vec<NewJob> = valid.iter().map(|(_, job)| job.clone()).collect();
+    let (positions, jobs): (Vec<usize>, Vec<NewJob>) = valid.into_iter().unzip();
     let outcomes = state.store.insert_many(&jobs).await?;
+    drop(jobs);
     let mut created: Vec<Job> = Vec::new();
     let mut replayed = 0;
-    for ((index, _), outcome) in valid.iter().zip(outcomes) {
+    for (index, outcome) in positions.iter().zip(outcomes) {
         items[*index] = Some(match outcome {
             Inserted::Created(job) => {
                 conveyor::metrics::job_enqueued(&job.queue, &job.task_type);

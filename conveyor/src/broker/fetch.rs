@@ -108,6 +108,26 @@ impl Broker {
         Ok(())
     }
 
+    /// [`Broker::ack`] for many `(queue, id)` pairs of `worker`, in one
+    /// pipeline (one round trip).
+    pub async fn ack_many(
+        &self,
+        worker: &str,
+        ids: &[(String, String)],
+    ) -> Result<(), BrokerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (queue, id) in ids {
+            pipe.lrem(self.keys.processing(queue, worker), 1, id)
+                .ignore();
+        }
+        let mut conn = self.connection().await?;
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
     /// Acknowledges `job` and, in the same transaction, makes it visible
     /// again: on its ready lane if due, in `delayed` otherwise. For retries,
     /// early deliveries and jobs put back at shutdown.

@@ -158,7 +158,15 @@ async fn an_id_whose_pop_reply_was_lost_is_adopted_by_its_worker() {
         .wait_for(id(&orphan), JobStatus::Completed, Duration::from_secs(10))
         .await;
     assert_eq!(done.attempts, 1);
-    let left: i64 = h.redis_conn().llen(&processing).expect("llen");
-    assert_eq!(left, 0);
+    // Acknowledged after the outcome commit.
+    testkit::wait_until(
+        "the orphan acknowledged",
+        Duration::from_secs(5),
+        || async {
+            let left: i64 = h.redis_conn().llen(&processing).expect("llen");
+            (left == 0).then_some(())
+        },
+    )
+    .await;
     worker.stop().await;
 }

@@ -152,6 +152,7 @@ async fn every_completion_goes_through_the_group_commit_writer() {
         jobs.push(h.submit(new).await);
     }
     let worker = h.spawn(settings, worker::builtin_registry());
+    let worker_id = worker.id.clone();
     for job in &jobs {
         h.wait_for(id(job), JobStatus::Completed, Duration::from_secs(20))
             .await;
@@ -166,4 +167,14 @@ async fn every_completion_goes_through_the_group_commit_writer() {
     let statements = statements.expect("a count");
     assert!((1.0..=200.0).contains(&statements), "{statements}");
     eprintln!("200 completions in {statements} statements");
+    // Every id acknowledged, through the acknowledgement pipeline.
+    let acks = [("writer", "acks")];
+    assert_eq!(
+        sample(&text, "conveyor_group_commit_batch_size_sum", &acks),
+        Some(200.0),
+        "{text}"
+    );
+    let processing = h.keys().processing(&queue, worker_id.as_str());
+    let left: i64 = redis::Commands::llen(&mut h.redis_conn(), &processing).expect("llen");
+    assert_eq!(left, 0, "no id left in the processing list");
 }
