@@ -70,7 +70,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'say "interrupted; logs kept in $work"; exit 130' INT TERM
 
 status=0
 setsid "$bin_dir/conveyor-chaos" --bin-dir "$bin_dir" --pg-bin-dir "$(dirname "$initdb")" \

@@ -438,6 +438,12 @@ mod tests {
         }
     }
 
+    fn remove(lives: &[WorkerLife]) {
+        for life in lives {
+            let _ = std::fs::remove_file(&life.log);
+        }
+    }
+
     fn submission(n: u32, kind: Kind, id: Uuid) -> Submission {
         Submission {
             key: format!("chaos-{n}"),
@@ -481,11 +487,13 @@ mod tests {
             ],
             None,
         );
+        let lives = [dead, alive];
         let report = check(
             &[submission(1, Kind::Noop, a), submission(2, Kind::Sleep, b)],
             &[row(1, a, "completed", 2), row(2, b, "completed", 1)],
-            &[dead, alive],
+            &lives,
         );
+        remove(&lives);
         assert!(report.passed(), "{report:?}");
         assert_eq!((report.completed, report.duplicate_executions), (2, 1));
         assert_eq!(
@@ -515,6 +523,7 @@ mod tests {
             &[line("2026-01-01T00:00:02Z", "job_completed", twice, 1)],
             None,
         );
+        let lives = [w0, w1];
         let report = check(
             &[
                 submission(1, Kind::Noop, twice),
@@ -527,8 +536,9 @@ mod tests {
                 row(3, stuck, "running", 1),
                 row(4, wrong, "completed", 1),
             ],
-            &[w0, w1],
+            &lives,
         );
+        remove(&lives);
         assert!(!report.passed());
         assert_eq!(
             (
