@@ -6,9 +6,9 @@
 //! creates the row; every other caller then reads it back and compares the
 //! stored request fingerprint with its own to tell a replay from a conflict.
 
-use chrono::Utc;
-use sea_orm::sea_query::{Expr, InsertStatement, OnConflict, Query, SimpleExpr};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, Statement};
+use serde::Serialize;
 
 use super::{Store, StoreError};
 use crate::job::{Job, JobId, NewJob};
@@ -39,8 +39,7 @@ impl Store {
     pub async fn insert(&self, new: &NewJob) -> Result<Inserted, StoreError> {
         new.validate()?;
         let fingerprint = new.fingerprint();
-        let insert = insert_statement(&[(JobId::new(), new, fingerprint.as_str())]);
-        let statement = self.db.get_database_backend().build(&insert);
+        let statement = insert_statement(&[(JobId::new(), new, fingerprint.as_str())])?;
         if let Some(job) = Entity::find().from_raw_sql(statement).one(&self.db).await? {
             return Ok(Inserted::Created(job));
         }
@@ -91,8 +90,7 @@ impl Store {
         // One statement is one transaction: every row or none. No explicit
         // BEGIN/COMMIT, which would add two round trips to every batch and
         // to the latency of every single submission (they come here too).
-        let insert = insert_statement(&rows);
-        let statement = self.db.get_database_backend().build(&insert);
+        let statement = insert_statement(&rows)?;
         let created: Vec<Job> = Entity::find().from_raw_sql(statement).all(&self.db).await?;
         let keys: Vec<&str> = jobs
             .iter()
@@ -143,51 +141,61 @@ impl Store {
     }
 }
 
-/// `INSERT INTO jobs (...) VALUES ... ON CONFLICT (idempotency_key) DO
-/// NOTHING RETURNING *` for `rows`. Built with sea-query rather than
-/// sea-orm's insert helpers, because every row must list the same columns
-/// while "run now" is the database's `now()` (the clock claims compare
-/// with), not a value; and because sea-orm's `TryInsert` reports a DO
-/// NOTHING that returned no row as an error, not as a conflict.
-fn insert_statement(rows: &[(JobId, &NewJob, &str)]) -> InsertStatement {
-    let mut insert = Query::insert();
-    insert.into_table(Entity).columns([
-        Column::Id,
-        Column::Queue,
-        Column::TaskType,
-        Column::Payload,
-        Column::Priority,
-        Column::MaxAttempts,
-        Column::TimeoutSeconds,
-        Column::RunAt,
-        Column::IdempotencyKey,
-        Column::RequestHash,
-    ]);
-    let now = Utc::now();
-    for (id, job, fingerprint) in rows {
-        let run_at: SimpleExpr = match job.run_at(now) {
-            Some(at) => Expr::value(at),
-            None => Expr::cust("now()"),
-        };
-        insert.values_panic([
-            Expr::value(id.as_uuid()),
-            Expr::value(job.queue.clone()),
-            Expr::value(job.task_type.clone()),
-            Expr::value(job.payload.clone()),
-            Expr::value(job.priority),
-            Expr::value(job.max_attempts),
-            Expr::value(job.timeout_seconds),
-            run_at,
-            Expr::value(job.idempotency_key.clone()),
-            Expr::value(fingerprint.to_string()),
-        ]);
+/// `INSERT INTO jobs (...) SELECT ... FROM jsonb_to_recordset($1) ON
+/// CONFLICT (idempotency_key) DO NOTHING RETURNING *` for `rows`.
+///
+/// Every batch size is the same statement with one JSON parameter, so each
+/// connection prepares and caches it once; a `VALUES` list would be a new
+/// statement (and a new cached plan, on both sides) for every batch size,
+/// which group commit makes many. Hand-written rather than sea-orm's insert
+/// helpers because "run now" is the database's `now()` (the clock claims
+/// compare with), not a value; and because sea-orm's `TryInsert` reports a
+/// DO NOTHING that returned no row as an error, not as a conflict.
+fn insert_statement(rows: &[(JobId, &NewJob, &str)]) -> Result<Statement, StoreError> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        id: uuid::Uuid,
+        queue: &'a str,
+        task_type: &'a str,
+        payload: &'a serde_json::Value,
+        priority: i16,
+        max_attempts: i32,
+        timeout_seconds: i32,
+        /// `None`: now, by the database's clock.
+        run_at: Option<DateTime<Utc>>,
+        idempotency_key: Option<&'a str>,
+        request_hash: &'a str,
     }
-    insert
-        .on_conflict(
-            OnConflict::column(Column::IdempotencyKey)
-                .do_nothing()
-                .to_owned(),
-        )
-        .returning_all();
-    insert
+    let now = Utc::now();
+    let rows: Vec<Row<'_>> = rows
+        .iter()
+        .map(|(id, job, fingerprint)| Row {
+            id: id.as_uuid(),
+            queue: &job.queue,
+            task_type: &job.task_type,
+            payload: &job.payload,
+            priority: job.priority,
+            max_attempts: job.max_attempts,
+            timeout_seconds: job.timeout_seconds,
+            run_at: job.run_at(now),
+            idempotency_key: job.idempotency_key.as_deref(),
+            request_hash: fingerprint,
+        })
+        .collect();
+    let json = serde_json::to_string(&rows)
+        .map_err(|err| sea_orm::DbErr::Custom(format!("encoding jobs: {err}")))?;
+    Ok(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        INSERT_JOBS,
+        [json.into()],
+    ))
 }
+
+const INSERT_JOBS: &str = "INSERT INTO jobs (id, queue, type, payload, priority, \
+     max_attempts, timeout_seconds, run_at, idempotency_key, request_hash) \
+     SELECT id, queue, task_type, payload, priority, max_attempts, timeout_seconds, \
+     COALESCE(run_at, now()), idempotency_key, request_hash \
+     FROM jsonb_to_recordset($1::text::jsonb) AS r(id uuid, queue text, task_type text, \
+     payload jsonb, priority smallint, max_attempts integer, timeout_seconds integer, \
+     run_at timestamptz, idempotency_key text, request_hash text) \
+     ON CONFLICT (idempotency_key) DO NOTHING RETURNING *";
