@@ -37,6 +37,8 @@ pub struct Stack {
     paused: Option<(Proc, usize)>,
     pub lives: Vec<WorkerLife>,
     rng: StdRng,
+    /// The run's seed: the job mix and the victims follow from it.
+    pub seed: u64,
     /// Workers that did not exit when they should have.
     pub slow_exits: Vec<String>,
     /// What was done, in order, for the log.
@@ -66,6 +68,7 @@ impl Stack {
             paused: None,
             lives: Vec::new(),
             rng: rand::SeedableRng::seed_from_u64(seed ^ 0x5eed),
+            seed,
             slow_exits: Vec::new(),
             faults: Vec::new(),
             started: Instant::now(),
@@ -334,7 +337,7 @@ pub async fn run(
         stack.api_url(),
         args.rate,
         started + duration,
-        args.seed.unwrap_or_default(),
+        stack.seed,
     ));
     for (at, fault) in schedule(duration) {
         tokio::time::sleep_until(started + at).await;
