@@ -14,7 +14,7 @@ pub struct AppState {
     pub broker: Broker,
     pub settings: Arc<Settings>,
     /// Single submissions arriving together are inserted together.
-    inserts: Arc<GroupCommit<NewJob, Inserted>>,
+    inserts: Arc<GroupCommit<NewJob, Result<Inserted, String>>>,
 }
 
 /// The API's own settings (see `conveyor::config::ApiConfig`).
@@ -38,7 +38,17 @@ impl AppState {
         let writer = store.clone();
         let inserts = GroupCommit::new("inserts", MAX_INSERT_BATCH, move |jobs: Vec<NewJob>| {
             let store = writer.clone();
-            async move { store.insert_many(&jobs).await.map_err(|_| jobs) }
+            async move {
+                match store.insert_many(&jobs).await {
+                    Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
+                    // Down for one is down for all: answer each at once.
+                    Err(err) if err.is_unavailable() => {
+                        let detail = err.to_string();
+                        Ok(jobs.iter().map(|_| Err(detail.clone())).collect())
+                    }
+                    Err(_) => Err(jobs),
+                }
+            }
         });
         AppState {
             store,
@@ -55,7 +65,8 @@ impl AppState {
     pub async fn insert(&self, job: NewJob) -> Result<Inserted, StoreError> {
         job.validate()?;
         match self.inserts.write(job).await {
-            Ok(inserted) => Ok(inserted),
+            Ok(Ok(inserted)) => Ok(inserted),
+            Ok(Err(unavailable)) => Err(StoreError::unavailable(unavailable)),
             Err(NotWritten::Failed(job)) => self.store.insert(&job).await,
             Err(NotWritten::Stopped) => Err(StoreError::Interrupted("insert")),
         }

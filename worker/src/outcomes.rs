@@ -17,7 +17,7 @@ pub const MAX_BATCH: usize = 128;
 #[derive(Debug)]
 pub struct Completions {
     store: Store,
-    group: GroupCommit<(Fence, Value), Transition>,
+    group: GroupCommit<(Fence, Value), Result<Transition, String>>,
 }
 
 impl Completions {
@@ -27,7 +27,18 @@ impl Completions {
             store,
             group: GroupCommit::new("completions", MAX_BATCH, move |items| {
                 let store = writer.clone();
-                async move { store.complete_many(&items).await.map_err(|_| items) }
+                async move {
+                    match store.complete_many(&items).await {
+                        Ok(transitions) => Ok(transitions.into_iter().map(Ok).collect()),
+                        // Down for one is down for all: each caller backs
+                        // off and tries again.
+                        Err(err) if err.is_unavailable() => {
+                            let detail = err.to_string();
+                            Ok(items.iter().map(|_| Err(detail.clone())).collect())
+                        }
+                        Err(_) => Err(items),
+                    }
+                }
             }),
         }
     }
@@ -37,7 +48,8 @@ impl Completions {
     /// alone, so the caller sees its own error.
     pub async fn complete(&self, fence: &Fence, result: Value) -> Result<Transition, StoreError> {
         match self.group.write((fence.clone(), result)).await {
-            Ok(transition) => Ok(transition),
+            Ok(Ok(transition)) => Ok(transition),
+            Ok(Err(unavailable)) => Err(StoreError::unavailable(unavailable)),
             Err(NotWritten::Failed((fence, result))) => self.store.complete(&fence, result).await,
             Err(NotWritten::Stopped) => Err(StoreError::Interrupted("completion")),
         }

@@ -147,6 +147,14 @@ impl StoreError {
             StoreError::Database(err) => is_connection_error(err),
         }
     }
+
+    /// An error for which [`StoreError::is_unavailable`] holds, carrying
+    /// `detail`: how a group commit answers every caller of a batch that
+    /// failed because PostgreSQL could not be reached (trying each write
+    /// alone would only wait for the same outage again).
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        StoreError::Database(DbErr::Conn(RuntimeErr::Internal(detail.into())))
+    }
 }
 
 fn is_connection_error(err: &DbErr) -> bool {
