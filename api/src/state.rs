@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use conveyor::config::DEFAULT_MAX_BODY_BYTES;
-use conveyor::group_commit::{GroupCommit, NotWritten};
+use conveyor::group_commit::StoreGroup;
 use conveyor::{Broker, Inserted, NewJob, Store, StoreError};
 
 /// Most single submissions inserted in one statement.
@@ -14,7 +14,7 @@ pub struct AppState {
     pub broker: Broker,
     pub settings: Arc<Settings>,
     /// Single submissions arriving together are inserted together.
-    inserts: Arc<GroupCommit<NewJob, Result<Inserted, String>>>,
+    inserts: Arc<StoreGroup<NewJob, Inserted>>,
 }
 
 /// The API's own settings (see `conveyor::config::ApiConfig`).
@@ -36,18 +36,11 @@ impl Default for Settings {
 impl AppState {
     pub fn new(store: Store, broker: Broker, settings: Settings) -> Self {
         let writer = store.clone();
-        let inserts = GroupCommit::new("inserts", MAX_INSERT_BATCH, move |jobs: Vec<NewJob>| {
+        let inserts = StoreGroup::new("inserts", MAX_INSERT_BATCH, move |jobs: Vec<NewJob>| {
             let store = writer.clone();
             async move {
-                match store.insert_many(&jobs).await {
-                    Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
-                    // Down for one is down for all: answer each at once.
-                    Err(err) if err.is_unavailable() => {
-                        let detail = err.to_string();
-                        Ok(jobs.iter().map(|_| Err(detail.clone())).collect())
-                    }
-                    Err(_) => Err(jobs),
-                }
+                let written = store.insert_many(&jobs).await;
+                (jobs, written)
             }
         });
         AppState {
@@ -58,17 +51,13 @@ impl AppState {
         }
     }
 
-    /// [`Store::insert`], made in one statement and one transaction with
-    /// the other submissions waiting (a group commit). `job` must be valid.
-    /// When the batch fails, this job is inserted alone, so the caller sees
-    /// its own error and one bad row cannot fail its neighbours.
+    /// [`Store::insert`], made in one statement with the other submissions
+    /// waiting (a group commit; see [`StoreGroup`] for how failures are
+    /// answered).
     pub async fn insert(&self, job: NewJob) -> Result<Inserted, StoreError> {
         job.validate()?;
-        match self.inserts.write(job).await {
-            Ok(Ok(inserted)) => Ok(inserted),
-            Ok(Err(unavailable)) => Err(StoreError::unavailable(unavailable)),
-            Err(NotWritten::Failed(job)) => self.store.insert(&job).await,
-            Err(NotWritten::Stopped) => Err(StoreError::Interrupted("insert")),
-        }
+        self.inserts
+            .write(job, |job| async move { self.store.insert(&job).await })
+            .await
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! When the batch function fails it hands the items back, and each caller
 //! gets its item back to write alone — so each caller sees its own error,
-//! and one bad row cannot fail its neighbours.
+//! and one bad row cannot fail its neighbours. [`StoreGroup`] adds the
+//! job store's rule for outages.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +21,8 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+use crate::StoreError;
 
 type BatchFuture<I, O> = Pin<Box<dyn Future<Output = Result<Vec<O>, Vec<I>>> + Send>>;
 type BatchFn<I, O> = Arc<dyn Fn(Vec<I>) -> BatchFuture<I, O> + Send + Sync>;
@@ -136,6 +139,61 @@ async fn run<I, O>(
                     let _ = reply.send(Err(item));
                 }
             }
+        }
+    }
+}
+
+/// A [`GroupCommit`] of job-store writes, with the two rules every one of
+/// them follows: when PostgreSQL could not be reached, every caller is
+/// answered "unavailable" at once (trying each write alone would only wait
+/// for the same outage again); when the batch failed otherwise, each caller
+/// writes its item alone, so it sees its own error, never a neighbour's.
+pub struct StoreGroup<I, O> {
+    name: &'static str,
+    group: GroupCommit<I, Result<O, String>>,
+}
+
+impl<I, O> std::fmt::Debug for StoreGroup<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.group.fmt(f)
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> StoreGroup<I, O> {
+    /// `write` writes a batch and hands the items back with its outcome: one
+    /// output per item, in order.
+    pub fn new<F, Fut>(name: &'static str, max_batch: usize, write: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = (Vec<I>, Result<Vec<O>, StoreError>)> + Send + 'static,
+    {
+        let group = GroupCommit::new(name, max_batch, move |items| {
+            let written = write(items);
+            async move {
+                match written.await {
+                    (_, Ok(outputs)) => Ok(outputs.into_iter().map(Ok).collect()),
+                    (items, Err(err)) if err.is_unavailable() => {
+                        let detail = err.to_string();
+                        Ok(items.iter().map(|_| Err(detail.clone())).collect())
+                    }
+                    (items, Err(_)) => Err(items),
+                }
+            }
+        });
+        StoreGroup { name, group }
+    }
+
+    /// Writes `item` with whatever else is waiting; when that batch failed
+    /// for another reason than an outage, writes it with `alone`.
+    pub async fn write<Fut>(&self, item: I, alone: impl FnOnce(I) -> Fut) -> Result<O, StoreError>
+    where
+        Fut: Future<Output = Result<O, StoreError>>,
+    {
+        match self.group.write(item).await {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(unavailable)) => Err(StoreError::unavailable(unavailable)),
+            Err(NotWritten::Failed(item)) => alone(item).await,
+            Err(NotWritten::Stopped) => Err(StoreError::Interrupted(self.name)),
         }
     }
 }

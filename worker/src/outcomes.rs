@@ -6,7 +6,7 @@
 //! which removes every id waiting from the processing lists in one Redis
 //! pipeline ([`Broker::ack_many`]).
 
-use conveyor::group_commit::{GroupCommit, NotWritten};
+use conveyor::group_commit::{GroupCommit, StoreGroup};
 use conveyor::{Broker, BrokerError, Fence, Store, StoreError, Transition};
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ pub const MAX_BATCH: usize = 128;
 #[derive(Debug)]
 pub struct Completions {
     store: Store,
-    group: GroupCommit<(Fence, Value), Result<Transition, String>>,
+    group: StoreGroup<(Fence, Value), Transition>,
 }
 
 impl Completions {
@@ -25,34 +25,24 @@ impl Completions {
         let writer = store.clone();
         Completions {
             store,
-            group: GroupCommit::new("completions", MAX_BATCH, move |items| {
+            group: StoreGroup::new("completions", MAX_BATCH, move |items| {
                 let store = writer.clone();
                 async move {
-                    match store.complete_many(&items).await {
-                        Ok(transitions) => Ok(transitions.into_iter().map(Ok).collect()),
-                        // Down for one is down for all: each caller backs
-                        // off and tries again.
-                        Err(err) if err.is_unavailable() => {
-                            let detail = err.to_string();
-                            Ok(items.iter().map(|_| Err(detail.clone())).collect())
-                        }
-                        Err(_) => Err(items),
-                    }
+                    let written = store.complete_many(&items).await;
+                    (items, written)
                 }
             }),
         }
     }
 
     /// [`Store::complete`], written together with whatever other
-    /// completions are waiting. When the batch fails, this one is written
-    /// alone, so the caller sees its own error.
+    /// completions are waiting.
     pub async fn complete(&self, fence: &Fence, result: Value) -> Result<Transition, StoreError> {
-        match self.group.write((fence.clone(), result)).await {
-            Ok(Ok(transition)) => Ok(transition),
-            Ok(Err(unavailable)) => Err(StoreError::unavailable(unavailable)),
-            Err(NotWritten::Failed((fence, result))) => self.store.complete(&fence, result).await,
-            Err(NotWritten::Stopped) => Err(StoreError::Interrupted("completion")),
-        }
+        self.group
+            .write((fence.clone(), result), |(fence, result)| async move {
+                self.store.complete(&fence, result).await
+            })
+            .await
     }
 }
 
