@@ -6,14 +6,23 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+// The error the janitor records on a job whose every attempt was lost.
+use conveyor::store::LEASE_EXPIRED_ERROR as LEASE_EXPIRED;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::client::{Kind, Submission};
 
-/// Error the janitor records on a job whose every attempt was lost.
-const LEASE_EXPIRED: &str = "worker lost: lease expired while running";
+/// Events that end an attempt as its worker writes it, and those of them
+/// that end the job.
+const WORKER_OUTCOMES: [&str; 4] = [
+    "job_completed",
+    "job_failed",
+    "job_retry_scheduled",
+    "job_canceled",
+];
+const TERMINAL: [&str; 3] = ["job_completed", "job_failed", "job_canceled"];
 
 /// One worker process's life.
 #[derive(Debug, Clone)]
@@ -96,12 +105,9 @@ fn parse(line: &str, life: usize) -> Option<Event> {
 /// the attempt from a dead one. (A shutdown's release is not an outcome:
 /// the attempt does not count and the job runs again.)
 fn is_outcome(event: &Event) -> bool {
-    match event.name.as_str() {
-        "job_completed" | "job_failed" | "job_retry_scheduled" | "job_canceled" => true,
-        // A janitor's lease expiry carries the attempt it ended.
-        "job_recovered" => event.attempt.is_some(),
-        _ => false,
-    }
+    // A janitor's lease expiry carries the attempt it ended.
+    WORKER_OUTCOMES.contains(&event.name.as_str())
+        || (event.name == "job_recovered" && event.attempt.is_some())
 }
 
 /// The table, and whether every invariant held.
@@ -327,10 +333,7 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
         let mut terminal = 0;
         for event in job_events.iter().filter(|event| is_outcome(event)) {
             *outcomes.entry(event.attempt.unwrap_or(-1)).or_default() += 1;
-            if matches!(
-                event.name.as_str(),
-                "job_completed" | "job_failed" | "job_canceled"
-            ) {
+            if TERMINAL.contains(&event.name.as_str()) {
                 terminal += 1;
             }
         }
@@ -371,19 +374,12 @@ fn running_before(events: &[Event], index: usize, until: Option<DateTime<Utc>>) 
         .filter(|event| event.life == index && until.is_none_or(|until| event.at <= until))
     {
         let Some(job) = event.job else { continue };
-        match event.name.as_str() {
-            "job_claimed" => {
-                running.insert(job);
-            }
-            "job_completed"
-            | "job_failed"
-            | "job_retry_scheduled"
-            | "job_canceled"
-            | "job_released"
-            | "job_fenced" => {
-                running.remove(&job);
-            }
-            _ => {}
+        let name = event.name.as_str();
+        if name == "job_claimed" {
+            running.insert(job);
+        } else if WORKER_OUTCOMES.contains(&name) || name == "job_released" || name == "job_fenced"
+        {
+            running.remove(&job);
         }
     }
     running

@@ -24,7 +24,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 pub use insert::Inserted;
 pub use read::{EXACT_COUNT_LIMIT, JobCounts, ListFilter, SAMPLE_ROWS, StatusCount};
-pub use transitions::{LeaseExpiry, STUCK_ERROR, StuckAction};
+pub use transitions::{LEASE_EXPIRED_ERROR, LeaseExpiry, STUCK_ERROR, StuckAction};
 
 use crate::job::{InvalidJob, Job, JobId, WorkerId};
 
