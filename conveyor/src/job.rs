@@ -73,6 +73,54 @@ impl FromStr for JobId {
     }
 }
 
+/// A claim's fencing token. The claimer makes one per claim it attempts,
+/// the claim writes it to the row, and every later write about that attempt
+/// must match it. Made by the claimer (not the database) so that a claim
+/// whose reply was lost can be recognised as its own by reading the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClaimToken(Uuid);
+
+impl ClaimToken {
+    /// A token no claim has used.
+    pub fn new() -> Self {
+        ClaimToken(Uuid::new_v4())
+    }
+
+    /// The token a row carries; a row never claimed carries none, and its
+    /// fence matches nothing.
+    pub fn of(job: &Job) -> Self {
+        ClaimToken(job.claim_token.unwrap_or(Uuid::nil()))
+    }
+
+    pub fn as_uuid(self) -> Uuid {
+        self.0
+    }
+
+    /// True when `job` was last claimed with this token.
+    pub fn is_on(self, job: &Job) -> bool {
+        job.claim_token == Some(self.0)
+    }
+}
+
+impl From<Uuid> for ClaimToken {
+    fn from(uuid: Uuid) -> Self {
+        ClaimToken(uuid)
+    }
+}
+
+impl Default for ClaimToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ClaimToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Who holds a running attempt: unique per worker process and start.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -31,5 +31,5 @@ pub mod store;
 
 pub use broker::{Broker, BrokerError, Keys};
 pub use entity::JobStatus;
-pub use job::{Job, JobId, NewJob, Schedule, WorkerId};
+pub use job::{ClaimToken, Job, JobId, NewJob, Schedule, WorkerId};
 pub use store::{Fence, Inserted, Store, StoreError, Transition};

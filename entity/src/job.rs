@@ -27,6 +27,9 @@ pub struct Model {
     pub idempotency_key: Option<String>,
     pub request_hash: Option<String>,
     pub worker_id: Option<String>,
+    /// Set anew by every claim; every write about that attempt must match
+    /// it (the fence). Never reset, so it survives manual retries.
+    pub claim_token: Option<Uuid>,
     pub lease_expires_at: Option<DateTimeUtc>,
     pub cancel_requested: bool,
     pub created_at: DateTimeUtc,

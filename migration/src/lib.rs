@@ -5,6 +5,7 @@
 //! - `m20260101_000001_create_jobs`: the `jobs` table, its checks and indexes.
 //! - `m20260102_000001_jobs_queue_status_index`: the index behind job counts.
 //! - `m20260103_000001_waiting_index_with_id`: the reconciler's pages without a sort.
+//! - `m20261129_000001_claim_token`: the per-claim fencing token.
 //! - [`lock`]: [`migrate_locked`], migrations run under a PostgreSQL advisory lock.
 
 pub use sea_orm_migration::prelude::*;
@@ -13,6 +14,7 @@ pub mod lock;
 mod m20260101_000001_create_jobs;
 mod m20260102_000001_jobs_queue_status_index;
 mod m20260103_000001_waiting_index_with_id;
+mod m20261129_000001_claim_token;
 
 pub use lock::{Command, migrate_locked};
 
@@ -27,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000001_create_jobs::Migration),
             Box::new(m20260102_000001_jobs_queue_status_index::Migration),
             Box::new(m20260103_000001_waiting_index_with_id::Migration),
+            Box::new(m20261129_000001_claim_token::Migration),
         ]
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use backoff::backoff::Backoff;
 use conveyor::broker::WorkerInfo;
-use conveyor::{JobId, JobStatus};
+use conveyor::{ClaimToken, JobId, JobStatus};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -53,19 +53,60 @@ pub async fn beat(runtime: &Runtime, info: &WorkerInfo) {
         Ok(()) => runtime.redis.succeeded("redis"),
         Err(err) => runtime.redis.failed("redis", &err),
     }
+    // Only attempts a task of this worker runs: a row that names this worker
+    // but that no task holds (its outcome write was refused, its claim
+    // reply lost) must not be kept alive by us; its lease expires and the
+    // janitor moves it on.
+    let attempts = runtime.running_attempts();
     match runtime
         .store
-        .heartbeat(&runtime.settings.worker_id, runtime.settings.lease)
+        .heartbeat(&attempts, runtime.settings.lease)
         .await
     {
-        Ok(jobs) => {
+        Ok(renewed) => {
             runtime.postgres.succeeded("postgres");
-            for job in jobs.iter().filter(|job| job.cancel_requested) {
-                runtime.stop(JobId::from(job.id), StopReason::Canceled);
+            let renewed: std::collections::HashMap<uuid::Uuid, bool> = renewed
+                .into_iter()
+                .map(|lease| (lease.id, lease.cancel_requested))
+                .collect();
+            let mut missing = Vec::new();
+            for (id, token) in attempts {
+                match renewed.get(&id.as_uuid()) {
+                    Some(true) => {
+                        runtime.stop(id, StopReason::Canceled);
+                    }
+                    Some(false) => {}
+                    None => missing.push((id, token)),
+                }
             }
+            stop_lost_attempts(runtime, missing).await;
         }
         Err(err) if err.is_unavailable() => runtime.postgres.failed("postgres", &err),
         Err(err) => tracing::error!(error = %err, "lease extension refused"),
+    }
+}
+
+/// Stops the handlers of attempts the heartbeat did not renew, unless their
+/// own outcome was written meanwhile (the row still carries their token):
+/// the others were taken from this worker.
+async fn stop_lost_attempts(runtime: &Runtime, missing: Vec<(JobId, ClaimToken)>) {
+    if missing.is_empty() {
+        return;
+    }
+    let ids: Vec<JobId> = missing.iter().map(|(id, _)| *id).collect();
+    let Ok(rows) = runtime.store.find_many(&ids).await else {
+        // Asked again on the next beat.
+        return;
+    };
+    for (id, token) in missing {
+        let finished_by_us = rows.iter().any(|job| {
+            job.id == id.as_uuid() && token.is_on(job) && job.status != JobStatus::Running
+        });
+        if !finished_by_us {
+            tracing::warn!(event = "job_lease_lost", job.id = %id, worker.id = %runtime.me(),
+                "lost the lease of job {id}; stopping its handler, its outcome will not be written");
+            runtime.stop_attempt(id, token, StopReason::LeaseLost);
+        }
     }
 }
 

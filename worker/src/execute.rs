@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use conveyor::{Fence, Job, JobId, JobStatus, Transition};
+use conveyor::{ClaimToken, Fence, Job, JobId, JobStatus, Transition};
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use crate::handler::{Context, JobError};
-use crate::retrying::{redis_call, store_call};
+use crate::retrying::{Unwritten, redis_call, store_call};
 use crate::runtime::{Runtime, StopReason, Stopper};
 
 /// How a handler's run ended.
@@ -26,13 +26,17 @@ enum Outcome {
     Canceled,
     /// Stopped by a shutdown; the attempt does not count.
     Interrupted,
+    /// Stopped because the attempt was taken from this worker: nothing is
+    /// written for it.
+    LeaseLost,
 }
 
-/// Claims and runs the job behind one id taken from `queue`.
+/// Claims, with `token`, and runs the job behind one id taken from `queue`.
 pub async fn process(
     runtime: Arc<Runtime>,
     queue: String,
     raw_id: String,
+    token: ClaimToken,
     give_up: CancellationToken,
 ) {
     let Ok(id) = raw_id.parse::<JobId>() else {
@@ -43,9 +47,10 @@ pub async fn process(
     let me = runtime.settings.worker_id.clone();
     let lease = runtime.settings.lease;
     // While PostgreSQL is down this waits, holding the id (and a concurrency
-    // slot, so the worker stops fetching more).
-    let Some(claim) = store_call(&runtime, None, &give_up, || {
-        runtime.store.claim(id, &me, lease)
+    // slot, so the worker stops fetching more). Every try uses the same
+    // token, so a claim whose reply was lost is recognised as ours.
+    let Ok(claim) = store_call(&runtime, None, &give_up, || {
+        runtime.store.claim(id, &me, token, lease)
     })
     .await
     else {
@@ -92,7 +97,7 @@ async fn run(runtime: Arc<Runtime>, job: Job, give_up: CancellationToken) {
         let waited = (started_at - job.run_at).to_std().unwrap_or_default();
         conveyor::metrics::wait_time(&job.queue, &job.task_type, waited);
     }
-    let (stopper, _running) = runtime.track(fence.job_id);
+    let (stopper, _running) = runtime.track(&fence);
     let started = std::time::Instant::now();
     let outcome = execute(&runtime, &job, &stopper).await;
     conveyor::metrics::attempt_duration(&job.queue, &job.task_type, started.elapsed());
@@ -124,11 +129,17 @@ async fn execute(runtime: &Runtime, job: &Job, stopper: &Stopper) -> Outcome {
             )));
         }
         () = stopper.token.cancelled() => {
+            if stopper.reason() == Some(StopReason::LeaseLost) {
+                // Dropping the task aborts the handler now: another worker
+                // may already run the next attempt.
+                return Outcome::LeaseLost;
+            }
             // A cooperative handler gets a moment to return on its own.
             match tokio::time::timeout(runtime.settings.stop_grace, &mut task).await {
                 Ok(joined) if stopper.reason() == Some(StopReason::Canceled) && matches!(joined, Ok(Ok(Ok(_)))) => joined,
                 _ => return match stopper.reason() {
                     Some(StopReason::Shutdown) => Outcome::Interrupted,
+                    Some(StopReason::LeaseLost) => Outcome::LeaseLost,
                     _ => Outcome::Canceled,
                 },
             }
@@ -169,10 +180,19 @@ async fn record(
     let duration_ms = elapsed.as_millis() as u64;
     let written = match &outcome {
         Outcome::Completed(result) => {
-            store_call(runtime, patience, give_up, || {
+            let completed = store_call(runtime, patience, give_up, || {
                 runtime.completions.complete(fence, result.clone())
             })
-            .await
+            .await;
+            match completed {
+                // A result PostgreSQL will not store (a NUL character in a
+                // string, for one) would fail the same way on every attempt.
+                Err(Unwritten::Refused(err)) => {
+                    let error = format!("the handler's result could not be stored: {err}");
+                    store_call(runtime, patience, give_up, || store.fail(fence, &error)).await
+                }
+                other => other,
+            }
         }
         Outcome::Failed(JobError::Permanent(error)) => {
             store_call(runtime, patience, give_up, || store.fail(fence, error)).await
@@ -182,9 +202,8 @@ async fn record(
                 .settings
                 .retry
                 .delay_after(job.attempts.max(1) as u32);
-            let run_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             store_call(runtime, patience, give_up, || {
-                store.schedule_retry(fence, error, run_at)
+                store.schedule_retry(fence, error, delay)
             })
             .await
         }
@@ -194,10 +213,19 @@ async fn record(
         Outcome::Interrupted => {
             store_call(runtime, patience, give_up, || store.release(fence)).await
         }
+        Outcome::LeaseLost => {
+            conveyor::metrics::job_finished(&job.queue, &job.task_type, "lease_lost");
+            tracing::warn!(event = "job_abandoned", worker.id = %runtime.me(), duration_ms,
+                "stopped job {} attempt {}: its lease was lost, so nothing is written", job.id, fence.attempt);
+            ack(runtime, &job.queue, &job.id.to_string()).await;
+            return;
+        }
     };
-    let Some(transition) = written else {
-        // PostgreSQL stayed down past the lease: the janitor will move the
-        // job on. Leave the id; the janitor or reconciler handles it.
+    let Ok(transition) = written else {
+        // PostgreSQL stayed down past the lease, or refused even the
+        // failure: the row's lease expires (this worker no longer renews
+        // it) and the janitor moves the job on. Leave the id; the janitor
+        // or reconciler handles it.
         tracing::warn!(event = "job_outcome_unwritten", job.id = %job.id,
             "could not record the outcome of job {}; its lease will expire and it will run again", job.id);
         return;

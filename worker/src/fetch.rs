@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::collections::HashMap;
 
-use conveyor::{Job, JobId};
+use conveyor::{ClaimToken, Job, JobId};
 
 use crate::execute::{process, run_claimed};
 use crate::runtime::Runtime;
@@ -83,11 +83,14 @@ pub async fn fetch_loop(
         };
         match take_ids(&runtime, connection, permits.len()).await {
             Ok(ids) => {
-                let mut claimed = claim_batch(&runtime, &ids).await;
+                let mut claims = claim_batch(&runtime, &ids).await;
                 for (queue, id) in ids {
                     let Some(permit) = permits.pop() else { break };
-                    let job = claimed.remove(&id);
-                    start(&runtime, &mut tasks, queue, id, job, permit, &give_up);
+                    // The first delivery of an id takes the batch's claim (won,
+                    // or its token to claim with); a duplicate gets a token
+                    // of its own, so it cannot pass for the batch's claim.
+                    let claim = claims.remove(&id).unwrap_or_default();
+                    start(&runtime, &mut tasks, queue, id, claim, permit, &give_up);
                 }
             }
             Err(err) => {
@@ -101,51 +104,81 @@ pub async fn fetch_loop(
     tasks
 }
 
+/// What the batch claim did for one id.
+#[derive(Debug)]
+enum Claim {
+    /// Won: run it.
+    Won(Box<Job>),
+    /// Not won by the batch: claim it alone, with this token (the batch's,
+    /// so a batch whose reply was lost is still recognised as ours).
+    Pending(ClaimToken),
+}
+
+impl Default for Claim {
+    fn default() -> Self {
+        Claim::Pending(ClaimToken::new())
+    }
+}
+
 /// Claims, in one statement, every job among several fetched ids that can
 /// be claimed. Ids it does not win (a duplicate, a job not yet due, an
 /// unknown id, or all of them if PostgreSQL is down) take the one-by-one
 /// path, which knows what to do with each; a single id takes it directly, so
 /// an idle worker's latency does not change.
-async fn claim_batch(runtime: &Runtime, ids: &[(String, String)]) -> HashMap<String, Job> {
-    if ids.len() < 2 {
-        return HashMap::new();
+async fn claim_batch(runtime: &Runtime, ids: &[(String, String)]) -> HashMap<String, Claim> {
+    let mut tokens: HashMap<String, ClaimToken> = HashMap::new();
+    let mut batch: Vec<(JobId, ClaimToken)> = Vec::new();
+    for (_, raw) in ids {
+        if let (Ok(id), false) = (raw.parse::<JobId>(), tokens.contains_key(raw)) {
+            let token = ClaimToken::new();
+            tokens.insert(raw.clone(), token);
+            batch.push((id, token));
+        }
     }
-    let parsed: Vec<JobId> = ids.iter().filter_map(|(_, id)| id.parse().ok()).collect();
+    let mut claims: HashMap<String, Claim> = tokens
+        .into_iter()
+        .map(|(id, token)| (id, Claim::Pending(token)))
+        .collect();
+    if batch.len() < 2 {
+        return claims;
+    }
     match runtime
         .store
-        .claim_many(&parsed, &runtime.settings.worker_id, runtime.settings.lease)
+        .claim_many(&batch, &runtime.settings.worker_id, runtime.settings.lease)
         .await
     {
         Ok(jobs) => {
             runtime.postgres.succeeded("postgres");
-            jobs.into_iter()
-                .map(|job| (job.id.to_string(), job))
-                .collect()
+            for job in jobs {
+                claims.insert(job.id.to_string(), Claim::Won(Box::new(job)));
+            }
         }
         Err(err) => {
             tracing::debug!(error = %err, "batch claim failed; claiming one by one");
-            HashMap::new()
         }
     }
+    claims
 }
 
-/// Starts the task that handles one id: runs `claimed` if the batch claim
+/// Starts the task that handles one id: runs the job if the batch claim
 /// won it, otherwise claims it first.
 fn start(
     runtime: &Arc<Runtime>,
     tasks: &mut JoinSet<()>,
     queue: String,
     id: String,
-    claimed: Option<Job>,
+    claim: Claim,
     permit: OwnedSemaphorePermit,
     give_up: &CancellationToken,
 ) {
     runtime.begin(&id);
     let (runtime, give_up) = (runtime.clone(), give_up.clone());
     tasks.spawn(async move {
-        match claimed {
-            Some(job) => run_claimed(runtime.clone(), job, give_up).await,
-            None => process(runtime.clone(), queue, id.clone(), give_up).await,
+        match claim {
+            Claim::Won(job) => run_claimed(runtime.clone(), *job, give_up).await,
+            Claim::Pending(token) => {
+                process(runtime.clone(), queue, id.clone(), token, give_up).await
+            }
         }
         runtime.end(&id);
         drop(permit);
@@ -178,7 +211,15 @@ async fn adopt_orphans(
             };
             tracing::info!(event = "job_adopted", job.id = %id, job.queue = %queue, worker.id = %runtime.me(),
                 "picking up id {id} left in this worker's processing list");
-            start(runtime, tasks, queue.clone(), id, None, permit, give_up);
+            start(
+                runtime,
+                tasks,
+                queue.clone(),
+                id,
+                Claim::default(),
+                permit,
+                give_up,
+            );
         }
     }
     true

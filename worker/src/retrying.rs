@@ -19,15 +19,24 @@ fn outage_backoff() -> backoff::ExponentialBackoff {
     .backoff()
 }
 
+/// Why a store call did not succeed.
+#[derive(Debug)]
+pub enum Unwritten {
+    /// PostgreSQL refused the statement (not an outage): trying again would
+    /// fail the same way.
+    Refused(StoreError),
+    /// PostgreSQL stayed unreachable past the patience, or the worker gave up.
+    GaveUp,
+}
+
 /// Runs a store call until it succeeds, PostgreSQL refuses it for a reason
 /// other than being unreachable, `give_up` fires, or `patience` runs out.
-/// `None` means it did not succeed.
 pub async fn store_call<T, F, Fut>(
     runtime: &Runtime,
     patience: Option<Duration>,
     give_up: &CancellationToken,
     mut call: F,
-) -> Option<T>
+) -> Result<T, Unwritten>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
@@ -38,21 +47,21 @@ where
         match call().await {
             Ok(value) => {
                 runtime.postgres.succeeded("postgres");
-                return Some(value);
+                return Ok(value);
             }
             Err(err) if err.is_unavailable() => runtime.postgres.failed("postgres", &err),
             Err(err) => {
                 tracing::error!(event = "store_error", error = %err, "PostgreSQL refused a statement");
-                return None;
+                return Err(Unwritten::Refused(err));
             }
         }
         if patience.is_some_and(|patience| started.elapsed() >= patience) {
-            return None;
+            return Err(Unwritten::GaveUp);
         }
         let delay = backoff.next_backoff().unwrap_or(Duration::from_secs(1));
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = give_up.cancelled() => return None,
+            () = give_up.cancelled() => return Err(Unwritten::GaveUp),
         }
     }
 }

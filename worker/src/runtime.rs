@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use conveyor::{Broker, JobId, Store};
+use conveyor::{Broker, ClaimToken, Fence, JobId, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Registry;
@@ -18,6 +18,9 @@ pub enum StopReason {
     Canceled,
     /// The worker is shutting down and the grace period ran out.
     Shutdown,
+    /// The attempt was taken from this worker (its lease expired and the
+    /// job moved on): whatever the handler does now, nothing is written.
+    LeaseLost,
 }
 
 /// How to stop one running handler.
@@ -88,7 +91,9 @@ pub struct Runtime {
     pub completions: Completions,
     /// The pipelining writer for acknowledgements.
     pub acks: Acks,
-    running: Mutex<HashMap<JobId, Stopper>>,
+    /// The attempts this worker's tasks are running, by job: the claim's
+    /// token (what the heartbeat renews) and how to stop the handler.
+    running: Mutex<HashMap<JobId, (ClaimToken, Stopper)>>,
     /// Ids taken from Redis whose task has not ended, with how many tasks
     /// handle each (an id republished for a retry can be delivered again
     /// before the task that republished it has returned).
@@ -115,20 +120,48 @@ impl Runtime {
         self.settings.worker_id.as_str()
     }
 
-    /// Registers a job as running here; the guard unregisters it.
-    pub fn track(self: &Arc<Self>, id: JobId) -> (Stopper, RunningGuard) {
+    /// Registers an attempt as running here; the guard unregisters it.
+    pub fn track(self: &Arc<Self>, fence: &Fence) -> (Stopper, RunningGuard) {
         let stopper = Stopper::new();
         if let Ok(mut running) = self.running.lock() {
-            running.insert(id, stopper.clone());
+            running.insert(fence.job_id, (fence.token, stopper.clone()));
             conveyor::metrics::jobs_running(running.len());
         }
         (
             stopper,
             RunningGuard {
                 runtime: self.clone(),
-                id,
+                id: fence.job_id,
+                token: fence.token,
             },
         )
+    }
+
+    /// The attempts running here, with their claims' tokens.
+    pub fn running_attempts(&self) -> Vec<(JobId, ClaimToken)> {
+        self.running
+            .lock()
+            .map(|running| {
+                running
+                    .iter()
+                    .map(|(id, (token, _))| (*id, *token))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stops the handler of attempt `token` of job `id`, if it still runs
+    /// here (not a later attempt of the same job).
+    pub fn stop_attempt(&self, id: JobId, token: ClaimToken, reason: StopReason) {
+        let stopper = self.running.lock().ok().and_then(|running| {
+            running
+                .get(&id)
+                .filter(|(running_token, _)| *running_token == token)
+                .map(|(_, stopper)| stopper.clone())
+        });
+        if let Some(stopper) = stopper {
+            stopper.stop(reason);
+        }
     }
 
     /// Stops the handler of job `id` if it runs here.
@@ -137,7 +170,7 @@ impl Runtime {
             .running
             .lock()
             .ok()
-            .and_then(|running| running.get(&id).cloned());
+            .and_then(|running| running.get(&id).map(|(_, stopper)| stopper.clone()));
         match stopper {
             Some(stopper) => {
                 stopper.stop(reason);
@@ -152,7 +185,12 @@ impl Runtime {
         let stoppers: Vec<Stopper> = self
             .running
             .lock()
-            .map(|running| running.values().cloned().collect())
+            .map(|running| {
+                running
+                    .values()
+                    .map(|(_, stopper)| stopper.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         for stopper in stoppers {
             stopper.stop(reason);
@@ -197,12 +235,19 @@ impl Runtime {
 pub struct RunningGuard {
     runtime: Arc<Runtime>,
     id: JobId,
+    token: ClaimToken,
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
         if let Ok(mut running) = self.runtime.running.lock() {
-            running.remove(&self.id);
+            // A later attempt of the same job may run here by now.
+            if running
+                .get(&self.id)
+                .is_some_and(|(token, _)| *token == self.token)
+            {
+                running.remove(&self.id);
+            }
             conveyor::metrics::jobs_running(running.len());
         }
     }

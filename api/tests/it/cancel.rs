@@ -32,7 +32,12 @@ async fn a_running_job_is_asked_to_stop_and_workers_are_notified() {
     let id: JobId = job["id"].as_str().expect("id").parse().expect("uuid");
     let store = Store::new(app.db.conn.clone());
     store
-        .claim(id, &WorkerId::new("w1"), Duration::from_secs(30))
+        .claim(
+            id,
+            &WorkerId::new("w1"),
+            conveyor::ClaimToken::new(),
+            Duration::from_secs(30),
+        )
         .await
         .expect("claim")
         .won()

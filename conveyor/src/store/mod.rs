@@ -5,9 +5,10 @@
 //! RETURNING *`, so two actors racing for one job can never both win, and a
 //! transition that finds the row in another state changes nothing and says so
 //! ([`Transition::Lost`]). Writes a worker makes about its running attempt are
-//! fenced by [`Fence`]: they also require the worker's id and the attempt
-//! number it claimed, so a worker that lost its lease cannot overwrite the
-//! outcome of the attempt that replaced it.
+//! fenced by [`Fence`]: they also require the token its claim wrote, so a
+//! worker that lost its lease cannot overwrite the outcome of the attempt
+//! that replaced it. A write whose reply was lost is settled by reading the
+//! row: the token says whether the write was ours.
 //!
 //! # Layout
 //! - `insert`: idempotent inserts keyed by idempotency key and fingerprint.
@@ -24,9 +25,9 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 pub use insert::Inserted;
 pub use read::{EXACT_COUNT_LIMIT, JobCounts, ListFilter, SAMPLE_ROWS, StatusCount};
-pub use transitions::{LEASE_EXPIRED_ERROR, LeaseExpiry, STUCK_ERROR, StuckAction};
+pub use transitions::{LEASE_EXPIRED_ERROR, LeaseExpiry, LeaseRenewal, STUCK_ERROR, StuckAction};
 
-use crate::job::{InvalidJob, Job, JobId, WorkerId};
+use crate::job::{ClaimToken, InvalidJob, Job, JobId, WorkerId};
 
 /// How long to wait for a connection before calling the database unavailable.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -103,20 +104,23 @@ impl Transition {
     }
 }
 
-/// What a worker must still be to write about its attempt: the holder of
-/// attempt number `attempt` of job `job_id`.
+/// What a worker must still hold to write about its attempt: the claim
+/// whose token is on the row. `worker_id` and `attempt` say whose attempt
+/// it is in logs; only the token decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
     pub job_id: JobId,
+    pub token: ClaimToken,
     pub worker_id: WorkerId,
     pub attempt: i32,
 }
 
 impl Fence {
-    /// The fence of the attempt a won claim started.
+    /// The fence of the attempt a won claim started (the row it returned).
     pub fn of(job: &Job, worker_id: &WorkerId) -> Self {
         Fence {
             job_id: JobId::from(job.id),
+            token: ClaimToken::of(job),
             worker_id: worker_id.clone(),
             attempt: job.attempts,
         }

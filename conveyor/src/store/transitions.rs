@@ -15,12 +15,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, SimpleExpr};
-use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, Statement, UpdateMany};
+use sea_orm::{
+    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement, UpdateMany,
+};
 
 use super::{Fence, Store, StoreError, Transition};
-use crate::job::{Job, JobId, WorkerId};
+use crate::job::{ClaimToken, Job, JobId, WorkerId};
 use entity::JobStatus;
 use entity::job::{Column, Entity};
 
@@ -49,29 +50,57 @@ pub struct LeaseExpiry {
 
 impl Store {
     /// `queued | retrying` (due, not canceled) → `running`, for `worker`, with
-    /// a lease of `lease`. Increments `attempts`; the only write that does.
+    /// a lease of `lease`, writing `token` as the attempt's fence. Increments
+    /// `attempts`; the only write that does.
+    ///
+    /// Call it again with the same token after an error: a claim that
+    /// committed but whose reply was lost is found on the row by its token
+    /// and answered `Won`.
     pub async fn claim(
         &self,
         id: JobId,
         worker: &WorkerId,
+        token: ClaimToken,
         lease: Duration,
     ) -> Result<Transition, StoreError> {
-        self.guarded(id, claim_update(worker, lease)).await
+        let update =
+            claim_update(worker, lease).col_expr(Column::ClaimToken, Expr::value(token.as_uuid()));
+        Ok(match self.guarded(id, update).await? {
+            Transition::Lost(job) if job.status == JobStatus::Running && token.is_on(&job) => {
+                Transition::Won(job)
+            }
+            other => other,
+        })
     }
 
-    /// [`Store::claim`] for many ids in one statement: returns the rows it
-    /// won. Ids it did not return were not claimable (or do not exist);
-    /// callers take them through [`Store::claim`] one by one to learn why.
+    /// [`Store::claim`] for many ids in one statement, each with its own
+    /// token: returns the rows it won. Ids must be distinct. Ids it did not
+    /// return were not claimable (or do not exist, or the reply was lost);
+    /// callers take them through [`Store::claim`] one by one, with the same
+    /// tokens, to learn which.
     pub async fn claim_many(
         &self,
-        ids: &[JobId],
+        claims: &[(JobId, ClaimToken)],
         worker: &WorkerId,
         lease: Duration,
     ) -> Result<Vec<Job>, StoreError> {
-        Ok(claim_update(worker, lease)
-            .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
-            .exec_with_returning(&self.db)
-            .await?)
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<serde_json::Value> = claims
+            .iter()
+            .map(|(id, token)| serde_json::json!({"id": id.as_uuid(), "token": token.as_uuid()}))
+            .collect();
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            CLAIM_MANY,
+            [
+                serde_json::Value::Array(rows).into(),
+                worker.as_str().into(),
+                millis(lease).into(),
+            ],
+        );
+        Ok(Entity::find().from_raw_sql(statement).all(&self.db).await?)
     }
 
     /// `running` (fenced) → `completed` with `result`.
@@ -103,16 +132,17 @@ impl Store {
         // One JSON parameter, however many rows: no parameter-count limit
         // and one prepared statement for every batch size.
         // An attempt listed twice is written once, with its first outcome
-        // (a join with two matching rows would pick either).
+        // (a join with two matching rows would pick either). Attempts are
+        // told apart by token: a stale and a current completion of one job
+        // are two attempts, and only the current one matches the row.
         let mut seen = std::collections::HashSet::new();
         let rows: Vec<serde_json::Value> = items
             .iter()
-            .filter(|(fence, _)| seen.insert(fence.job_id))
+            .filter(|(fence, _)| seen.insert((fence.job_id, fence.token)))
             .map(|(fence, result)| {
                 serde_json::json!({
                     "id": fence.job_id.as_uuid(),
-                    "worker_id": fence.worker_id.as_str(),
-                    "attempts": fence.attempt,
+                    "token": fence.token.as_uuid(),
                     "result": result,
                 })
             })
@@ -122,21 +152,19 @@ impl Store {
             COMPLETE_MANY,
             [serde_json::Value::Array(rows).into()],
         );
-        let mut won: HashMap<uuid::Uuid, Job> = Entity::find()
+        let mut won: HashMap<(uuid::Uuid, Option<uuid::Uuid>), Job> = Entity::find()
             .from_raw_sql(statement)
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|job| (job.id, job))
+            .map(|job| ((job.id, job.claim_token), job))
             .collect();
         let mut transitions = Vec::with_capacity(items.len());
         for (fence, _) in items {
-            transitions.push(match won.remove(&fence.job_id.as_uuid()) {
+            let key = (fence.job_id.as_uuid(), Some(fence.token.as_uuid()));
+            transitions.push(match won.remove(&key) {
                 Some(job) => Transition::Won(job),
-                None => match self.find(fence.job_id).await? {
-                    Some(job) => Transition::Lost(job),
-                    None => Transition::NotFound,
-                },
+                None => settle(fence, self.find(fence.job_id).await?),
             });
         }
         Ok(transitions)
@@ -146,30 +174,34 @@ impl Store {
     pub async fn fail(&self, fence: &Fence, error: &str) -> Result<Transition, StoreError> {
         let update = Entity::update_many()
             .col_expr(Column::Status, status(JobStatus::Failed))
-            .col_expr(Column::ErrorMessage, Expr::value(error))
+            .col_expr(
+                Column::ErrorMessage,
+                Expr::value(storable(error).into_owned()),
+            )
             .col_expr(Column::LeaseExpiresAt, null())
             .col_expr(Column::FailedAt, now())
             .col_expr(Column::UpdatedAt, now());
         self.fenced(fence, update).await
     }
 
-    /// `running` (fenced) → `retrying`, due at `run_at`, after a retryable
-    /// error; or → `failed` when the attempt was the last one allowed; or →
-    /// `canceled` when cancellation was requested meanwhile. The store, not
-    /// the caller, applies these rules, so no caller can schedule an attempt
-    /// beyond `max_attempts` or resurrect a job a client canceled.
+    /// `running` (fenced) → `retrying`, due `delay` from now by the
+    /// database's clock, after a retryable error; or → `failed` when the
+    /// attempt was the last one allowed; or → `canceled` when cancellation
+    /// was requested meanwhile. The store, not the caller, applies these
+    /// rules, so no caller can schedule an attempt beyond `max_attempts` or
+    /// resurrect a job a client canceled.
     pub async fn schedule_retry(
         &self,
         fence: &Fence,
         error: &str,
-        run_at: DateTime<Utc>,
+        delay: Duration,
     ) -> Result<Transition, StoreError> {
         let update = after_lost_attempt(Entity::update_many(), error).col_expr(
             Column::RunAt,
-            Expr::cust_with_values(
-                format!("CASE WHEN {RETRYABLE} THEN $1 ELSE run_at END"),
-                [run_at],
-            ),
+            Expr::cust(format!(
+                "CASE WHEN {RETRYABLE} THEN now() + interval '{} milliseconds' ELSE run_at END",
+                millis(delay)
+            )),
         );
         self.fenced(fence, update).await
     }
@@ -259,18 +291,32 @@ impl Store {
         self.guarded(id, update).await
     }
 
-    /// Extends, in one statement, the lease of every job `worker` is running,
-    /// and returns them: the caller learns of cancellation requests this way.
+    /// Extends, in one statement, the lease of each attempt in `running`
+    /// (the jobs a worker's tasks are running, with their claims' tokens)
+    /// that is still the job's current attempt. Returns those it extended:
+    /// an attempt missing from the answer was taken from the worker (its
+    /// lease expired and the job moved on), and its handler must stop.
+    /// Rows the worker holds but runs no task for are not extended, so
+    /// their leases expire and the janitor moves them on.
     pub async fn heartbeat(
         &self,
-        worker: &WorkerId,
+        running: &[(JobId, ClaimToken)],
         lease: Duration,
-    ) -> Result<Vec<Job>, StoreError> {
-        Ok(Entity::update_many()
-            .col_expr(Column::LeaseExpiresAt, now_plus(lease))
-            .filter(Column::Status.eq(JobStatus::Running))
-            .filter(Column::WorkerId.eq(worker.as_str()))
-            .exec_with_returning(&self.db)
+    ) -> Result<Vec<LeaseRenewal>, StoreError> {
+        if running.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<serde_json::Value> = running
+            .iter()
+            .map(|(id, token)| serde_json::json!({"id": id.as_uuid(), "token": token.as_uuid()}))
+            .collect();
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            HEARTBEAT,
+            [serde_json::Value::Array(rows).into(), millis(lease).into()],
+        );
+        Ok(LeaseRenewal::find_by_statement(statement)
+            .all(&self.db)
             .await?)
     }
 
@@ -293,6 +339,7 @@ impl Store {
                 Column::RunAt,
                 Expr::cust(format!("CASE WHEN {RETRYABLE} THEN now() ELSE run_at END")),
             )
+            .col_expr(Column::ClaimToken, null())
             .filter(Column::Id.in_subquery(expired))
             .filter(Column::Status.eq(JobStatus::Running))
             .filter(Expr::col(Column::LeaseExpiresAt).lt(now()))
@@ -320,6 +367,7 @@ impl Store {
             StuckAction::Fail => Entity::update_many()
                 .col_expr(Column::Status, status(JobStatus::Failed))
                 .col_expr(Column::ErrorMessage, Expr::value(STUCK_ERROR))
+                .col_expr(Column::ClaimToken, null())
                 .col_expr(Column::LeaseExpiresAt, null())
                 .col_expr(Column::FailedAt, now())
                 .col_expr(Column::UpdatedAt, now()),
@@ -327,7 +375,8 @@ impl Store {
                 .col_expr(
                     Column::RunAt,
                     Expr::cust(format!("CASE WHEN {RETRYABLE} THEN now() ELSE run_at END")),
-                ),
+                )
+                .col_expr(Column::ClaimToken, null()),
         };
         let update = update
             .filter(Column::Status.eq(JobStatus::Running))
@@ -339,7 +388,8 @@ impl Store {
         self.guarded(JobId::from(seen.id), update).await
     }
 
-    /// Runs a worker-side update that must match `fence`.
+    /// Runs a worker-side update that must match `fence`; a miss is
+    /// settled by the row as found (see [`settle`]).
     async fn fenced(
         &self,
         fence: &Fence,
@@ -347,9 +397,11 @@ impl Store {
     ) -> Result<Transition, StoreError> {
         let update = update
             .filter(Column::Status.eq(JobStatus::Running))
-            .filter(Column::WorkerId.eq(fence.worker_id.as_str()))
-            .filter(Column::Attempts.eq(fence.attempt));
-        self.guarded(fence.job_id, update).await
+            .filter(Column::ClaimToken.eq(fence.token.as_uuid()));
+        Ok(match self.guarded(fence.job_id, update).await? {
+            Transition::Lost(found) => settle(fence, Some(found)),
+            other => other,
+        })
     }
 
     /// Runs `update` on job `id`; when it matches no row, reads the row to say
@@ -388,14 +440,69 @@ fn claim_update(worker: &WorkerId, lease: Duration) -> UpdateMany<Entity> {
         .filter(Column::CancelRequested.eq(false))
 }
 
+/// A fenced write that matched no row, settled by the row as found. If the
+/// row still carries the fence's token but is no longer running, only this
+/// attempt's own outcome write can have moved it (the janitor and
+/// `recover-stuck` clear the token, a new claim replaces it): the write was
+/// made and its reply lost, so it is `Won`. Otherwise it is `Lost`.
+fn settle(fence: &Fence, found: Option<Job>) -> Transition {
+    match found {
+        Some(job) if job.status != JobStatus::Running && fence.token.is_on(&job) => {
+            Transition::Won(job)
+        }
+        Some(job) => Transition::Lost(job),
+        None => Transition::NotFound,
+    }
+}
+
+/// An error message as a `text` column can hold it: PostgreSQL refuses NUL
+/// characters, and a handler's error may contain anything.
+fn storable(error: &str) -> std::borrow::Cow<'_, str> {
+    if error.contains('\0') {
+        std::borrow::Cow::Owned(error.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(error)
+    }
+}
+
+/// Whole milliseconds of `duration`, as SQL interval arithmetic takes them.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A lease [`Store::heartbeat`] extended.
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+pub struct LeaseRenewal {
+    pub id: uuid::Uuid,
+    /// A client asked for the job to be canceled: stop its handler.
+    pub cancel_requested: bool,
+}
+
+/// The statement behind [`Store::claim_many`]: [`claim_update`]'s columns
+/// and guards, per row of a JSON array of ids and tokens.
+const CLAIM_MANY: &str = "UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, \
+     worker_id = $2, claim_token = c.token, \
+     lease_expires_at = now() + $3 * interval '1 millisecond', \
+     started_at = now(), updated_at = now() \
+     FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, token uuid) \
+     WHERE jobs.id = c.id AND jobs.status IN ('queued', 'retrying') \
+     AND jobs.run_at <= now() AND NOT jobs.cancel_requested \
+     RETURNING jobs.*";
+
 /// The statement behind [`Store::complete_many`]: the same columns and the
 /// same fence as [`Store::complete`], per row of a JSON array.
 const COMPLETE_MANY: &str = "UPDATE jobs SET status = 'completed', result = COALESCE(v.result, 'null'::jsonb), \
      lease_expires_at = NULL, completed_at = now(), updated_at = now() \
-     FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, worker_id text, attempts integer, result jsonb) \
-     WHERE jobs.id = v.id AND jobs.status = 'running' \
-     AND jobs.worker_id = v.worker_id AND jobs.attempts = v.attempts \
+     FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, token uuid, result jsonb) \
+     WHERE jobs.id = v.id AND jobs.status = 'running' AND jobs.claim_token = v.token \
      RETURNING jobs.*";
+
+/// The statement behind [`Store::heartbeat`]: the lease of each listed
+/// attempt that is still current, extended by $2 ms.
+const HEARTBEAT: &str = "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond' \
+     FROM jsonb_to_recordset($1::jsonb) AS h(id uuid, token uuid) \
+     WHERE jobs.id = h.id AND jobs.status = 'running' AND jobs.claim_token = h.token \
+     RETURNING jobs.id, jobs.cancel_requested";
 
 /// A failed attempt leads to another only when none of these hold.
 const CANCELED: &str = "cancel_requested";
@@ -413,7 +520,7 @@ fn after_lost_attempt(update: UpdateMany<Entity>, error: &str) -> UpdateMany<Ent
                 "CASE WHEN {CANCELED} THEN 'canceled' WHEN {EXHAUSTED} THEN 'failed' ELSE 'retrying' END"
             )),
         )
-        .col_expr(Column::ErrorMessage, Expr::value(error))
+        .col_expr(Column::ErrorMessage, Expr::value(storable(error).into_owned()))
         .col_expr(Column::LeaseExpiresAt, null())
         .col_expr(
             Column::FailedAt,
@@ -442,6 +549,6 @@ fn now_plus(duration: Duration) -> SimpleExpr {
     // An integer we formatted ourselves: no injection surface.
     Expr::cust(format!(
         "now() + interval '{} milliseconds'",
-        duration.as_millis()
+        millis(duration)
     ))
 }

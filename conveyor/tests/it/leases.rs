@@ -7,36 +7,52 @@ use std::time::Duration;
 use conveyor::JobStatus;
 use tokio::sync::Barrier;
 
-use crate::support::{OWNER, State, job_in, owner, reload, store};
+use crate::support::{OWNER, State, id, job_in, owner_token, reload, store};
 
 #[tokio::test]
-async fn heartbeat_extends_only_the_workers_own_running_jobs() {
+async fn heartbeat_extends_only_the_attempts_the_worker_says_it_runs() {
     let (db, store) = store().await;
     let mine = job_in(&db, &store, State::Running).await;
-    let other = job_in(&db, &store, State::Running).await;
+    // Held by this worker too, but no task of it runs it (an outcome write
+    // was refused, a claim reply lost): its lease must run out.
+    let abandoned = job_in(&db, &store, State::Running).await;
+    let cancel = job_in(&db, &store, State::RunningCancelRequested).await;
+    // A job the worker thinks it runs, reclaimed meanwhile by another.
+    let taken = job_in(&db, &store, State::Running).await;
     db.execute(&format!(
-        "UPDATE jobs SET worker_id = 'someone-else' WHERE id = '{}'",
-        other.id
+        "UPDATE jobs SET claim_token = gen_random_uuid() WHERE id = '{}'",
+        taken.id
     ))
     .await;
+    let taken = reload(&store, &taken).await;
     let queued = job_in(&db, &store, State::Queued).await;
 
-    let extended = store
-        .heartbeat(&owner(), Duration::from_secs(600))
+    let renewed = store
+        .heartbeat(
+            &[
+                (id(&mine), owner_token()),
+                (id(&cancel), owner_token()),
+                (id(&taken), owner_token()),
+                (id(&queued), owner_token()),
+            ],
+            Duration::from_secs(600),
+        )
         .await
         .expect("heartbeat");
-    assert_eq!(
-        extended.iter().map(|job| job.id).collect::<Vec<_>>(),
-        [mine.id]
-    );
-    let after = reload(&store, &mine).await;
-    assert!(after.lease_expires_at > mine.lease_expires_at);
-    assert_eq!(reload(&store, &other).await, {
-        let mut other = other.clone();
-        other.worker_id = Some("someone-else".into());
-        reload(&store, &other).await
-    });
-    assert_eq!(reload(&store, &queued).await, queued);
+    let mut renewed: Vec<_> = renewed
+        .into_iter()
+        .map(|lease| (lease.id, lease.cancel_requested))
+        .collect();
+    renewed.sort();
+    let mut expected = vec![(mine.id, false), (cancel.id, true)];
+    expected.sort();
+    assert_eq!(renewed, expected);
+    assert!(reload(&store, &mine).await.lease_expires_at > mine.lease_expires_at);
+    for untouched in [&abandoned, &taken, &queued] {
+        assert_eq!(&reload(&store, untouched).await, untouched);
+    }
+    let none = store.heartbeat(&[], Duration::from_secs(1)).await;
+    assert!(none.expect("empty").is_empty());
 }
 
 #[tokio::test]

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use conveyor::{Fence, JobStatus, Transition, WorkerId};
+use conveyor::{ClaimToken, Fence, JobStatus, Transition, WorkerId};
 use serde_json::json;
 use tokio::sync::Barrier;
 
-use crate::support::{State, id, job_in, owner_fence, reload, store};
+use crate::support::{OWNER, State, id, job_in, owner, owner_fence, reload, store};
 
 #[tokio::test]
 async fn job_is_claimed_by_exactly_one_of_many_racing_workers() {
@@ -24,7 +23,9 @@ async fn job_is_claimed_by_exactly_one_of_many_racing_workers() {
             tasks.push(tokio::spawn(async move {
                 let me = WorkerId::new(format!("racer-{n}"));
                 barrier.wait().await;
-                store.claim(job_id, &me, Duration::from_secs(30)).await
+                store
+                    .claim(job_id, &me, ClaimToken::new(), Duration::from_secs(30))
+                    .await
             }));
         }
         let mut winners = 0;
@@ -58,7 +59,12 @@ async fn stale_worker_cannot_complete_fail_or_retry_a_reclaimed_job() {
     assert_eq!(expired[0].job.status, JobStatus::Retrying);
     let successor = WorkerId::new("worker-successor");
     let reclaimed = store
-        .claim(id(&job), &successor, Duration::from_secs(30))
+        .claim(
+            id(&job),
+            &successor,
+            ClaimToken::new(),
+            Duration::from_secs(30),
+        )
         .await
         .expect("claim")
         .won()
@@ -69,7 +75,9 @@ async fn stale_worker_cannot_complete_fail_or_retry_a_reclaimed_job() {
     for attempt in [
         store.complete(&stale, json!({"late": true})).await,
         store.fail(&stale, "late failure").await,
-        store.schedule_retry(&stale, "late retry", Utc::now()).await,
+        store
+            .schedule_retry(&stale, "late retry", Duration::ZERO)
+            .await,
         store.release(&stale).await,
     ] {
         assert_eq!(attempt.expect("ran"), Transition::Lost(reclaimed.clone()));
@@ -89,35 +97,115 @@ async fn stale_worker_cannot_complete_fail_or_retry_a_reclaimed_job() {
 }
 
 #[tokio::test]
-async fn a_fence_with_the_wrong_worker_or_attempt_is_refused() {
+async fn a_fence_with_another_claims_token_is_refused() {
     let (db, store) = store().await;
     let job = job_in(&db, &store, State::Running).await;
-    let wrong_worker = Fence {
-        worker_id: WorkerId::new("someone-else"),
+    // Same worker, same attempt number: only the token tells claims apart.
+    let other_claim = Fence {
+        token: ClaimToken::new(),
         ..owner_fence(id(&job))
     };
-    let wrong_attempt = Fence {
-        attempt: 2,
-        ..owner_fence(id(&job))
-    };
-    for fence in [wrong_worker, wrong_attempt] {
-        assert_eq!(
-            store.complete(&fence, json!({})).await.expect("ran"),
-            Transition::Lost(job.clone())
-        );
-    }
+    assert_eq!(
+        store.complete(&other_claim, json!({})).await.expect("ran"),
+        Transition::Lost(job.clone())
+    );
+    assert_eq!(reload(&store, &job).await, job);
 }
 
 #[tokio::test]
-async fn an_outcome_is_written_once() {
+async fn an_outcome_is_written_once_and_a_repeated_write_reads_it_back() {
     let (db, store) = store().await;
     let job = job_in(&db, &store, State::Running).await;
     let fence = owner_fence(id(&job));
     let first = store.complete(&fence, json!({"n": 1})).await.expect("ran");
+    // The same write again, as after a lost reply: the row says it was
+    // made (it carries this claim's token), and it is not made twice.
     let second = store.complete(&fence, json!({"n": 2})).await.expect("ran");
     let done = first.won().expect("first write wins");
-    assert_eq!(second, Transition::Lost(done.clone()));
+    assert_eq!(second, Transition::Won(done.clone()));
     assert_eq!(reload(&store, &job).await.result, Some(json!({"n": 1})));
+    // Any other outcome for the same attempt changes nothing either.
+    let failed = store.fail(&fence, "late").await.expect("ran");
+    assert_eq!(
+        failed.job().map(|job| job.status),
+        Some(JobStatus::Completed)
+    );
+    assert_eq!(reload(&store, &job).await, done);
+}
+
+#[tokio::test]
+async fn a_claim_whose_reply_was_lost_is_recognised_by_its_token() {
+    let (db, store) = store().await;
+    let job = job_in(&db, &store, State::Queued).await;
+    let token = ClaimToken::new();
+    let first = store
+        .claim(id(&job), &owner(), token, Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .won()
+        .expect("won");
+    // The reply is lost; the worker tries again with the same token.
+    let again = store
+        .claim(id(&job), &owner(), token, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(again, Transition::Won(first.clone()), "the claim is ours");
+    assert_eq!(reload(&store, &job).await.attempts, 1, "claimed once");
+    // A duplicate delivery, claimed with a token of its own, loses.
+    let duplicate = store
+        .claim(
+            id(&job),
+            &owner(),
+            ClaimToken::new(),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(duplicate, Transition::Lost(first));
+}
+
+#[tokio::test]
+async fn a_retried_job_refuses_the_outcome_of_a_claim_from_before_the_retry() {
+    let (db, store) = store().await;
+    let job = job_in(&db, &store, State::Running).await;
+    let paused = owner_fence(id(&job));
+    // The owner is paused; its lease runs out and the janitor fails the
+    // job (no attempts left); a client retries it by hand.
+    db.execute(&format!(
+        "UPDATE jobs SET max_attempts = 1, lease_expires_at = now() - interval '1 second' \
+         WHERE id = '{}'",
+        job.id
+    ))
+    .await;
+    assert_eq!(store.expire_leases(10).await.expect("janitor").len(), 1);
+    assert!(store.requeue(id(&job)).await.expect("requeue").is_won());
+    // The same worker claims it again: attempt 1 again, by the same worker.
+    let rerun = store
+        .claim(
+            id(&job),
+            &owner(),
+            ClaimToken::new(),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("claim")
+        .won()
+        .expect("won");
+    assert_eq!(
+        (rerun.attempts, rerun.worker_id.as_deref()),
+        (1, Some(OWNER))
+    );
+
+    // The paused run resumes and reports: refused, nothing changes.
+    let late = store.complete(&paused, json!({"late": true})).await;
+    assert_eq!(late.expect("ran"), Transition::Lost(rerun.clone()));
+    assert_eq!(reload(&store, &job).await, rerun);
+    let current = Fence::of(&rerun, &owner());
+    let done = store.complete(&current, json!({"rerun": true})).await;
+    assert_eq!(
+        done.expect("ran").won().map(|job| job.result),
+        Some(Some(json!({"rerun": true})))
+    );
 }
 
 #[tokio::test]
@@ -143,8 +231,9 @@ async fn racing_batch_claims_split_the_jobs_and_skip_the_unclaimable() {
         let (store, barrier, ids) = (store.clone(), barrier.clone(), ids.clone());
         async move {
             barrier.wait().await;
+            let claims: Vec<_> = ids.iter().map(|id| (*id, ClaimToken::new())).collect();
             store
-                .claim_many(&ids, &WorkerId::new(name), Duration::from_secs(30))
+                .claim_many(&claims, &WorkerId::new(name), Duration::from_secs(30))
                 .await
                 .expect("claim_many")
         }
@@ -177,7 +266,7 @@ async fn a_batch_of_outcomes_is_fenced_row_by_row() {
         (owner_fence(id(&null_result)), serde_json::Value::Null),
         (
             Fence {
-                attempt: 2,
+                token: ClaimToken::new(),
                 ..owner_fence(id(&stale))
             },
             json!({"late": true}),
@@ -219,9 +308,30 @@ async fn a_batch_of_outcomes_is_fenced_row_by_row() {
     assert_eq!(transitions[4], Transition::NotFound);
     assert_eq!(
         transitions[5],
-        Transition::Lost(written.clone()),
-        "the first outcome stands"
+        Transition::Won(written.clone()),
+        "the attempt's outcome is the first one, read back"
     );
     assert_eq!(reload(&store, &mine).await.result, Some(json!({"n": 1})));
     assert!(store.complete_many(&[]).await.expect("ran").is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_and_a_current_completion_in_one_batch_write_only_the_current() {
+    let (db, store) = store().await;
+    let job = job_in(&db, &store, State::Running).await;
+    let stale = Fence {
+        token: ClaimToken::new(),
+        ..owner_fence(id(&job))
+    };
+    // The stale completion first: de-duplicating by job id would keep it
+    // and drop the current one.
+    let items = vec![
+        (stale, json!({"by": "stale"})),
+        (owner_fence(id(&job)), json!({"by": "current"})),
+    ];
+    let transitions = store.complete_many(&items).await.expect("ran");
+    let written = transitions[1].clone().won().expect("current wins");
+    assert_eq!(written.result, Some(json!({"by": "current"})));
+    assert_eq!(transitions[0], Transition::Lost(written.clone()));
+    assert_eq!(reload(&store, &job).await, written);
 }

@@ -1,4 +1,4 @@
-use conveyor::{Fence, Job, JobId, NewJob, Store, WorkerId};
+use conveyor::{ClaimToken, Fence, Job, JobId, NewJob, Store, WorkerId};
 use serde_json::json;
 use testkit::TestDb;
 
@@ -15,10 +15,16 @@ pub fn owner() -> WorkerId {
     WorkerId::new(OWNER)
 }
 
+/// The token of the claim that [`job_in`] gives a running job.
+pub fn owner_token() -> ClaimToken {
+    ClaimToken::from(uuid::Uuid::from_u128(0x0c1a_1a00))
+}
+
 /// The fence of the attempt that [`job_in`] gives a running job.
 pub fn owner_fence(id: JobId) -> Fence {
     Fence {
         job_id: id,
+        token: owner_token(),
         worker_id: owner(),
         attempt: 1,
     }
@@ -61,8 +67,9 @@ pub async fn job_in(db: &TestDb, store: &Store, state: State) -> Job {
     let set = match state {
         State::Queued => None,
         State::Running | State::RunningCancelRequested => Some(format!(
-            "status = 'running', attempts = 1, worker_id = '{OWNER}', started_at = now(), \
-             lease_expires_at = now() + interval '1 minute', cancel_requested = {}",
+            "status = 'running', attempts = 1, worker_id = '{OWNER}', claim_token = '{}', \
+             started_at = now(), lease_expires_at = now() + interval '1 minute', cancel_requested = {}",
+            owner_token(),
             state == State::RunningCancelRequested
         )),
         State::Retrying => Some(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use conveyor::{JobStatus, Store, Transition};
+use conveyor::{ClaimToken, JobStatus, Store, Transition};
 use serde_json::json;
 
 use crate::support::{State, id, job_in, owner, owner_fence, reload, store};
@@ -67,12 +67,17 @@ impl Edge {
         let outcome = match self {
             Edge::Claim => {
                 store
-                    .claim(id(job), &owner(), Duration::from_secs(30))
+                    .claim(
+                        id(job),
+                        &owner(),
+                        ClaimToken::new(),
+                        Duration::from_secs(30),
+                    )
                     .await
             }
             Edge::Complete => store.complete(&fence, json!({"ok": true})).await,
             Edge::Fail => store.fail(&fence, "nope").await,
-            Edge::ScheduleRetry => store.schedule_retry(&fence, "again", Utc::now()).await,
+            Edge::ScheduleRetry => store.schedule_retry(&fence, "again", Duration::ZERO).await,
             Edge::FinishCanceled => store.finish_canceled(&fence).await,
             Edge::Release => store.release(&fence).await,
             Edge::Cancel => store.cancel(id(job)).await,
@@ -133,7 +138,12 @@ async fn claim_counts_the_attempt_and_takes_a_lease() {
     let (db, store) = store().await;
     let job = job_in(&db, &store, State::Queued).await;
     let claimed = store
-        .claim(id(&job), &owner(), Duration::from_secs(30))
+        .claim(
+            id(&job),
+            &owner(),
+            ClaimToken::new(),
+            Duration::from_secs(30),
+        )
         .await
         .expect("claim")
         .won()
@@ -154,7 +164,12 @@ async fn a_job_that_is_not_due_cannot_be_claimed() {
     ))
     .await;
     let outcome = store
-        .claim(id(&job), &owner(), Duration::from_secs(30))
+        .claim(
+            id(&job),
+            &owner(),
+            ClaimToken::new(),
+            Duration::from_secs(30),
+        )
         .await
         .expect("claim");
     let Transition::Lost(found) = outcome else {
@@ -174,7 +189,7 @@ async fn a_retry_at_the_last_attempt_fails_the_job() {
     ))
     .await;
     let after = store
-        .schedule_retry(&owner_fence(id(&job)), "still broken", Utc::now())
+        .schedule_retry(&owner_fence(id(&job)), "still broken", Duration::ZERO)
         .await
         .expect("ran")
         .won()
@@ -189,7 +204,7 @@ async fn a_retry_of_a_job_asked_to_cancel_cancels_it() {
     let (db, store) = store().await;
     let job = job_in(&db, &store, State::RunningCancelRequested).await;
     let after = store
-        .schedule_retry(&owner_fence(id(&job)), "boom", Utc::now())
+        .schedule_retry(&owner_fence(id(&job)), "boom", Duration::ZERO)
         .await
         .expect("ran")
         .won()
@@ -230,7 +245,12 @@ async fn requeue_clears_the_previous_outcome() {
     // And it can run again.
     assert!(
         store
-            .claim(id(&job), &owner(), Duration::from_secs(5))
+            .claim(
+                id(&job),
+                &owner(),
+                ClaimToken::new(),
+                Duration::from_secs(5)
+            )
             .await
             .expect("claim")
             .is_won()

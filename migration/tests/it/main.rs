@@ -81,8 +81,8 @@ async fn status_down_and_fresh_report_what_they_did() {
     );
 
     assert!(run_binary(&db.url, &["up"]).await.status.success());
-    let down = run_binary(&db.url, &["down", "-n", "3"]).await;
-    assert!(String::from_utf8_lossy(&down.stdout).contains("0 applied, 3 pending"));
+    let down = run_binary(&db.url, &["down", "-n", "4"]).await;
+    assert!(String::from_utf8_lossy(&down.stdout).contains("0 applied, 4 pending"));
     assert_eq!(
         count(
             &db,
@@ -93,7 +93,7 @@ async fn status_down_and_fresh_report_what_they_did() {
     );
 
     let fresh = run_binary(&db.url, &["fresh"]).await;
-    assert!(String::from_utf8_lossy(&fresh.stdout).contains("3 applied, 0 pending"));
+    assert!(String::from_utf8_lossy(&fresh.stdout).contains("4 applied, 0 pending"));
 }
 
 #[tokio::test]

@@ -37,6 +37,15 @@ async fn a_killed_workers_job_is_finished_by_another_within_the_recovery_time() 
         .wait_for(id(&hanging), JobStatus::Running, Duration::from_secs(10))
         .await;
     assert_eq!(running.worker_id.as_deref(), Some(doomed.id.as_str()));
+    // `running` is written by the claim, before the handler starts: wait for
+    // the handler itself, or a loaded machine kills the worker before its
+    // attempt ran and the count below is one short.
+    testkit::wait_until(
+        "the first attempt to start",
+        Duration::from_secs(10),
+        || async { (calls.count(id(&hanging)) == 1).then_some(()) },
+    )
+    .await;
 
     let survivor = h.spawn(h.settings("survivor"), registry);
     let killed_at = tokio::time::Instant::now();
@@ -101,7 +110,12 @@ async fn a_stale_worker_finishing_late_is_fenced_and_the_new_attempt_stands() {
     let successor = WorkerId::new("successor");
     let reclaimed = h
         .store
-        .claim(id(&gated), &successor, Duration::from_secs(30))
+        .claim(
+            id(&gated),
+            &successor,
+            conveyor::ClaimToken::new(),
+            Duration::from_secs(30),
+        )
         .await
         .expect("claim")
         .won()

@@ -4,6 +4,7 @@
 mod crashes;
 mod example;
 mod execution;
+mod leases;
 mod observability;
 mod ordering;
 mod outages;

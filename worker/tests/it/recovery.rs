@@ -25,7 +25,12 @@ async fn running_for(h: &Harness, minutes: u32) -> conveyor::Job {
         .clone();
     let hung = WorkerId::new("hung-worker");
     h.store
-        .claim(id(&inserted), &hung, Duration::from_secs(3600))
+        .claim(
+            id(&inserted),
+            &hung,
+            conveyor::ClaimToken::new(),
+            Duration::from_secs(3600),
+        )
         .await
         .expect("claim")
         .won()

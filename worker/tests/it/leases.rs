@@ -1,0 +1,186 @@
+//! Leases belong to attempts, not to workers: a worker renews only what its
+//! tasks run, and stops a handler whose attempt was taken from it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use conveyor::{ClaimToken, Fence, JobStatus, WorkerId};
+use serde_json::json;
+use testkit::wait_until;
+
+use crate::support::{Harness, id, job};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_row_that_no_task_holds_is_not_kept_alive_by_its_workers_heartbeat() {
+    let h = Harness::new().await;
+    let settings = h.settings("w");
+    let me = settings.worker_id.clone();
+    let worker = h.spawn(settings, worker::builtin_registry());
+    // A row that names the live worker but that none of its tasks runs:
+    // what a refused outcome write or a lost claim reply leaves behind.
+    let orphan = h
+        .store
+        .insert(&job("noop", json!({})))
+        .await
+        .expect("insert")
+        .job()
+        .clone();
+    h.db.execute(&format!(
+        "UPDATE jobs SET status = 'running', attempts = 1, worker_id = '{me}', \
+         claim_token = gen_random_uuid(), started_at = now(), \
+         lease_expires_at = now() + interval '1 second' WHERE id = '{}'",
+        orphan.id
+    ))
+    .await;
+    // Its lease runs out; the janitor sends it back and it runs to the end.
+    let done = h
+        .wait_for(id(&orphan), JobStatus::Completed, DEADLINE)
+        .await;
+    assert_eq!(
+        done.attempts, 2,
+        "the orphaned attempt counted, then a new one"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_postgres_cannot_store_fails_the_job_instead_of_leaving_it_running() {
+    let h = Harness::new().await;
+    let mut registry = worker::builtin_registry();
+    registry.register(
+        "nul_result",
+        |_payload: serde_json::Value, _ctx: worker::Context| async move {
+            Ok::<_, worker::JobError>(json!({"text": "a\u{0}b"}))
+        },
+    );
+    let worker = h.spawn(h.settings("w"), registry);
+    let submitted = h.submit(job("nul_result", json!({}))).await;
+    let failed = h
+        .wait_for(id(&submitted), JobStatus::Failed, DEADLINE)
+        .await;
+    let error = failed.error_message.unwrap_or_default();
+    assert!(
+        error.contains("result could not be stored"),
+        "the error says why: {error}"
+    );
+    assert_eq!(
+        failed.attempts, 1,
+        "failed at once: it would fail every time"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_message_with_a_nul_character_is_stored() {
+    let h = Harness::new().await;
+    let mut registry = worker::builtin_registry();
+    registry.register(
+        "nul_error",
+        |_payload: serde_json::Value, _ctx: worker::Context| async move {
+            Err::<serde_json::Value, _>(worker::JobError::permanent("bad\u{0}byte"))
+        },
+    );
+    let worker = h.spawn(h.settings("w"), registry);
+    let submitted = h.submit(job("nul_error", json!({}))).await;
+    let failed = h
+        .wait_for(id(&submitted), JobStatus::Failed, DEADLINE)
+        .await;
+    assert_eq!(failed.error_message.as_deref(), Some("bad\u{FFFD}byte"));
+    worker.stop().await;
+}
+
+/// Sets its flag when dropped: the handler's future was aborted.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_loses_a_lease_stops_the_handler_and_writes_nothing() {
+    let h = Harness::new().await;
+    let started = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::new(AtomicBool::new(false));
+    let mut registry = worker::builtin_registry();
+    let (started_flag, stopped_flag) = (started.clone(), stopped.clone());
+    registry.register(
+        "stubborn",
+        move |_payload: serde_json::Value, _ctx: worker::Context| {
+            let (started, stopped) = (started_flag.clone(), stopped_flag.clone());
+            async move {
+                let _guard = DropFlag(stopped);
+                started.store(true, Ordering::SeqCst);
+                // Ignores cancellation; would run for a minute.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, worker::JobError>(json!({"by": "stale"}))
+            }
+        },
+    );
+    let settings = h.settings("w");
+    let me = settings.worker_id.clone();
+    let worker = h.spawn(settings, registry);
+    let submitted = h.submit(job("stubborn", json!({}))).await;
+    wait_until("the handler to start", DEADLINE, || async {
+        started.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+
+    // The worker stalls past its lease (simulated: its lease expires now),
+    // the janitor moves the job on, and another worker claims it.
+    h.db.execute(&format!(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = '{}'",
+        submitted.id
+    ))
+    .await;
+    assert_eq!(h.store.expire_leases(10).await.expect("janitor").len(), 1);
+    let successor = WorkerId::new("successor");
+    let reclaimed = h
+        .store
+        .claim(
+            id(&submitted),
+            &successor,
+            ClaimToken::new(),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("claim")
+        .won()
+        .expect("successor claims");
+
+    // The stale worker's next heartbeat finds its attempt gone: it aborts
+    // the handler, writes nothing and drops the id.
+    wait_until("the stale handler to be stopped", DEADLINE, || async {
+        stopped.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    let processing = h.keys().processing("default", me.as_str());
+    wait_until("the stale worker to drop the id", DEADLINE, || async {
+        let mut conn = h.redis_conn();
+        let held: Vec<String> =
+            redis::Commands::lrange(&mut conn, &processing, 0, -1).expect("lrange");
+        held.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.job(id(&submitted)).await,
+        reclaimed,
+        "nothing was written"
+    );
+    let done = h
+        .store
+        .complete(
+            &Fence::of(&reclaimed, &successor),
+            json!({"by": "successor"}),
+        )
+        .await
+        .expect("ran")
+        .won()
+        .expect("the successor's outcome stands");
+    assert_eq!(done.result, Some(json!({"by": "successor"})));
+    worker.stop().await;
+}
