@@ -184,6 +184,15 @@ impl From<StoreError> for ApiError {
                          created: repeat the request with the same idempotency key"
                     .to_owned(),
             },
+            // The client tried again for a while to learn whether the write
+            // committed; PostgreSQL stayed unreachable.
+            err if err.is_unavailable() && err.maybe_written() => ApiError::Unavailable {
+                code: "outcome_unknown",
+                detail: "PostgreSQL became unreachable while the job was being written, and \
+                         stayed so: it may or may not have been created. Repeat the request \
+                         with the same idempotency key"
+                    .to_owned(),
+            },
             err if err.is_unavailable() => ApiError::Unavailable {
                 code: "database_unavailable",
                 detail: "PostgreSQL is unavailable; nothing was written, try again".to_owned(),

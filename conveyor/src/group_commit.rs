@@ -150,7 +150,7 @@ async fn run<I, O>(
 /// writes its item alone, so it sees its own error, never a neighbour's.
 pub struct StoreGroup<I, O> {
     name: &'static str,
-    group: GroupCommit<I, Result<O, String>>,
+    group: GroupCommit<I, Result<O, StoreError>>,
 }
 
 impl<I, O> std::fmt::Debug for StoreGroup<I, O> {
@@ -172,10 +172,10 @@ impl<I: Send + 'static, O: Send + 'static> StoreGroup<I, O> {
             async move {
                 match written.await {
                     (_, Ok(outputs)) => Ok(outputs.into_iter().map(Ok).collect()),
-                    (items, Err(err)) if err.is_unavailable() => {
-                        let detail = err.to_string();
-                        Ok(items.iter().map(|_| Err(detail.clone())).collect())
-                    }
+                    (items, Err(err)) if err.is_unavailable() => Ok(items
+                        .iter()
+                        .map(|_| Err(err.unavailable_for_each()))
+                        .collect()),
                     (items, Err(_)) => Err(items),
                 }
             }
@@ -191,7 +191,7 @@ impl<I: Send + 'static, O: Send + 'static> StoreGroup<I, O> {
     {
         match self.group.write(item).await {
             Ok(Ok(output)) => Ok(output),
-            Ok(Err(unavailable)) => Err(StoreError::unavailable(unavailable)),
+            Ok(Err(unavailable)) => Err(unavailable),
             Err(NotWritten::Failed(item)) => alone(item).await,
             Err(NotWritten::Stopped) => Err(StoreError::Interrupted(self.name)),
         }

@@ -165,6 +165,10 @@ pub enum Schedule {
 /// [`crate::Store::insert`] validates it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
+    /// The id the row gets, chosen before the insert so that an insert
+    /// whose reply was lost can be tried again and recognised. A clone is
+    /// the same job: inserting it twice makes one row.
+    pub id: JobId,
     pub queue: String,
     pub task_type: String,
     pub payload: serde_json::Value,
@@ -179,6 +183,7 @@ impl NewJob {
     /// A job of `task_type` with `payload` and every other field defaulted.
     pub fn new(task_type: impl Into<String>, payload: serde_json::Value) -> Self {
         NewJob {
+            id: JobId::new(),
             queue: DEFAULT_QUEUE.to_owned(),
             task_type: task_type.into(),
             payload,
@@ -260,16 +265,6 @@ impl NewJob {
             "schedule": self.schedule,
         });
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
-    }
-
-    /// The instant the job becomes due, or `None` for "now" by the database's
-    /// clock.
-    pub fn run_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match self.schedule {
-            Schedule::Now => None,
-            Schedule::At(at) => Some(at),
-            Schedule::DelaySeconds(secs) => Some(now + chrono::Duration::seconds(i64::from(secs))),
-        }
     }
 }
 

@@ -6,6 +6,8 @@
 //! to a job row goes through [`store::Store`], as one guarded `UPDATE`.
 //!
 //! # Layout
+//! - [`client`]: [`Client`], the one way to enqueue, cancel and retry jobs;
+//!   it owns the order of PostgreSQL and Redis writes on those paths.
 //! - [`job`]: job identifiers, a new job's fields and their validation, the
 //!   request fingerprint behind idempotency keys.
 //! - [`store`]: the job store, the only code that writes job rows; every
@@ -20,6 +22,7 @@
 //! - [`logging`]: the `tracing` subscriber, pretty or JSON.
 
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod group_commit;
 pub mod job;
@@ -30,6 +33,7 @@ pub mod signals;
 pub mod store;
 
 pub use broker::{Broker, BrokerError, Keys};
+pub use client::{Canceled, Client};
 pub use entity::JobStatus;
 pub use job::{ClaimToken, Job, JobId, NewJob, Schedule, WorkerId};
 pub use store::{Fence, Inserted, Store, StoreError, Transition};

@@ -73,6 +73,23 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The `n` column of the one row `sql` returns: `SELECT count(*) AS n ...`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sea_orm::ConnectionTrait;
+        self.conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql,
+            ))
+            .await
+            .unwrap_or_else(|err| panic!("{sql}: {err}"))
+            .unwrap_or_else(|| panic!("{sql}: no row"))
+            .try_get::<i64>("", "n")
+            .unwrap_or_else(|err| panic!("{sql}: {err}"))
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         // Drop may run inside a runtime (or while unwinding from a panic), so

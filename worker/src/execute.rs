@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use conveyor::{ClaimToken, Fence, Job, JobId, JobStatus, Transition};
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
@@ -58,8 +57,10 @@ pub async fn process(
     };
     match claim {
         Transition::Won(job) => run_claimed(runtime, job, give_up).await,
-        Transition::Lost(job) if job.status.is_waiting() && job.run_at > Utc::now() => {
-            // Delivered early (a clock or a race): back to `delayed` until due.
+        Transition::Lost(job) if job.status.is_waiting() && !job.cancel_requested => {
+            // A waiting job loses its claim only when it is not due by
+            // PostgreSQL's clock (delivered early: a promoter whose Redis
+            // clock runs ahead, or a race): back to `delayed` until due.
             tracing::debug!(event = "job_deferred", job.id = %id, "job {id} is not due yet");
             redis_call(&runtime, 5, || {
                 runtime.broker.ack_and_republish(runtime.me(), &job)

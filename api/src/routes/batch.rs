@@ -4,7 +4,7 @@
 use axum::extract::{Request, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use conveyor::{Inserted, Job, NewJob};
+use conveyor::{Inserted, NewJob};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -103,17 +103,13 @@ pub async fn create_batch(
     }
 
     let (positions, jobs): (Vec<usize>, Vec<NewJob>) = valid.into_iter().unzip();
-    let outcomes = state.store.insert_many(&jobs).await?;
-    drop(jobs);
-    let mut created: Vec<Job> = Vec::new();
+    let outcomes = state.client.enqueue_many(jobs).await?;
+    let mut created = 0;
     let mut replayed = 0;
     for (index, outcome) in positions.iter().zip(outcomes) {
         items[*index] = Some(match outcome {
             Inserted::Created(job) => {
-                conveyor::metrics::job_enqueued(&job.queue, &job.task_type);
-                tracing::info!(event = "job_created", job.id = %job.id, job.r#type = %job.task_type,
-                    job.queue = %job.queue, "created job {}", job.id);
-                created.push(job.clone());
+                created += 1;
                 BatchItem {
                     status: 201,
                     job: Some(job.into()),
@@ -142,7 +138,6 @@ pub async fn create_batch(
             ),
         });
     }
-    crate::routes::jobs::publish(&state, &created).await;
 
     let items: Vec<BatchItem> = items
         .into_iter()
@@ -156,7 +151,7 @@ pub async fn create_batch(
         .collect();
     let rejected_count = items.iter().filter(|item| item.status >= 400).count();
     Ok(Json(BatchResult {
-        created: created.len(),
+        created,
         replayed,
         rejected: rejected_count,
         items,

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use conveyor::job::DEFAULT_QUEUE;
 use conveyor::store::ListFilter;
-use conveyor::{Inserted, Job, JobId, JobStatus, NewJob, Schedule, Transition};
+use conveyor::{Canceled, Inserted, JobId, JobStatus, NewJob, Schedule, Transition};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -195,15 +195,8 @@ pub async fn create_job(
         }
         BodyKind::Multipart => upload(request, &state, header_key).await?,
     };
-    match state.insert(new_job).await? {
+    match state.client.enqueue(new_job).await? {
         Inserted::Created(job) => {
-            conveyor::metrics::job_enqueued(&job.queue, &job.task_type);
-            tracing::info!(
-                event = "job_created",
-                job.id = %job.id, job.r#type = %job.task_type, job.queue = %job.queue,
-                "created job {}", job.id
-            );
-            publish(&state, std::slice::from_ref(&job)).await;
             let location = format!("/jobs/{}", job.id);
             Ok((
                 StatusCode::CREATED,
@@ -223,27 +216,6 @@ pub async fn create_job(
             ),
             job_id: Some(job.id.to_string()),
         }),
-    }
-}
-
-/// Publishes committed jobs' ids in one pipeline. If Redis is down the jobs
-/// are still accepted: they are durable in PostgreSQL, and the reconciler
-/// publishes them later.
-pub(crate) async fn publish(state: &AppState, jobs: &[Job]) {
-    if jobs.is_empty() {
-        return;
-    }
-    let outcome = state.broker.publish(jobs).await;
-    for job in jobs {
-        match &outcome {
-            Ok(()) => {
-                tracing::info!(event = "job_enqueued", job.id = %job.id, job.r#type = %job.task_type,
-                job.queue = %job.queue, job.attempt = job.attempts, "enqueued job {}", job.id)
-            }
-            Err(err) => tracing::warn!(event = "job_enqueue_failed", job.id = %job.id,
-                job.r#type = %job.task_type, job.queue = %job.queue, error = %err,
-                "job {} accepted but not published to Redis; reconciliation will publish it", job.id),
-        }
     }
 }
 
@@ -438,54 +410,26 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    // The job may move between our statements (a worker claims it, or it
-    // finishes); each loop re-reads it through a guarded transition.
-    for _ in 0..3 {
-        match state.store.cancel(id).await? {
-            Transition::Won(job) => {
-                tracing::info!(
-                    event = "job_canceled",
-                    job.id = %job.id, job.r#type = %job.task_type, job.queue = %job.queue,
-                    job.attempt = job.attempts,
-                    "canceled waiting job {}", job.id
-                );
-                return Ok((StatusCode::OK, Json(JobView::from(job))).into_response());
-            }
-            Transition::NotFound => return Err(ApiError::job_not_found(id)),
-            Transition::Lost(job) if job.status == JobStatus::Running => {
-                match state.store.request_cancel(id).await? {
-                    Transition::Won(job) => {
-                        if let Err(err) = state.broker.notify_cancel(id).await {
-                            tracing::warn!(job.id = %id, error = %err,
-                                "could not notify workers of a cancel; the next heartbeat carries it");
-                        }
-                        return Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response());
-                    }
-                    Transition::Lost(job) if job.status == JobStatus::Running => {
-                        return Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response());
-                    }
-                    Transition::Lost(_) => continue,
-                    Transition::NotFound => return Err(ApiError::job_not_found(id)),
-                }
-            }
-            Transition::Lost(job) if job.status.is_terminal() => {
-                return Err(ApiError::Conflict {
-                    code: "job_not_cancelable",
-                    detail: format!(
-                        "job {id} is already {}; only waiting or running jobs can be canceled",
-                        job.status
-                    ),
-                    job_id: Some(id.to_string()),
-                });
-            }
-            Transition::Lost(_) => continue,
+    match state.client.cancel(id).await? {
+        Canceled::Canceled(job) => Ok((StatusCode::OK, Json(JobView::from(job))).into_response()),
+        Canceled::Requested(job) => {
+            Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response())
         }
+        Canceled::Finished(job) => Err(ApiError::Conflict {
+            code: "job_not_cancelable",
+            detail: format!(
+                "job {id} is already {}; only waiting or running jobs can be canceled",
+                job.status
+            ),
+            job_id: Some(id.to_string()),
+        }),
+        Canceled::NotFound => Err(ApiError::job_not_found(id)),
+        Canceled::Busy => Err(ApiError::Conflict {
+            code: "job_busy",
+            detail: format!("job {id} kept changing state; try again"),
+            job_id: Some(id.to_string()),
+        }),
     }
-    Err(ApiError::Conflict {
-        code: "job_busy",
-        detail: format!("job {id} kept changing state; try again"),
-        job_id: Some(id.to_string()),
-    })
 }
 
 /// Run a failed or canceled job again, from attempt 1.
@@ -502,11 +446,8 @@ pub async fn retry_job(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
-    match state.store.requeue(id).await? {
-        Transition::Won(job) => {
-            publish(&state, std::slice::from_ref(&job)).await;
-            Ok(Json(job.into()))
-        }
+    match state.client.retry(id).await? {
+        Transition::Won(job) => Ok(Json(job.into())),
         Transition::Lost(job) => Err(ApiError::Conflict {
             code: "job_not_retryable",
             detail: format!(

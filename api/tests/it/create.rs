@@ -7,6 +7,8 @@ use tokio::sync::Barrier;
 
 use crate::support::{TestApp, assert_problem};
 
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[tokio::test]
 async fn a_new_job_is_stored_then_published_to_its_ready_lane() {
     let app = TestApp::start().await;
@@ -404,4 +406,50 @@ async fn concurrent_single_submissions_are_inserted_together_and_answered_one_by
         Some(140.0),
         "every submission went through the group writer"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_mid_request_does_not_keep_its_job_from_redis() {
+    use tokio::io::AsyncWriteExt;
+    // PostgreSQL's replies are slow to come back, so the hang-up lands after
+    // the job committed and before the API heard so: the window in which a
+    // handler's future used to be dropped with its connection, leaving the
+    // committed job unpublished until a reconciliation pass.
+    let app = TestApp::with(crate::support::Options {
+        postgres_proxy: true,
+        ..Default::default()
+    })
+    .await;
+    let warm = app.create(json!({"type": "noop", "payload": {}})).await;
+    assert_eq!(warm["status"], "queued");
+    let proxy = app.postgres_proxy.as_ref().expect("proxy");
+    proxy.delay_replies(std::time::Duration::from_millis(200));
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let sent = 3;
+    for n in 0..sent {
+        let body = json!({"type": "noop", "payload": {"n": n}}).to_string();
+        let request = format!(
+            "POST /jobs HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut socket = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        socket.write_all(request.as_bytes()).await.expect("send");
+        testkit::wait_until("the job to be committed", DEADLINE, || async {
+            (app.row_count().await == n + 2).then_some(())
+        })
+        .await;
+        // Hang up without reading the answer, as a client whose timeout
+        // fired would.
+        socket.shutdown().await.expect("shutdown");
+        drop(socket);
+    }
+    // Every accepted job reaches its ready lane as soon as Redis answers,
+    // not after a reconciliation pass (no reconciler runs here at all).
+    testkit::wait_until("every accepted job to be published", DEADLINE, || async {
+        (app.ready_ids("default", 0).len() as i64 == sent + 1).then_some(())
+    })
+    .await;
 }

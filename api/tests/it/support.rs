@@ -17,6 +17,8 @@ pub struct TestApp {
     pub redis: TestRedis,
     pub base: String,
     pub client: reqwest::Client,
+    /// The proxy between the API and PostgreSQL, with `postgres_proxy`.
+    pub postgres_proxy: Option<testkit::Proxy>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -25,6 +27,9 @@ pub struct Options {
     pub settings: Settings,
     pub redis_down: bool,
     pub postgres_down: bool,
+    /// Reach PostgreSQL through a proxy the test can slow down or cut
+    /// (`TestApp::postgres_proxy`).
+    pub postgres_proxy: bool,
 }
 
 impl TestApp {
@@ -35,12 +40,19 @@ impl TestApp {
     pub async fn with(options: Options) -> TestApp {
         let db = TestDb::new().await;
         let redis = TestRedis::new();
-        let store = if options.postgres_down {
-            Store::connect(CLOSED_DATABASE_URL, 2)
-                .await
-                .expect("lazy pool")
+        let postgres_proxy = if options.postgres_proxy {
+            Some(testkit::Proxy::start(testkit::proxy::target_of(&db.url)).await)
         } else {
-            Store::new(db.conn.clone())
+            None
+        };
+        let store = match &postgres_proxy {
+            _ if options.postgres_down => Store::connect(CLOSED_DATABASE_URL, 2)
+                .await
+                .expect("lazy pool"),
+            Some(proxy) => Store::connect(&proxy.url_through(&db.url), 4)
+                .await
+                .expect("lazy pool"),
+            None => Store::new(db.conn.clone()),
         };
         let redis_url = if options.redis_down {
             CLOSED_REDIS_URL
@@ -62,6 +74,7 @@ impl TestApp {
             redis,
             base,
             client: reqwest::Client::new(),
+            postgres_proxy,
             _shutdown: shutdown,
         }
     }

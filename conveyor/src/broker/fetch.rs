@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use redis::Script;
 use redis::aio::MultiplexedConnection;
 
@@ -28,10 +27,12 @@ end
 return ids
 ";
 
-/// Moves up to ARGV[2] members of the delayed set (KEYS[1]) whose score is
-/// at most ARGV[1] onto the ready lane of their priority (KEYS[2 + p]).
+/// Moves up to ARGV[1] members of the delayed set (KEYS[1]) that are due by
+/// Redis's own clock onto the ready lane of their priority (KEYS[2 + p]).
 const PROMOTE: &str = r"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
   local id, priority = string.match(member, '^(.+):(%d)$')
@@ -134,7 +135,7 @@ impl Broker {
     pub async fn ack_and_republish(&self, worker: &str, job: &Job) -> Result<(), BrokerError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
-        self.push_job(&mut pipe, job, Utc::now());
+        self.push_job(&mut pipe, job);
         pipe.lrem(
             self.keys.processing(&job.queue, worker),
             1,
@@ -147,7 +148,8 @@ impl Broker {
     }
 
     /// Moves up to `limit` due ids of `queue` from `delayed` to their ready
-    /// lanes; returns how many.
+    /// lanes; returns how many. "Due" is by Redis's clock (`TIME` inside the
+    /// script), so promoters on many hosts agree whatever their clocks say.
     pub async fn promote_due(&self, queue: &str, limit: usize) -> Result<usize, BrokerError> {
         let script = Script::new(PROMOTE);
         let mut invocation = script.prepare_invoke();
@@ -155,7 +157,7 @@ impl Broker {
         for priority in PRIORITY_RANGE {
             invocation.key(self.keys.ready(queue, priority));
         }
-        invocation.arg(Utc::now().timestamp_millis()).arg(limit);
+        invocation.arg(limit);
         let mut conn = self.connection().await?;
         Ok(invocation.invoke_async(&mut conn).await?)
     }

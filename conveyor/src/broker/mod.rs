@@ -36,7 +36,6 @@ pub use registry::{QueueDepths, WorkerInfo};
 
 use std::time::Duration;
 
-use chrono::Utc;
 use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use redis::AsyncCommands;
 
@@ -197,10 +196,9 @@ impl Broker {
         if jobs.is_empty() {
             return Ok(());
         }
-        let now = Utc::now();
         let mut pipe = redis::pipe();
         for job in jobs {
-            self.push_job(&mut pipe, job, now);
+            self.push_job(&mut pipe, job);
         }
         let mut queues: Vec<&str> = jobs.iter().map(|job| job.queue.as_str()).collect();
         queues.sort_unstable();
@@ -212,15 +210,13 @@ impl Broker {
     }
 
     /// Adds to `pipe` the command that makes `job` visible: its id onto its
-    /// ready lane when due, into the delayed set otherwise.
-    pub(crate) fn push_job(
-        &self,
-        pipe: &mut redis::Pipeline,
-        job: &Job,
-        now: chrono::DateTime<Utc>,
-    ) {
+    /// ready lane when due, into the delayed set otherwise. "Due" is read
+    /// from the row alone, on PostgreSQL's clock: every write sets
+    /// `updated_at = now()`, so `run_at <= updated_at` says whether the job
+    /// was due when it was last written. No host's clock is consulted.
+    pub(crate) fn push_job(&self, pipe: &mut redis::Pipeline, job: &Job) {
         let id = job.id.to_string();
-        if job.run_at > now {
+        if job.run_at > job.updated_at {
             pipe.zadd(
                 self.keys.delayed(&job.queue),
                 delayed_member(&id, job.priority),
@@ -231,6 +227,23 @@ impl Broker {
             pipe.lpush(self.keys.ready(&job.queue, job.priority), id)
                 .ignore();
         }
+    }
+
+    /// Removes a waiting job's id from its ready lane and its queue's
+    /// delayed set, in one round trip (after its cancel committed).
+    pub async fn forget(&self, job: &Job) -> Result<(), BrokerError> {
+        let id = job.id.to_string();
+        let mut pipe = redis::pipe();
+        pipe.zrem(
+            self.keys.delayed(&job.queue),
+            delayed_member(&id, job.priority),
+        )
+        .ignore()
+        .lrem(self.keys.ready(&job.queue, job.priority), 0, &id)
+        .ignore();
+        let mut conn = self.connection().await?;
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
     }
 
     /// A subscription to cancellation notices, on a connection of its own.

@@ -3,9 +3,24 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use redis::Script;
 
 use super::{Broker, BrokerError};
+
+/// Scores ARGV[1] in the registry (KEYS[1]) with Redis's clock, in ms.
+const BEAT: &str = r"
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), ARGV[1])
+return 1
+";
+
+/// Members of the registry (KEYS[1]) silent for more than ARGV[1] ms by
+/// Redis's clock.
+const SILENT: &str = r"
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms - tonumber(ARGV[1]))
+";
 
 /// What a worker says about itself on each heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,41 +36,44 @@ pub struct WorkerInfo {
 }
 
 impl Broker {
-    /// Marks `info.id` alive now, with its details; the details expire
+    /// Marks `info.id` alive now, by Redis's clock (so liveness never
+    /// compares two hosts' clocks), with its details; the details expire
     /// after `ttl` unless refreshed.
     pub async fn heartbeat(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BrokerError> {
         let key = self.keys.worker_info(&info.id);
-        let mut pipe = redis::pipe();
-        pipe.zadd(self.keys.workers(), &info.id, Utc::now().timestamp_millis())
-            .ignore()
-            .hset_multiple(
-                &key,
-                &[
-                    ("host", info.host.clone()),
-                    ("pid", info.pid.to_string()),
-                    ("queues", info.queues.join(",")),
-                    ("concurrency", info.concurrency.to_string()),
-                    ("started_at", info.started_at.clone()),
-                    ("running", info.running.to_string()),
-                ],
-            )
-            .ignore()
-            .pexpire(&key, ttl.as_millis() as i64)
-            .ignore();
         let mut conn = self.connection().await?;
+        let _: i64 = Script::new(BEAT)
+            .key(self.keys.workers())
+            .arg(&info.id)
+            .invoke_async(&mut conn)
+            .await?;
+        let mut pipe = redis::pipe();
+        pipe.hset_multiple(
+            &key,
+            &[
+                ("host", info.host.clone()),
+                ("pid", info.pid.to_string()),
+                ("queues", info.queues.join(",")),
+                ("concurrency", info.concurrency.to_string()),
+                ("started_at", info.started_at.clone()),
+                ("running", info.running.to_string()),
+            ],
+        )
+        .ignore()
+        .pexpire(&key, ttl.as_millis() as i64)
+        .ignore();
         let () = pipe.query_async(&mut conn).await?;
         Ok(())
     }
 
-    /// Workers whose last heartbeat is older than `silence`.
+    /// Workers whose last heartbeat is older than `silence`, by Redis's
+    /// clock: the same clock that scored the heartbeats.
     pub async fn silent_workers(&self, silence: Duration) -> Result<Vec<String>, BrokerError> {
-        let cutoff = Utc::now().timestamp_millis() - silence.as_millis() as i64;
         let mut conn = self.connection().await?;
-        Ok(redis::cmd("ZRANGEBYSCORE")
-            .arg(self.keys.workers())
-            .arg("-inf")
-            .arg(cutoff)
-            .query_async(&mut conn)
+        Ok(Script::new(SILENT)
+            .key(self.keys.workers())
+            .arg(silence.as_millis() as u64)
+            .invoke_async(&mut conn)
             .await?)
     }
 

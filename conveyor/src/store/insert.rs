@@ -1,28 +1,36 @@
 //! Idempotent inserts.
 //!
-//! A job with an idempotency key is inserted with `ON CONFLICT
-//! (idempotency_key) DO NOTHING`. PostgreSQL makes a concurrent insert of the
-//! same key wait for the first one's transaction, so exactly one caller
-//! creates the row; every other caller then reads it back and compares the
-//! stored request fingerprint with its own to tell a replay from a conflict.
+//! Every new job carries its id from the caller ([`NewJob::id`]), and is
+//! inserted with `ON CONFLICT DO NOTHING`, which covers both unique keys:
+//! - the idempotency key: PostgreSQL makes a concurrent insert of the same
+//!   key wait for the first one's transaction, so exactly one caller creates
+//!   the row; every other caller then reads it back and compares the stored
+//!   request fingerprint with its own to tell a replay from a conflict;
+//! - the id: a second try of the same insert after a lost reply (the first
+//!   may have committed, or may still be committing) waits for the first,
+//!   then finds the row under its own id and answers `Created`. So an
+//!   insert is settled by trying it again, never by guessing.
 
-use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, Statement};
+use std::borrow::Borrow;
+use std::collections::HashMap;
+
+use sea_orm::{ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, Statement};
 use serde::Serialize;
 
 use super::{Store, StoreError};
-use crate::job::{Job, JobId, NewJob};
+use crate::job::{Job, NewJob, Schedule};
 use entity::job::{Column, Entity};
 
 /// What an insert did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inserted {
-    /// A new row.
+    /// A new row: made by this call, or by an earlier try of the same job
+    /// (same id and request) whose reply was lost.
     Created(Job),
     /// The key was already used by the same request: the existing row.
     Replayed(Job),
-    /// The key was already used by a different request: the existing row,
-    /// unchanged.
+    /// The key (or the id) was already used by a different request: the
+    /// existing row, unchanged.
     Conflict(Job),
 }
 
@@ -35,123 +43,119 @@ impl Inserted {
 }
 
 impl Store {
-    /// Validates and inserts `new`, honouring its idempotency key.
+    /// Validates and inserts `new`, honouring its id and idempotency key.
     pub async fn insert(&self, new: &NewJob) -> Result<Inserted, StoreError> {
-        new.validate()?;
-        let fingerprint = new.fingerprint();
-        let statement = insert_statement(&[(JobId::new(), new, fingerprint.as_str())])?;
-        if let Some(job) = Entity::find().from_raw_sql(statement).one(&self.db).await? {
-            return Ok(Inserted::Created(job));
-        }
-        let Some(key) = &new.idempotency_key else {
-            return Err(sea_orm::DbErr::RecordNotInserted.into());
-        };
-
-        // The conflicting row is committed (ON CONFLICT waited for it), so
-        // this read, a new statement, sees it. Rows are never deleted.
-        let existing = Entity::find()
-            .filter(Column::IdempotencyKey.eq(key.as_str()))
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| {
-                sea_orm::DbErr::RecordNotFound(format!(
-                    "job with idempotency key {key:?} vanished after a conflict"
-                ))
-            })?;
-        if existing.request_hash.as_deref() == Some(fingerprint.as_str()) {
-            Ok(Inserted::Replayed(existing))
-        } else {
-            Ok(Inserted::Conflict(existing))
-        }
+        let mut outcomes = self.insert_many(std::slice::from_ref(new)).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| sea_orm::DbErr::RecordNotInserted.into())
     }
-}
 
-impl Store {
     /// Inserts many jobs in one statement (so one transaction), honouring
-    /// each idempotency key; returns one outcome per input, in order. Every
-    /// job must be valid (check with [`NewJob::validate`] first): an invalid
-    /// one fails the whole call and nothing is written.
-    pub async fn insert_many(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
+    /// each id and idempotency key; returns one outcome per input, in order.
+    /// Every job must be valid (check with [`NewJob::validate`] first): an
+    /// invalid one fails the whole call and nothing is written.
+    pub async fn insert_many<J>(&self, jobs: &[J]) -> Result<Vec<Inserted>, StoreError>
+    where
+        J: Borrow<NewJob> + Sync,
+    {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        for job in jobs {
+        let jobs: Vec<&NewJob> = jobs.iter().map(Borrow::borrow).collect();
+        for job in &jobs {
             job.validate()?;
         }
-        let fingerprints: Vec<String> = jobs.iter().map(NewJob::fingerprint).collect();
-        let ids: Vec<JobId> = jobs.iter().map(|_| JobId::new()).collect();
-        let rows: Vec<(JobId, &NewJob, &str)> = ids
-            .iter()
-            .zip(jobs)
-            .zip(&fingerprints)
-            .map(|((id, job), fingerprint)| (*id, job, fingerprint.as_str()))
-            .collect();
+        let fingerprints: Vec<String> = jobs.iter().map(|job| job.fingerprint()).collect();
 
         // One statement is one transaction: every row or none. No explicit
         // BEGIN/COMMIT, which would add two round trips to every batch and
         // to the latency of every single submission (they come here too).
-        let statement = insert_statement(&rows)?;
-        let created: Vec<Job> = Entity::find().from_raw_sql(statement).all(&self.db).await?;
-        let keys: Vec<&str> = jobs
-            .iter()
-            .filter_map(|job| job.idempotency_key.as_deref())
+        let statement = insert_statement(&jobs, &fingerprints)?;
+        let mut created: HashMap<uuid::Uuid, Job> = Entity::find()
+            .from_raw_sql(statement)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|job| (job.id, job))
             .collect();
-        // As in `insert`: a key the insert skipped belongs to a committed row
-        // (ON CONFLICT waited for its transaction), so this read sees it.
-        let existing: Vec<Job> = if created.len() < jobs.len() && !keys.is_empty() {
+
+        // A job the insert skipped met a committed row (ON CONFLICT waited
+        // for its transaction), so this read, a new statement, sees it: its
+        // own id (an earlier try) or its key. Rows are never deleted here.
+        let skipped: Vec<&NewJob> = jobs
+            .iter()
+            .copied()
+            .filter(|job| !created.contains_key(&job.id.as_uuid()))
+            .collect();
+        let existing: Vec<Job> = if skipped.is_empty() {
+            Vec::new()
+        } else {
+            let keys = skipped
+                .iter()
+                .filter_map(|job| job.idempotency_key.as_deref());
             Entity::find()
-                .filter(Column::IdempotencyKey.is_in(keys))
+                .filter(
+                    Condition::any()
+                        .add(Column::Id.is_in(skipped.iter().map(|job| job.id.as_uuid())))
+                        .add(Column::IdempotencyKey.is_in(keys)),
+                )
                 .all(&self.db)
                 .await?
-        } else {
-            Vec::new()
         };
-
-        let mut created_by_id: std::collections::HashMap<uuid::Uuid, Job> =
-            created.into_iter().map(|job| (job.id, job)).collect();
-        let by_key: std::collections::HashMap<String, Job> = existing
-            .into_iter()
-            .filter_map(|job| job.idempotency_key.clone().map(|key| (key, job)))
+        let by_id: HashMap<uuid::Uuid, &Job> = existing.iter().map(|job| (job.id, job)).collect();
+        let by_key: HashMap<&str, &Job> = existing
+            .iter()
+            .filter_map(|job| job.idempotency_key.as_deref().map(|key| (key, job)))
             .collect();
+
         let mut outcomes = Vec::with_capacity(jobs.len());
-        for ((job, fingerprint), id) in jobs.iter().zip(&fingerprints).zip(ids) {
-            let id = id.as_uuid();
-            if let Some(row) = created_by_id.remove(&id) {
+        for (job, fingerprint) in jobs.iter().zip(&fingerprints) {
+            let id = job.id.as_uuid();
+            if let Some(row) = created.remove(&id) {
                 outcomes.push(Inserted::Created(row));
                 continue;
             }
-            // Not created: its key was taken, before this batch or earlier in it.
+            let same_request =
+                |row: &Job| row.request_hash.as_deref() == Some(fingerprint.as_str());
+            if let Some(row) = by_id.get(&id) {
+                outcomes.push(if same_request(row) {
+                    Inserted::Created((*row).clone())
+                } else {
+                    Inserted::Conflict((*row).clone())
+                });
+                continue;
+            }
             let found = job
                 .idempotency_key
-                .as_ref()
+                .as_deref()
                 .and_then(|key| by_key.get(key))
-                .cloned()
                 .ok_or_else(|| {
                     sea_orm::DbErr::RecordNotFound(format!(
                         "job {id} was neither inserted nor found"
                     ))
                 })?;
-            if found.request_hash.as_deref() == Some(fingerprint.as_str()) {
-                outcomes.push(Inserted::Replayed(found));
+            outcomes.push(if same_request(found) {
+                Inserted::Replayed((*found).clone())
             } else {
-                outcomes.push(Inserted::Conflict(found));
-            }
+                Inserted::Conflict((*found).clone())
+            });
         }
         Ok(outcomes)
     }
 }
 
 /// `INSERT INTO jobs (...) SELECT ... FROM jsonb_to_recordset($1) ON
-/// CONFLICT (idempotency_key) DO NOTHING RETURNING *` for `rows`.
+/// CONFLICT DO NOTHING RETURNING *` for `jobs`.
 ///
 /// Every batch size is the same statement with one JSON parameter, so each
 /// connection prepares and caches it once; a `VALUES` list would be a new
 /// statement (and a new cached plan, on both sides) for every batch size,
 /// which group commit makes many. Hand-written rather than sea-orm's insert
-/// helpers because "run now" is the database's `now()` (the clock claims
-/// compare with), not a value; and because sea-orm's `TryInsert` reports a
+/// helpers because times are the database's `now()` (the clock claims
+/// compare with), not values; and because sea-orm's `TryInsert` reports a
 /// DO NOTHING that returned no row as an error, not as a conflict.
-fn insert_statement(rows: &[(JobId, &NewJob, &str)]) -> Result<Statement, StoreError> {
+fn insert_statement(jobs: &[&NewJob], fingerprints: &[String]) -> Result<Statement, StoreError> {
     #[derive(Serialize)]
     struct Row<'a> {
         id: uuid::Uuid,
@@ -161,25 +165,35 @@ fn insert_statement(rows: &[(JobId, &NewJob, &str)]) -> Result<Statement, StoreE
         priority: i16,
         max_attempts: i32,
         timeout_seconds: i32,
-        /// `None`: now, by the database's clock.
-        run_at: Option<DateTime<Utc>>,
+        /// A fixed instant, or `None`: `delay_ms` from now by the database's
+        /// clock (no delay: now).
+        run_at: Option<chrono::DateTime<chrono::Utc>>,
+        delay_ms: Option<i64>,
         idempotency_key: Option<&'a str>,
         request_hash: &'a str,
     }
-    let now = Utc::now();
-    let rows: Vec<Row<'_>> = rows
+    let rows: Vec<Row<'_>> = jobs
         .iter()
-        .map(|(id, job, fingerprint)| Row {
-            id: id.as_uuid(),
-            queue: &job.queue,
-            task_type: &job.task_type,
-            payload: &job.payload,
-            priority: job.priority,
-            max_attempts: job.max_attempts,
-            timeout_seconds: job.timeout_seconds,
-            run_at: job.run_at(now),
-            idempotency_key: job.idempotency_key.as_deref(),
-            request_hash: fingerprint,
+        .zip(fingerprints)
+        .map(|(job, fingerprint)| {
+            let (run_at, delay_ms) = match job.schedule {
+                Schedule::Now => (None, None),
+                Schedule::At(at) => (Some(at), None),
+                Schedule::DelaySeconds(secs) => (None, Some(i64::from(secs) * 1_000)),
+            };
+            Row {
+                id: job.id.as_uuid(),
+                queue: &job.queue,
+                task_type: &job.task_type,
+                payload: &job.payload,
+                priority: job.priority,
+                max_attempts: job.max_attempts,
+                timeout_seconds: job.timeout_seconds,
+                run_at,
+                delay_ms,
+                idempotency_key: job.idempotency_key.as_deref(),
+                request_hash: fingerprint,
+            }
         })
         .collect();
     let json = serde_json::to_string(&rows)
@@ -194,8 +208,9 @@ fn insert_statement(rows: &[(JobId, &NewJob, &str)]) -> Result<Statement, StoreE
 const INSERT_JOBS: &str = "INSERT INTO jobs (id, queue, type, payload, priority, \
      max_attempts, timeout_seconds, run_at, idempotency_key, request_hash) \
      SELECT id, queue, task_type, payload, priority, max_attempts, timeout_seconds, \
-     COALESCE(run_at, now()), idempotency_key, request_hash \
+     COALESCE(run_at, now() + COALESCE(delay_ms, 0) * interval '1 millisecond'), \
+     idempotency_key, request_hash \
      FROM jsonb_to_recordset($1::text::jsonb) AS r(id uuid, queue text, task_type text, \
      payload jsonb, priority smallint, max_attempts integer, timeout_seconds integer, \
-     run_at timestamptz, idempotency_key text, request_hash text) \
-     ON CONFLICT (idempotency_key) DO NOTHING RETURNING *";
+     run_at timestamptz, delay_ms bigint, idempotency_key text, request_hash text) \
+     ON CONFLICT DO NOTHING RETURNING *";

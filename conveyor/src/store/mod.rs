@@ -140,6 +140,11 @@ pub enum StoreError {
     /// shutting down abruptly): the write may or may not have been made.
     #[error("the {0} writer stopped before answering; the write may or may not have been made")]
     Interrupted(&'static str),
+    /// PostgreSQL could not be reached for a write made on behalf of several
+    /// callers (a group commit's batch). `maybe_written`: the statement may
+    /// have reached the server and committed before the connection failed.
+    #[error("database unavailable: {detail}")]
+    Unavailable { detail: String, maybe_written: bool },
 }
 
 impl StoreError {
@@ -148,16 +153,34 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Invalid(_) | StoreError::Interrupted(_) => false,
+            StoreError::Unavailable { .. } => true,
             StoreError::Database(err) => is_connection_error(err),
         }
     }
 
-    /// An error for which [`StoreError::is_unavailable`] holds, carrying
-    /// `detail`: how a group commit answers every caller of a batch that
-    /// failed because PostgreSQL could not be reached (trying each write
-    /// alone would only wait for the same outage again).
-    pub fn unavailable(detail: impl Into<String>) -> Self {
-        StoreError::Database(DbErr::Conn(RuntimeErr::Internal(detail.into())))
+    /// True when the statement may have committed although no answer came
+    /// back: the connection failed after the statement was sent (or the
+    /// writer stopped). False when it certainly was not made: PostgreSQL
+    /// refused it, or no connection could be had to send it on.
+    pub fn maybe_written(&self) -> bool {
+        match self {
+            StoreError::Invalid(_) => false,
+            StoreError::Interrupted(_) => true,
+            StoreError::Unavailable { maybe_written, .. } => *maybe_written,
+            StoreError::Database(err) => {
+                matches!(err, DbErr::Exec(_) | DbErr::Query(_)) && is_connection_error(err)
+            }
+        }
+    }
+
+    /// How a group commit answers each caller of a batch that failed
+    /// because PostgreSQL could not be reached: trying each write alone
+    /// would only wait for the same outage again.
+    pub fn unavailable_for_each(&self) -> Self {
+        StoreError::Unavailable {
+            detail: self.to_string(),
+            maybe_written: self.maybe_written(),
+        }
     }
 }
 

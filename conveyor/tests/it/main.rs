@@ -1,5 +1,7 @@
 //! The job store against a real PostgreSQL: one database per test.
 
+mod client;
+mod example;
 mod idempotency;
 mod leases;
 mod races;

@@ -3,7 +3,6 @@
 use std::process::Output;
 
 use migration::{Command, migrate_locked};
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
 use testkit::TestDb;
 
 async fn run_binary(url: &str, args: &[&str]) -> Output {
@@ -16,13 +15,7 @@ async fn run_binary(url: &str, args: &[&str]) -> Output {
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.conn
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await
-        .expect("query")
-        .expect("row")
-        .try_get::<i64>("", "n")
-        .expect("n")
+    db.count(sql).await
 }
 
 #[tokio::test]

@@ -81,14 +81,14 @@ impl Harness {
         }
     }
 
-    /// Inserts and publishes a job, as the API does.
+    /// Enqueues a job through the client, as the API does.
     pub async fn submit(&self, new: NewJob) -> Job {
-        let job = self.store.insert(&new).await.expect("insert").job().clone();
-        self.broker
-            .publish(std::slice::from_ref(&job))
+        conveyor::Client::new(self.store.clone(), self.broker.clone())
+            .enqueue(new)
             .await
-            .expect("publish");
-        job
+            .expect("enqueue")
+            .job()
+            .clone()
     }
 
     pub async fn job(&self, id: JobId) -> Job {

@@ -1,0 +1,116 @@
+//! The client: how anything enqueues, cancels or retries a job. The API is
+//! one caller of it; a Rust application that enqueues without HTTP is
+//! another (see `conveyor/examples/enqueue.rs`).
+//!
+//! It owns every ordering rule between PostgreSQL and Redis on these paths,
+//! so no caller can get one wrong:
+//! - **commit, then publish**: an id reaches Redis only after its row
+//!   committed, or a worker could pop an id whose row it cannot see;
+//! - **publication does not depend on the caller**: each operation runs in
+//!   a task of its own, so a caller that goes away (an HTTP client hanging
+//!   up, a dropped future) cannot stop a committed job from being published;
+//! - **a lost reply is settled, not guessed**: an insert whose connection
+//!   failed after the statement was sent is tried again under the same id
+//!   until PostgreSQL answers, so a committed job is reported as created;
+//! - **a canceled waiting job leaves Redis** (its ready lane or delayed set),
+//!   and a running one is told to stop.
+//!
+//! Redis failures never fail these operations: PostgreSQL is the truth, and
+//! the reconciler publishes whatever Redis missed.
+//!
+//! # Layout
+//! - this module: [`Client`] and publication.
+//! - `enqueue`: inserts, one or many, and settling lost replies.
+//! - `cancel`: [`Canceled`], the cancel loop.
+//! - `retry`: the manual retry.
+
+mod cancel;
+mod enqueue;
+mod retry;
+
+use std::sync::Arc;
+
+pub use cancel::Canceled;
+
+use crate::Broker;
+use crate::group_commit::StoreGroup;
+use crate::job::{Job, NewJob};
+use crate::store::{Inserted, Store, StoreError};
+
+/// Most single enqueues inserted in one statement.
+pub const MAX_INSERT_BATCH: usize = 256;
+
+/// Enqueues, cancels and retries jobs. Cheap to clone; clones share one
+/// group-commit writer.
+#[derive(Debug, Clone)]
+pub struct Client {
+    store: Store,
+    broker: Broker,
+    /// Single enqueues arriving together are inserted together.
+    inserts: Arc<StoreGroup<Arc<NewJob>, Inserted>>,
+}
+
+impl Client {
+    pub fn new(store: Store, broker: Broker) -> Self {
+        let writer = store.clone();
+        let inserts = StoreGroup::new(
+            "inserts",
+            MAX_INSERT_BATCH,
+            move |jobs: Vec<Arc<NewJob>>| {
+                let store = writer.clone();
+                async move {
+                    let written = store.insert_many(&jobs).await;
+                    (jobs, written)
+                }
+            },
+        );
+        Client {
+            store,
+            broker,
+            inserts: Arc::new(inserts),
+        }
+    }
+
+    /// The job store, for reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The broker, for reads.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Makes committed jobs visible to workers in one round trip. When
+    /// Redis is unreachable they stay safe in PostgreSQL and the reconciler
+    /// publishes them; the failure is logged, not returned.
+    pub async fn publish(&self, jobs: &[Job]) {
+        if jobs.is_empty() {
+            return;
+        }
+        let outcome = self.broker.publish(jobs).await;
+        for job in jobs {
+            match &outcome {
+                Ok(()) => {
+                    tracing::info!(event = "job_enqueued", job.id = %job.id, job.r#type = %job.task_type,
+                        job.queue = %job.queue, job.attempt = job.attempts, "enqueued job {}", job.id)
+                }
+                Err(err) => tracing::warn!(event = "job_enqueue_failed", job.id = %job.id,
+                    job.r#type = %job.task_type, job.queue = %job.queue, error = %err,
+                    "job {} accepted but not published to Redis; reconciliation will publish it", job.id),
+            }
+        }
+    }
+
+    /// Runs `work` in a task of its own and waits for it: the caller may go
+    /// away, the work finishes.
+    async fn detached<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        tokio::spawn(work)
+            .await
+            .map_err(|_| StoreError::Interrupted("client"))?
+    }
+}

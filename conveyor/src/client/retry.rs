@@ -1,0 +1,24 @@
+//! The manual retry: a failed or canceled job queued again from attempt 1.
+
+use super::Client;
+use crate::job::JobId;
+use crate::store::{StoreError, Transition};
+
+impl Client {
+    /// `failed | canceled` → `queued`, then published. `Lost` with the row
+    /// as found when the job is in another state. Runs to the end even if
+    /// the caller stops waiting.
+    pub async fn retry(&self, id: JobId) -> Result<Transition, StoreError> {
+        let client = self.clone();
+        self.detached(async move {
+            let requeued = client.store.requeue(id).await?;
+            if let Transition::Won(job) = &requeued {
+                tracing::info!(event = "job_requeued", job.id = %job.id, job.r#type = %job.task_type,
+                    job.queue = %job.queue, "job {} queued again by hand", job.id);
+                client.publish(std::slice::from_ref(job)).await;
+            }
+            Ok(requeued)
+        })
+        .await
+    }
+}

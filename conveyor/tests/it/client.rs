@@ -1,0 +1,171 @@
+//! The client owns the order of writes: commit then publish, whatever the
+//! caller does; lost replies settled by trying again; canceled jobs leave
+//! Redis.
+
+use std::time::Duration;
+
+use conveyor::{Broker, Canceled, Client, Inserted, JobId, NewJob, Schedule, Store};
+use redis::Commands;
+use serde_json::json;
+use testkit::{Proxy, TestDb, TestRedis, wait_until};
+
+const DEADLINE: Duration = Duration::from_secs(5);
+
+struct Setup {
+    db: TestDb,
+    redis: TestRedis,
+    client: Client,
+}
+
+async fn setup() -> Setup {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+    let broker = Broker::connect(&redis.url, &redis.prefix, 4).expect("broker");
+    let client = Client::new(Store::new(db.conn.clone()), broker);
+    Setup { db, redis, client }
+}
+
+impl Setup {
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.redis.url.as_str())
+            .expect("client")
+            .get_connection()
+            .expect("connection")
+    }
+
+    fn ready(&self, queue: &str, priority: i16) -> Vec<String> {
+        let key = conveyor::Keys::new(&self.redis.prefix).ready(queue, priority);
+        self.conn().lrange(key, 0, -1).expect("lrange")
+    }
+
+    fn delayed(&self, queue: &str) -> Vec<String> {
+        let key = conveyor::Keys::new(&self.redis.prefix).delayed(queue);
+        self.conn().zrange(key, 0, -1).expect("zrange")
+    }
+
+    async fn rows(&self) -> i64 {
+        self.db.count("SELECT count(*) AS n FROM jobs").await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_goes_away_after_enqueueing_does_not_stop_the_publish() {
+    let s = setup().await;
+    for n in 0..20 {
+        let job = NewJob::new("noop", json!({"n": n}));
+        let id = job.id;
+        // One poll starts the work; then the caller is gone (an HTTP client
+        // hanging up drops its handler's future exactly like this).
+        let abandoned = tokio::time::timeout(Duration::ZERO, s.client.enqueue(job)).await;
+        assert!(abandoned.is_err(), "the enqueue had not finished");
+        wait_until(&format!("job {id} to be published"), DEADLINE, || async {
+            s.ready("default", 0)
+                .contains(&id.to_string())
+                .then_some(())
+        })
+        .await;
+    }
+    assert_eq!(s.rows().await, 20);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_committed_insert_whose_reply_was_lost_is_answered_created_once() {
+    let logs = testkit::LogCapture::default();
+    let _guard = logs.install();
+    let s = setup().await;
+    let proxy = Proxy::start(testkit::proxy::target_of(&s.db.url)).await;
+    // Plain text, so the proxy can see which reply is the insert's.
+    let url = format!("{}?sslmode=disable", proxy.url_through(&s.db.url));
+    let store = Store::connect(&url, 1).await.expect("pool");
+    let broker = Broker::connect(&s.redis.url, &s.redis.prefix, 2).expect("broker");
+    let client = Client::new(store, broker);
+    // Warm the one connection, so the next insert is one round trip whose
+    // reply comes after the commit.
+    let warm = client.enqueue(NewJob::new("noop", json!({}))).await;
+    assert!(matches!(warm, Ok(Inserted::Created(_))));
+
+    // The insert's reply (its command tag) is lost after the commit.
+    proxy.lose_next_reply_containing(b"INSERT 0");
+    let job = NewJob::new("noop", json!({"lost": "reply"}));
+    let id = job.id;
+    let answer = client.enqueue(job).await.expect("settled, not 503");
+    let Inserted::Created(row) = answer else {
+        panic!("the committed insert is reported as created, got {answer:?}");
+    };
+    assert_eq!(JobId::from(row.id), id);
+    assert!(
+        logs.text().contains("the reply to an insert was lost"),
+        "the lost reply was met and settled: {}",
+        logs.text()
+    );
+    assert_eq!(s.rows().await, 2, "one row for the job, not two");
+    assert_eq!(
+        s.ready("default", 0)
+            .iter()
+            .filter(|held| **held == id.to_string())
+            .count(),
+        1,
+        "published once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_job_enqueued_twice_is_one_row() {
+    let s = setup().await;
+    let job = NewJob::new("noop", json!({}));
+    let first = s.client.enqueue(job.clone()).await.expect("first");
+    let again = s.client.enqueue(job.clone()).await.expect("again");
+    assert_eq!(first, again, "the second try finds the first one's row");
+    let mut changed = job;
+    changed.payload = json!({"other": true});
+    let conflict = s.client.enqueue(changed).await.expect("ran");
+    assert!(matches!(conflict, Inserted::Conflict(_)), "{conflict:?}");
+    assert_eq!(s.rows().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceling_a_waiting_job_takes_its_id_out_of_redis() {
+    let s = setup().await;
+    let mut later = NewJob::new("noop", json!({}));
+    later.schedule = Schedule::DelaySeconds(365 * 24 * 3600);
+    later.queue = "nobody-serves".to_owned();
+    let mut ready = NewJob::new("noop", json!({}));
+    ready.queue = "nobody-serves".to_owned();
+    ready.priority = 4;
+    let later = s.client.enqueue(later).await.expect("later").job().clone();
+    let ready = s.client.enqueue(ready).await.expect("ready").job().clone();
+    assert_eq!(s.delayed("nobody-serves").len(), 1);
+    assert_eq!(s.ready("nobody-serves", 4), [ready.id.to_string()]);
+
+    for job in [&later, &ready] {
+        let canceled = s.client.cancel(JobId::from(job.id)).await.expect("cancel");
+        assert!(matches!(canceled, Canceled::Canceled(_)), "{canceled:?}");
+    }
+    assert!(
+        s.delayed("nobody-serves").is_empty(),
+        "no member left for a year"
+    );
+    assert!(
+        s.ready("nobody-serves", 4).is_empty(),
+        "no id left in an unserved lane"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_is_measured_on_the_databases_clock() {
+    let s = setup().await;
+    let mut delayed = NewJob::new("noop", json!({}));
+    delayed.schedule = Schedule::DelaySeconds(60);
+    let row = s
+        .client
+        .enqueue(delayed)
+        .await
+        .expect("enqueue")
+        .job()
+        .clone();
+    assert_eq!(
+        (row.run_at - row.created_at).num_seconds(),
+        60,
+        "run_at is the database's now() plus the delay"
+    );
+}
