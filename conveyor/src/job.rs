@@ -121,6 +121,39 @@ impl fmt::Display for ClaimToken {
     }
 }
 
+/// What publishing a waiting job needs, and nothing more: the reconciler and
+/// dead-worker recovery read this narrow row (never the payload), so their
+/// memory does not depend on what jobs carry.
+#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
+pub struct WaitingJob {
+    pub id: Uuid,
+    pub queue: String,
+    pub priority: i16,
+    pub run_at: DateTime<Utc>,
+    /// The row's last write, by PostgreSQL's clock: `run_at <= updated_at`
+    /// says the job was due when last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Job> for WaitingJob {
+    fn from(job: &Job) -> Self {
+        WaitingJob {
+            id: job.id,
+            queue: job.queue.clone(),
+            priority: job.priority,
+            run_at: job.run_at,
+            updated_at: job.updated_at,
+        }
+    }
+}
+
+impl WaitingJob {
+    /// Due when last written, on PostgreSQL's clock.
+    pub fn is_due(&self) -> bool {
+        self.run_at <= self.updated_at
+    }
+}
+
 /// Who holds a running attempt: unique per worker process and start.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -13,6 +13,9 @@
 //! - [`store`]: the job store, the only code that writes job rows; every
 //!   state-machine transition as one conditional statement.
 //! - [`broker`]: every Redis key and the commands that write them.
+//! - [`maintenance`]: the background services (lease rescuer, promoter,
+//!   dead-worker recovery, reconciler) and the leader election they share.
+//! - [`outage`]: a dependency's outage, logged once.
 //! - [`config`]: every setting, read once from the environment or flags.
 //! - [`group_commit`]: many callers' writes made as one statement.
 //! - [`retry`]: exponential backoff with jitter for failed attempts and
@@ -27,7 +30,9 @@ pub mod config;
 pub mod group_commit;
 pub mod job;
 pub mod logging;
+pub mod maintenance;
 pub mod metrics;
+pub mod outage;
 pub mod retry;
 pub mod signals;
 pub mod store;
@@ -35,5 +40,5 @@ pub mod store;
 pub use broker::{Broker, BrokerError, Keys};
 pub use client::{Canceled, Client};
 pub use entity::JobStatus;
-pub use job::{ClaimToken, Job, JobId, NewJob, Schedule, WorkerId};
+pub use job::{ClaimToken, Job, JobId, NewJob, Schedule, WaitingJob, WorkerId};
 pub use store::{Fence, Inserted, Store, StoreError, Transition};

@@ -71,11 +71,11 @@ pub async fn fetch_loop(
             {
                 Ok(connection) => {
                     reconnect.reset();
-                    runtime.redis.succeeded("redis");
+                    runtime.outages.redis.succeeded("redis");
                     conn.insert(connection)
                 }
                 Err(err) => {
-                    runtime.redis.failed("redis", &err);
+                    runtime.outages.redis.failed("redis", &err);
                     pause(&stopping, reconnect.next_backoff()).await;
                     continue;
                 }
@@ -94,7 +94,7 @@ pub async fn fetch_loop(
                 }
             }
             Err(err) => {
-                runtime.redis.failed("redis", &err);
+                runtime.outages.redis.failed("redis", &err);
                 conn = None;
                 adoption_due = true;
                 pause(&stopping, reconnect.next_backoff()).await;
@@ -148,7 +148,7 @@ async fn claim_batch(runtime: &Runtime, ids: &[(String, String)]) -> HashMap<Str
         .await
     {
         Ok(jobs) => {
-            runtime.postgres.succeeded("postgres");
+            runtime.outages.postgres.succeeded("postgres");
             for job in jobs {
                 claims.insert(job.id.to_string(), Claim::Won(Box::new(job)));
             }
@@ -198,7 +198,7 @@ async fn adopt_orphans(
         let ids = match runtime.broker.processing_ids(queue, runtime.me()).await {
             Ok(ids) => ids,
             Err(err) => {
-                runtime.redis.failed("redis", &err);
+                runtime.outages.redis.failed("redis", &err);
                 return false;
             }
         };

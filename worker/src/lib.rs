@@ -30,13 +30,13 @@
 //! - [`settings`]: what a worker is configured with, as [`Settings`].
 //! - [`worker`]: [`Worker::run`], start-up and graceful shutdown.
 //! - [`observe`]: the `/metrics` and `/health` listener.
-//! - [`reconcile`]: making Redis agree with PostgreSQL.
 //! - [`recover`]: `recover-stuck`, the manual recovery command.
 //! - `fetch`: taking ids from Redis.
 //! - `execute`: one id from claim to acknowledgement.
 //! - `outcomes`: group commit of completed attempts.
-//! - `background`: heartbeat, janitor, promoter, cancellation listener,
-//!   reconciler loop.
+//! - `background`: heartbeat and cancellation listener (the maintenance
+//!   services, the janitor's and reconciler's work, are
+//!   `conveyor::maintenance`, run by [`Worker::run`]).
 //! - `runtime`: state shared by the loops and job tasks.
 //! - `retrying`: riding out PostgreSQL and Redis outages.
 
@@ -47,7 +47,6 @@ mod fetch;
 pub mod handler;
 pub mod observe;
 mod outcomes;
-pub mod reconcile;
 pub mod recover;
 mod retrying;
 mod runtime;

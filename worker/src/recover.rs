@@ -133,7 +133,8 @@ pub async fn recover_stuck(
             Transition::NotFound => report.lines.push(Line::Unchanged(None)),
         }
     }
-    if let Err(err) = broker.publish(&republish).await {
+    let client = conveyor::Client::new(store.clone(), broker.clone());
+    if let Err(err) = client.publish(&republish).await {
         report.publish_error = Some(err.to_string());
     }
     Ok(report)

@@ -46,10 +46,10 @@ where
     loop {
         match call().await {
             Ok(value) => {
-                runtime.postgres.succeeded("postgres");
+                runtime.outages.postgres.succeeded("postgres");
                 return Ok(value);
             }
-            Err(err) if err.is_unavailable() => runtime.postgres.failed("postgres", &err),
+            Err(err) if err.is_unavailable() => runtime.outages.postgres.failed("postgres", &err),
             Err(err) => {
                 tracing::error!(event = "store_error", error = %err, "PostgreSQL refused a statement");
                 return Err(Unwritten::Refused(err));
@@ -76,10 +76,10 @@ where
     for _ in 0..tries {
         match call().await {
             Ok(value) => {
-                runtime.redis.succeeded("redis");
+                runtime.outages.redis.succeeded("redis");
                 return Some(value);
             }
-            Err(err) => runtime.redis.failed("redis", &err),
+            Err(err) => runtime.outages.redis.failed("redis", &err),
         }
         tokio::time::sleep(backoff.next_backoff().unwrap_or(Duration::from_secs(1))).await;
     }

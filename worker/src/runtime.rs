@@ -1,9 +1,9 @@
 //! State shared by a worker's loops and its job tasks.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use conveyor::outage::Outages;
 use conveyor::{Broker, ClaimToken, Fence, JobId, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -51,33 +51,6 @@ impl Stopper {
     }
 }
 
-/// An outage of one dependency, logged once when it starts and once when
-/// it ends, however many tasks run into it.
-#[derive(Debug, Default)]
-pub struct Outage {
-    down: AtomicBool,
-}
-
-impl Outage {
-    pub fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
-        tracing::debug!(dependency = what, error = %error, "{what} call failed");
-        if !self.down.swap(true, Ordering::SeqCst) {
-            tracing::warn!(event = "dependency_unavailable", dependency = what, error = %error,
-                "{what} is unavailable; backing off and retrying");
-        }
-    }
-
-    pub fn succeeded(&self, what: &str) {
-        if self.down.swap(false, Ordering::SeqCst) {
-            tracing::info!(
-                event = "dependency_recovered",
-                dependency = what,
-                "{what} is back"
-            );
-        }
-    }
-}
-
 /// What every part of a running worker shares.
 #[derive(Debug)]
 pub struct Runtime {
@@ -85,8 +58,9 @@ pub struct Runtime {
     pub broker: Broker,
     pub settings: Settings,
     pub registry: Registry,
-    pub postgres: Outage,
-    pub redis: Outage,
+    /// PostgreSQL and Redis as this worker saw them last; shared with its
+    /// maintenance services.
+    pub outages: Arc<Outages>,
     /// The group-commit writer for completed attempts.
     pub completions: Completions,
     /// The pipelining writer for acknowledgements.
@@ -109,8 +83,7 @@ impl Runtime {
             broker,
             settings,
             registry,
-            postgres: Outage::default(),
-            redis: Outage::default(),
+            outages: Arc::new(Outages::default()),
             running: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
         })

@@ -58,6 +58,19 @@ impl Settings {
             epoch_check_interval: DEFAULT_EPOCH_CHECK_INTERVAL,
         }
     }
+
+    /// What this worker's maintenance services run with.
+    pub fn maintenance(&self) -> conveyor::maintenance::Settings {
+        conveyor::maintenance::Settings {
+            me: self.worker_id.clone(),
+            queues: self.queues.clone(),
+            lease: self.lease,
+            tick: self.heartbeat,
+            promote_interval: self.promote_interval,
+            reconcile_interval: self.reconcile_interval,
+            epoch_check_interval: self.epoch_check_interval,
+        }
+    }
 }
 
 /// This machine's name, for worker ids and the registry.

@@ -4,14 +4,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use conveyor::broker::WorkerInfo;
+use conveyor::maintenance::Maintenance;
+use conveyor::maintenance::dead_workers::hand_back;
 use conveyor::{Broker, Store, WorkerId};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::background::{
-    beat, cancel_listener, heartbeat_loop, janitor_loop, promoter_loop, reconciler_loop,
-    recover_processing,
-};
+use crate::background::{beat, cancel_listener, heartbeat_loop};
 use crate::fetch::fetch_loop;
 use crate::handler::Registry;
 use crate::runtime::{Runtime, StopReason};
@@ -58,7 +57,7 @@ impl Worker {
         // Registered before fetching, so no janitor mistakes it for dead.
         beat(&runtime, &info).await;
         if let Err(err) = runtime.broker.add_queues(&settings.queues).await {
-            runtime.redis.failed("redis", &err);
+            runtime.outages.redis.failed("redis", &err);
         }
         tracing::info!(event = "worker_started", worker.id = %runtime.me(),
             queues = %settings.queues.join(","), concurrency = settings.concurrency,
@@ -70,10 +69,17 @@ impl Worker {
         let give_up = CancellationToken::new();
         let mut services = JoinSet::new();
         services.spawn(heartbeat_loop(runtime.clone(), stop_services.clone(), info));
-        services.spawn(janitor_loop(runtime.clone(), stop_services.clone()));
-        services.spawn(promoter_loop(runtime.clone(), stop_services.clone()));
         services.spawn(cancel_listener(runtime.clone(), stop_services.clone()));
-        services.spawn(reconciler_loop(runtime.clone(), stop_services.clone()));
+        let maintenance = Maintenance::new(
+            runtime.store.clone(),
+            runtime.broker.clone(),
+            settings.maintenance(),
+            runtime.outages.clone(),
+        );
+        let stop_maintenance = stop_services.clone();
+        services.spawn(maintenance.run(Maintenance::services(), async move {
+            stop_maintenance.cancelled().await
+        }));
 
         let watch = async {
             shutdown.await;
@@ -98,12 +104,18 @@ impl Worker {
         }
 
         // Ids taken but never claimed (PostgreSQL was down) go back to Redis.
-        let clean = recover_processing(&runtime, runtime.me()).await;
+        let clean = match hand_back(&runtime.store, &runtime.broker, runtime.me()).await {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(worker.id = %runtime.me(), error = %err, "could not hand back this worker's ids");
+                false
+            }
+        };
         stop_services.cancel();
         while services.join_next().await.is_some() {}
         if clean {
             if let Err(err) = runtime.broker.remove_worker(runtime.me()).await {
-                runtime.redis.failed("redis", &err);
+                runtime.outages.redis.failed("redis", &err);
             }
         } else {
             tracing::warn!(worker.id = %runtime.me(),

@@ -7,7 +7,7 @@ use redis::Script;
 use redis::aio::MultiplexedConnection;
 
 use super::{Broker, BrokerError};
-use crate::job::{Job, PRIORITY_RANGE};
+use crate::job::{Job, PRIORITY_RANGE, WaitingJob};
 
 /// Moves up to ARGV[1] ids, highest lane first, from the ready lanes
 /// (KEYS[1..n-1], highest priority first) to the processing list (KEYS[n]).
@@ -135,7 +135,7 @@ impl Broker {
     pub async fn ack_and_republish(&self, worker: &str, job: &Job) -> Result<(), BrokerError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
-        self.push_job(&mut pipe, job);
+        self.push_job(&mut pipe, &WaitingJob::from(job));
         pipe.lrem(
             self.keys.processing(&job.queue, worker),
             1,

@@ -15,7 +15,7 @@
 //! | `<p>:queues` | set | known queue names |
 //! | `<p>:cancel` | pub/sub channel | ids of running jobs a client asked to cancel |
 //! | `<p>:epoch` | string | set by the reconciler; its absence means Redis lost its data |
-//! | `<p>:reconciler` | string | the reconciler lock: the holder's worker id, expiring |
+//! | `<p>:leader` | string | the maintenance leader: the holder's worker id, expiring |
 //!
 //! Delayed members carry the job's priority (`<id>:<priority>`) so that the
 //! promoter can put a due id on the right ready lane without asking
@@ -39,7 +39,7 @@ use std::time::Duration;
 use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use redis::AsyncCommands;
 
-use crate::job::{Job, JobId, PRIORITY_RANGE};
+use crate::job::{Job, JobId, PRIORITY_RANGE, WaitingJob};
 
 /// Pooled connections per process when the caller does not say.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -103,8 +103,9 @@ impl Keys {
         format!("{}:epoch", self.prefix)
     }
 
-    pub fn reconciler_lock(&self) -> String {
-        format!("{}:reconciler", self.prefix)
+    /// The maintenance leader's lease: the holder's id, expiring.
+    pub fn leader(&self) -> String {
+        format!("{}:leader", self.prefix)
     }
 
     pub fn worker_info(&self, worker: &str) -> String {
@@ -193,6 +194,12 @@ impl Broker {
     /// Call only after the rows are committed, or a worker may pop an id it
     /// cannot see yet.
     pub async fn publish(&self, jobs: &[Job]) -> Result<(), BrokerError> {
+        let waiting: Vec<WaitingJob> = jobs.iter().map(WaitingJob::from).collect();
+        self.publish_waiting(&waiting).await
+    }
+
+    /// [`Broker::publish`] from the narrow rows the maintenance services read.
+    pub async fn publish_waiting(&self, jobs: &[WaitingJob]) -> Result<(), BrokerError> {
         if jobs.is_empty() {
             return Ok(());
         }
@@ -214,9 +221,9 @@ impl Broker {
     /// from the row alone, on PostgreSQL's clock: every write sets
     /// `updated_at = now()`, so `run_at <= updated_at` says whether the job
     /// was due when it was last written. No host's clock is consulted.
-    pub(crate) fn push_job(&self, pipe: &mut redis::Pipeline, job: &Job) {
+    pub(crate) fn push_job(&self, pipe: &mut redis::Pipeline, job: &WaitingJob) {
         let id = job.id.to_string();
-        if job.run_at > job.updated_at {
+        if !job.is_due() {
             pipe.zadd(
                 self.keys.delayed(&job.queue),
                 delayed_member(&id, job.priority),

@@ -1,6 +1,6 @@
-//! What the reconciler needs from Redis: every id a queue's keys hold, an
-//! epoch key whose absence means Redis lost its data, and a lock so that one
-//! reconciler runs at a time.
+//! What the maintenance services need from Redis: every id a queue's keys
+//! hold, an epoch key whose absence means Redis lost its data, and the
+//! leader's lease.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -9,8 +9,9 @@ use redis::{AsyncCommands, Script};
 
 use super::{Broker, BrokerError, delayed_member_id};
 
-/// Takes (or extends, if we hold it) a lock that expires on its own.
-const TAKE_LOCK: &str = r"
+/// Takes the lease KEYS[1] for ARGV[1] for ARGV[2] ms, or extends it if
+/// ARGV[1] holds it. 1 if held afterwards.
+const TAKE_LEASE: &str = r"
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -23,34 +24,71 @@ end
 return 0
 ";
 
+/// Deletes the lease KEYS[1] if ARGV[1] holds it.
+const RELEASE_LEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Ids read from one list per command: a long list is read in pages, so
+/// no single command holds Redis up for long.
+const LIST_PAGE: isize = 10_000;
+
 impl Broker {
-    /// Every job id any key of `queue` holds: its ready lanes, its delayed
-    /// set, and every processing list.
-    pub async fn ids_held(&self, queue: &str) -> Result<HashSet<String>, BrokerError> {
+    /// Every job id that a key of `queue` holds for a worker: its ready
+    /// lanes, its delayed set, and the processing lists of `workers` (the
+    /// registered ones). A processing list of a worker that is no longer
+    /// registered holds nothing anyone will act on, so its ids do not
+    /// count. Ids are kept as UUIDs (16 bytes each, whatever the payloads);
+    /// anything else in a list is not a job id and is ignored.
+    pub async fn ids_held(
+        &self,
+        queue: &str,
+        workers: &[String],
+    ) -> Result<HashSet<uuid::Uuid>, BrokerError> {
         let mut conn = self.connection().await?;
         let mut lists = self.keys.ready_lanes(queue);
-        let pattern = format!("{}*", self.keys.processing(queue, ""));
-        let mut processing: Vec<String> = Vec::new();
-        {
-            let mut scan = conn.scan_match::<_, String>(&pattern).await?;
-            while let Some(key) = scan.next_item().await {
-                processing.push(key?);
+        lists.extend(
+            workers
+                .iter()
+                .map(|worker| self.keys.processing(queue, worker)),
+        );
+        let mut held = HashSet::new();
+        for list in &lists {
+            let mut start = 0;
+            loop {
+                let page: Vec<String> = conn.lrange(list, start, start + LIST_PAGE - 1).await?;
+                held.extend(page.iter().filter_map(|id| id.parse::<uuid::Uuid>().ok()));
+                if (page.len() as isize) < LIST_PAGE {
+                    break;
+                }
+                start += LIST_PAGE;
             }
         }
-        lists.extend(processing);
-        let mut pipe = redis::pipe();
-        for list in &lists {
-            pipe.lrange(list, 0, -1);
+        let delayed = self.keys.delayed(queue);
+        let mut cursor = 0_u64;
+        loop {
+            let (next, members): (u64, Vec<String>) = redis::cmd("ZSCAN")
+                .arg(&delayed)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(LIST_PAGE)
+                .query_async::<(u64, Vec<String>)>(&mut conn)
+                .await?;
+            // ZSCAN answers member, score, member, score, ...
+            held.extend(
+                members
+                    .iter()
+                    .step_by(2)
+                    .filter_map(|member| delayed_member_id(member).parse::<uuid::Uuid>().ok()),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        pipe.zrange(self.keys.delayed(queue), 0, -1);
-        let mut found: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
-        let delayed = found.pop().unwrap_or_default();
-        let mut held: HashSet<String> = found.into_iter().flatten().collect();
-        held.extend(
-            delayed
-                .iter()
-                .map(|member| delayed_member_id(member).to_owned()),
-        );
         Ok(held)
     }
 
@@ -69,20 +107,28 @@ impl Broker {
         Ok(())
     }
 
-    /// Takes the reconciler lock for `holder` for `ttl`, or extends it if
+    /// Takes the leader's lease for `holder` for `ttl`, or extends it if
     /// `holder` has it. False if another holder has it.
-    pub async fn take_reconciler_lock(
-        &self,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, BrokerError> {
+    pub async fn take_leadership(&self, holder: &str, ttl: Duration) -> Result<bool, BrokerError> {
         let mut conn = self.connection().await?;
-        let taken: i64 = Script::new(TAKE_LOCK)
-            .key(self.keys.reconciler_lock())
+        let taken: i64 = Script::new(TAKE_LEASE)
+            .key(self.keys.leader())
             .arg(holder)
             .arg(ttl.as_millis() as u64)
             .invoke_async(&mut conn)
             .await?;
         Ok(taken == 1)
+    }
+
+    /// Gives the leader's lease up, if `holder` has it, so that another
+    /// process takes over without waiting for it to expire.
+    pub async fn release_leadership(&self, holder: &str) -> Result<(), BrokerError> {
+        let mut conn = self.connection().await?;
+        let _: i64 = Script::new(RELEASE_LEASE)
+            .key(self.keys.leader())
+            .arg(holder)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
     }
 }

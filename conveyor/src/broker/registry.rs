@@ -77,8 +77,19 @@ impl Broker {
             .await?)
     }
 
-    /// Removes `worker` from the registry. True for exactly one caller, so
-    /// of several janitors only one cleans up after a dead worker.
+    /// Every registered worker's id.
+    pub async fn registered_workers(&self) -> Result<Vec<String>, BrokerError> {
+        let mut conn = self.connection().await?;
+        Ok(redis::cmd("ZRANGE")
+            .arg(self.keys.workers())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Removes `worker` from the registry (and its details). True if it
+    /// was registered.
     pub async fn remove_worker(&self, worker: &str) -> Result<bool, BrokerError> {
         let mut conn = self.connection().await?;
         let removed: i64 = redis::cmd("ZREM")

@@ -114,6 +114,7 @@ impl Client {
             tracing::info!(event = "job_created", job.id = %job.id, job.r#type = %job.task_type,
                 job.queue = %job.queue, "created job {}", job.id);
         }
-        self.publish(jobs).await;
+        // Logged there; the reconciler publishes what Redis missed.
+        let _ = self.publish(jobs).await;
     }
 }

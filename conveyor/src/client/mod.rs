@@ -32,10 +32,10 @@ use std::sync::Arc;
 
 pub use cancel::Canceled;
 
-use crate::Broker;
 use crate::group_commit::StoreGroup;
 use crate::job::{Job, NewJob};
 use crate::store::{Inserted, Store, StoreError};
+use crate::{Broker, BrokerError};
 
 /// Most single enqueues inserted in one statement.
 pub const MAX_INSERT_BATCH: usize = 256;
@@ -81,12 +81,13 @@ impl Client {
         &self.broker
     }
 
-    /// Makes committed jobs visible to workers in one round trip. When
-    /// Redis is unreachable they stay safe in PostgreSQL and the reconciler
-    /// publishes them; the failure is logged, not returned.
-    pub async fn publish(&self, jobs: &[Job]) {
+    /// Makes committed jobs visible to workers in one round trip, and logs
+    /// each. When Redis is unreachable they stay safe in PostgreSQL and the
+    /// reconciler publishes them: callers on the enqueue path ignore the
+    /// error (it is logged here); a command may report it.
+    pub async fn publish(&self, jobs: &[Job]) -> Result<(), BrokerError> {
         if jobs.is_empty() {
-            return;
+            return Ok(());
         }
         let outcome = self.broker.publish(jobs).await;
         for job in jobs {
@@ -100,6 +101,7 @@ impl Client {
                     "job {} accepted but not published to Redis; reconciliation will publish it", job.id),
             }
         }
+        outcome
     }
 
     /// Runs `work` in a task of its own and waits for it: the caller may go

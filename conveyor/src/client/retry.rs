@@ -15,7 +15,8 @@ impl Client {
             if let Transition::Won(job) = &requeued {
                 tracing::info!(event = "job_requeued", job.id = %job.id, job.r#type = %job.task_type,
                     job.queue = %job.queue, "job {} queued again by hand", job.id);
-                client.publish(std::slice::from_ref(job)).await;
+                // Logged there; the reconciler publishes what Redis missed.
+                let _ = client.publish(std::slice::from_ref(job)).await;
             }
             Ok(requeued)
         })

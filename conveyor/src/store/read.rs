@@ -1,10 +1,16 @@
 use sea_orm::{
-    ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
     sea_query::{Expr, ExprTrait},
 };
 
+/// The narrow columns of waiting jobs untouched for at least $1 ms.
+const WAITING_COLUMNS: &str = "SELECT id, queue, priority, run_at, updated_at FROM jobs \
+     WHERE status IN ('queued', 'retrying') \
+     AND updated_at <= now() - $1 * interval '1 millisecond'";
+
 use super::{Store, StoreError};
-use crate::job::{Job, JobId};
+use crate::job::{Job, JobId, WaitingJob};
 use entity::JobStatus;
 use entity::job::{Column, Entity};
 
@@ -95,31 +101,57 @@ impl Store {
     }
 
     /// Waiting (`queued`/`retrying`) jobs untouched for at least `quiet`,
-    /// in (`run_at`, `id`) order after `after`, at most `limit`: what the
-    /// reconciler checks against Redis, a page at a time. Served by
-    /// `jobs_waiting_due_idx` without a sort.
-    pub async fn waiting_jobs(
+    /// in (`run_at`, `id`) order after `after`, at most `limit`, read
+    /// narrow (no payload): what the reconciler checks against Redis, a
+    /// page at a time. Served by `jobs_waiting_due_idx` without a sort.
+    pub async fn waiting_page(
         &self,
         quiet: std::time::Duration,
         after: Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
         limit: u64,
-    ) -> Result<Vec<Job>, StoreError> {
-        let mut query = Entity::find()
-            .filter(Column::Status.is_in([JobStatus::Queued, JobStatus::Retrying]))
-            .filter(Expr::col(Column::UpdatedAt).lte(Expr::cust(format!(
-                "now() - interval '{} milliseconds'",
-                quiet.as_millis()
-            ))));
-        if let Some((run_at, id)) = after {
-            query = query.filter(
-                Expr::tuple([Expr::col(Column::RunAt), Expr::col(Column::Id)])
-                    .gt(Expr::tuple([Expr::value(run_at), Expr::value(id)])),
-            );
+    ) -> Result<Vec<WaitingJob>, StoreError> {
+        let quiet_ms = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let statement = match after {
+            Some((run_at, id)) => Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "{WAITING_COLUMNS} AND (run_at, id) > ($3, $4) ORDER BY run_at, id LIMIT $2"
+                ),
+                [quiet_ms.into(), limit.into(), run_at.into(), id.into()],
+            ),
+            None => Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!("{WAITING_COLUMNS} ORDER BY run_at, id LIMIT $2"),
+                [quiet_ms.into(), limit.into()],
+            ),
+        };
+        Ok(WaitingJob::find_by_statement(statement)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Of `ids`, the jobs still waiting and untouched for at least `quiet`,
+    /// read narrow: checked again just before the maintenance services
+    /// publish, so a job that moved on since it was read is not published.
+    pub async fn still_waiting(
+        &self,
+        ids: &[uuid::Uuid],
+        quiet: std::time::Duration,
+    ) -> Result<Vec<WaitingJob>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(query
-            .order_by_asc(Column::RunAt)
-            .order_by_asc(Column::Id)
-            .limit(limit)
+        let quiet_ms = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
+        let ids = serde_json::Value::Array(ids.iter().map(|id| serde_json::json!(id)).collect());
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "{WAITING_COLUMNS} AND id IN (SELECT value::text::uuid FROM jsonb_array_elements_text($2::jsonb))"
+            ),
+            [quiet_ms.into(), ids.into()],
+        );
+        Ok(WaitingJob::find_by_statement(statement)
             .all(&self.db)
             .await?)
     }

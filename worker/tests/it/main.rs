@@ -5,6 +5,7 @@ mod crashes;
 mod example;
 mod execution;
 mod leases;
+mod maintenance;
 mod observability;
 mod ordering;
 mod outages;

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use conveyor::maintenance::reconciler::reconcile_once;
 use conveyor::store::StuckAction;
 use conveyor::{Fence, JobStatus, WorkerId};
 use redis::Commands;
 use serde_json::json;
-use worker::reconcile::reconcile_once;
 use worker::recover::{self, Line, Options};
 
 use crate::support::{Calls, Harness, id, job, registry_with};
@@ -330,13 +330,14 @@ async fn reconciling_a_large_healthy_backlog_adds_no_duplicates() {
     .await;
     let backlog = h
         .store
-        .waiting_jobs(Duration::ZERO, None, 50_000)
+        .waiting_page(Duration::ZERO, None, 50_000)
         .await
         .expect("read backlog");
     assert_eq!(backlog.len(), 20_000);
     for chunk in backlog.chunks(1_000) {
-        h.broker.publish(chunk).await.expect("publish");
+        h.broker.publish_waiting(chunk).await.expect("publish");
     }
+    let maintenance = h.maintenance().await;
     let depth = |h: &Harness| -> i64 {
         let mut conn = h.redis_conn();
         h.keys()
@@ -349,7 +350,7 @@ async fn reconciling_a_large_healthy_backlog_adds_no_duplicates() {
     // No workers; several passes, the first as if Redis had been reset (no
     // epoch yet), none with a quiet period: the harshest case.
     for pass in 0..3 {
-        let report = reconcile_once(&h.store, &h.broker, Duration::ZERO)
+        let report = reconcile_once(&maintenance, Duration::ZERO)
             .await
             .expect("reconcile");
         assert_eq!(report.checked, 20_000);

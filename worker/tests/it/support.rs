@@ -91,6 +91,20 @@ impl Harness {
             .clone()
     }
 
+    /// A maintenance context of this test's own that holds the leader's
+    /// lease, for running single passes by hand.
+    pub async fn maintenance(&self) -> conveyor::maintenance::Context {
+        let maintenance = conveyor::maintenance::Maintenance::new(
+            self.store.clone(),
+            self.broker.clone(),
+            self.settings("maintenance").maintenance(),
+            Arc::new(conveyor::outage::Outages::default()),
+        );
+        let ctx = maintenance.context().clone();
+        assert!(ctx.take_lead().await.expect("campaign"), "no other leader");
+        ctx
+    }
+
     pub async fn job(&self, id: JobId) -> Job {
         self.store
             .find(id)
