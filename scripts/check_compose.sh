@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Validates docker-compose.yml without a Docker engine: against the Compose
-# Specification's JSON schema (check-jsonschema's built-in copy, and the one
-# in ../shared/schemas when present), then structurally (scripts/check_compose.py).
+# Specification's JSON schema (check-jsonschema's built-in copy), then
+# structurally (scripts/check_compose.py).
 # check-jsonschema is installed from PyPI into target/tools/ on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,4 @@ if [[ ! -x $venv/bin/check-jsonschema ]]; then
 fi
 
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
-if [[ -f ../shared/schemas/compose-spec.json ]]; then
-  "$venv/bin/check-jsonschema" --schemafile ../shared/schemas/compose-spec.json docker-compose.yml
-fi
 "$venv/bin/python" scripts/check_compose.py

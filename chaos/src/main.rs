@@ -1,6 +1,6 @@
 //! `conveyor-chaos`: runs a whole Conveyor stack (its own PostgreSQL and
 //! Redis, the API, three workers) while a client submits jobs, injects
-//! faults, then checks DESIGN.md section 4's promises from PostgreSQL and
+//! faults, then checks the promises of docs/design.md (section 6) from PostgreSQL and
 //! the workers' logs. Driven by `scripts/chaos.sh`; see docs/guarantees.md.
 //!
 //! # Layout

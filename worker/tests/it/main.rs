@@ -1,5 +1,5 @@
 //! The worker against real PostgreSQL and Redis. Each guarantee of
-//! DESIGN.md section 4 that the worker owns is broken here on purpose.
+//! docs/design.md (section 6) that the worker owns is broken here on purpose.
 
 mod crashes;
 mod example;
