@@ -6,11 +6,13 @@
 //!
 //! # Layout
 //! - `scenarios`: submit, submit-batch, drain (+ memory), end-to-end, latency.
+//! - `reconcile`: the reconciler's pass over a large backlog (on request).
 //! - `ceiling`: pgbench and redis-benchmark.
 //! - `stack`: resetting data, worker processes, peak memory.
 //! - `stats`: percentiles and medians.
 
 mod ceiling;
+mod reconcile;
 mod scenarios;
 mod stack;
 mod stats;
@@ -61,6 +63,9 @@ pub struct Args {
     pub e2e_count: usize,
     #[arg(long, default_value_t = 300)]
     pub latency_count: usize,
+    /// Waiting jobs for the `reconcile` scenario (not run by default).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub reconcile_count: usize,
     /// Scenarios to run, comma-separated.
     #[arg(long, default_value = "submit,submit-batch,drain,end-to-end,latency")]
     pub scenarios: String,
@@ -94,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
                 "drain" => scenarios::drain(&args, &db).await?,
                 "end-to-end" => scenarios::end_to_end(&args, &db).await?,
                 "latency" => scenarios::latency(&args, &db).await?,
+                "reconcile" => reconcile::reconcile(&args, &db).await?,
                 other => anyhow::bail!("unknown scenario {other:?}"),
             };
             let shown: Vec<String> = figures

@@ -42,13 +42,17 @@ pub struct Row {
     pub attempts: i32,
     pub max_attempts: i32,
     pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When its latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 pub async fn rows(db: &DatabaseConnection) -> anyhow::Result<Vec<Row>> {
     let found = db
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT id, idempotency_key, status, attempts, max_attempts, error_message FROM jobs",
+            "SELECT id, idempotency_key, status, attempts, max_attempts, error_message, \
+             created_at, started_at FROM jobs",
         ))
         .await?;
     found
@@ -61,6 +65,8 @@ pub async fn rows(db: &DatabaseConnection) -> anyhow::Result<Vec<Row>> {
                 attempts: row.try_get("", "attempts")?,
                 max_attempts: row.try_get("", "max_attempts")?,
                 error: row.try_get("", "error_message")?,
+                created_at: row.try_get("", "created_at")?,
+                started_at: row.try_get("", "started_at")?,
             })
         })
         .collect()
@@ -77,6 +83,9 @@ struct Event {
     name: String,
     job: Option<Uuid>,
     attempt: Option<i64>,
+    /// The claim token of the attempt, where the event names it: attempts
+    /// are told apart by it (a manual retry starts again from attempt 1).
+    claim: Option<String>,
     /// Index of the worker life whose log holds it.
     life: usize,
 }
@@ -97,6 +106,10 @@ fn parse(line: &str, life: usize) -> Option<Event> {
         name,
         job: field("job.id").as_str().and_then(|id| id.parse().ok()),
         attempt: field("job.attempt").as_i64(),
+        claim: field("job.claim")
+            .as_str()
+            .filter(|claim| !claim.is_empty())
+            .map(str::to_owned),
         life,
     })
 }
@@ -130,6 +143,13 @@ pub struct Report {
     pub over_attempts: usize,
     pub exhausted_by_faults: usize,
     pub duplicate_executions: usize,
+    /// Submissions whose client hung up right after sending, and of those
+    /// the ones the API took (a row holds their key).
+    pub hung_up: usize,
+    pub hung_up_taken: usize,
+    /// The longest a hung-up submission waited from its commit to its
+    /// (latest) start.
+    pub worst_hung_up_start: Option<Duration>,
     /// The worst, with the worker and the fault.
     pub worst_recovery: Option<(Duration, String)>,
     /// Workers that did not exit in time after SIGTERM (or a second one).
@@ -194,6 +214,19 @@ impl Report {
             false,
         );
         line("duplicate executions", n(self.duplicate_executions), false);
+        line("clients that hung up after sending", n(self.hung_up), false);
+        line(
+            "  of which the API took (and must run)",
+            n(self.hung_up_taken),
+            false,
+        );
+        line(
+            "  worst commit-to-start of those",
+            self.worst_hung_up_start
+                .map(|d| format!("{:.3} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".to_owned()),
+            false,
+        );
         line(
             "worst time from a worker's death to re-run",
             self.worst_recovery
@@ -251,15 +284,39 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
                 .push(format!("{} rejected: {rejected}", submission.key));
             continue;
         }
-        let Some(id) = submission.accepted else {
-            report.unanswered += 1;
-            continue;
-        };
-        report.accepted += 1;
         let found = by_key
             .get(submission.key.as_str())
             .cloned()
             .unwrap_or_default();
+        if submission.hung_up {
+            report.hung_up += 1;
+        }
+        // A client that hung up never heard; the table says if it was taken.
+        let taken = submission
+            .hung_up
+            .then(|| found.first().map(|row| row.id))
+            .flatten();
+        let Some(id) = submission.accepted.or(taken) else {
+            if !submission.hung_up {
+                report.unanswered += 1;
+            }
+            continue;
+        };
+        report.accepted += 1;
+        if submission.hung_up {
+            report.hung_up_taken += 1;
+            if let Some(row) = found.first()
+                && let Some(started) = row.started_at
+            {
+                let waited = (started - row.created_at).to_std().unwrap_or_default();
+                if report
+                    .worst_hung_up_start
+                    .is_none_or(|worst| waited > worst)
+                {
+                    report.worst_hung_up_start = Some(waited);
+                }
+            }
+        }
         let Some(row) = found.first() else {
             report.lost += 1;
             report.problems.push(format!(
@@ -305,7 +362,13 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
             && row.error.as_deref() == Some(LEASE_EXPIRED)
             && row.attempts == row.max_attempts;
         let right = match submission.kind {
-            Kind::Noop | Kind::Sleep | Kind::LongSleep => row.status == "completed" || exhausted,
+            Kind::Noop | Kind::Sleep | Kind::LongSleep | Kind::HangUp | Kind::RefuseOnce => {
+                row.status == "completed" || exhausted
+            }
+            Kind::RetryAfterLoss => {
+                row.status == "completed"
+                    || (row.status == "failed" && row.error.as_deref() == Some(LEASE_EXPIRED))
+            }
             Kind::Fail => row.status == "failed" && (row.attempts == 1 || lost_an_attempt),
             Kind::TransientFail => row.status == "failed" && row.attempts == row.max_attempts,
             Kind::CancelWaiting => row.status == "canceled",
@@ -328,17 +391,23 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
             ));
         }
 
-        // No attempt's outcome written twice, and at most one terminal outcome.
-        let mut outcomes: HashMap<i64, usize> = HashMap::new();
+        // No attempt's outcome written twice, and at most one terminal
+        // outcome per run (a manual retry starts a new run).
+        let mut outcomes: HashMap<String, usize> = HashMap::new();
         let mut terminal = 0;
         for event in job_events.iter().filter(|event| is_outcome(event)) {
-            *outcomes.entry(event.attempt.unwrap_or(-1)).or_default() += 1;
+            let attempt = event
+                .claim
+                .clone()
+                .unwrap_or_else(|| format!("attempt {}", event.attempt.unwrap_or(-1)));
+            *outcomes.entry(attempt).or_default() += 1;
             if TERMINAL.contains(&event.name.as_str()) {
                 terminal += 1;
             }
         }
-        let twice =
-            outcomes.values().filter(|count| **count > 1).count() + usize::from(terminal > 1);
+        let retried_by_hand = submission.kind == Kind::RetryAfterLoss;
+        let twice = outcomes.values().filter(|count| **count > 1).count()
+            + usize::from(terminal > 1 && !retried_by_hand);
         if twice > 0 {
             report.written_twice += twice;
             report.problems.push(format!(
@@ -354,7 +423,13 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
         }
     }
 
-    report.worst_recovery = worst_recovery(&events, lives);
+    // A job retried by hand waits for the harness, not for recovery.
+    let by_hand: HashSet<Uuid> = submissions
+        .iter()
+        .filter(|submission| submission.kind == Kind::RetryAfterLoss)
+        .filter_map(|submission| submission.accepted)
+        .collect();
+    report.worst_recovery = worst_recovery(&events, lives, &by_hand);
     report
 }
 
@@ -387,14 +462,18 @@ fn running_before(events: &[Event], index: usize, until: Option<DateTime<Utc>>) 
 
 /// For each worker killed or stopped, each job it was running then: how
 /// long until another worker claimed that job again. The worst of these.
-fn worst_recovery(events: &[Event], lives: &[WorkerLife]) -> Option<(Duration, String)> {
+fn worst_recovery(
+    events: &[Event],
+    lives: &[WorkerLife],
+    ignored: &HashSet<Uuid>,
+) -> Option<(Duration, String)> {
     let mut worst: Option<(Duration, String)> = None;
     for (index, life) in lives.iter().enumerate() {
         let Some((died, how)) = life.fault else {
             continue;
         };
         let running = running_before(events, index, Some(died));
-        for job in running {
+        for job in running.into_iter().filter(|job| !ignored.contains(job)) {
             let again = events.iter().find(|event| {
                 event.life != index
                     && event.at > died
@@ -448,7 +527,16 @@ mod tests {
             rejected: None,
             tries: 1,
             cancel_answers: Vec::new(),
+            hung_up: false,
         }
+    }
+
+    fn claimed_line(at: &str, event: &str, job: Uuid, attempt: i64, claim: &str) -> String {
+        serde_json::json!({
+            "timestamp": at, "event": event,
+            "span": {"job.id": job.to_string(), "job.attempt": attempt, "job.claim": claim},
+        })
+        .to_string()
     }
 
     fn row(n: u32, id: Uuid, status: &str, attempts: i32) -> Row {
@@ -459,7 +547,68 @@ mod tests {
             attempts,
             max_attempts: 5,
             error: None,
+            created_at: "2026-01-01T00:00:00Z".parse().expect("time"),
+            started_at: Some("2026-01-01T00:00:01Z".parse().expect("time")),
         }
+    }
+
+    #[test]
+    fn attempts_are_told_apart_by_claim_so_a_manual_retry_is_not_a_double_write() {
+        let job = Uuid::new_v4();
+        // Attempt 1 lost its lease; the job was retried by hand and ran as
+        // attempt 1 again, under another claim.
+        let worker = life(
+            "w0",
+            &[
+                claimed_line("2026-01-01T00:00:00Z", "job_claimed", job, 1, "c1"),
+                claimed_line("2026-01-01T00:00:04Z", "job_recovered", job, 1, "c1"),
+                claimed_line("2026-01-01T00:00:06Z", "job_claimed", job, 1, "c2"),
+                claimed_line("2026-01-01T00:00:07Z", "job_completed", job, 1, "c2"),
+            ],
+            None,
+        );
+        let mut row = row(1, job, "completed", 1);
+        row.max_attempts = 1;
+        let report = check(
+            &[submission(1, Kind::RetryAfterLoss, job)],
+            &[row.clone()],
+            &[worker.clone()],
+        );
+        assert!(report.passed(), "{report:?}");
+        // The same claim written twice is caught.
+        let twice = life(
+            "w1",
+            &[
+                claimed_line("2026-01-01T00:00:00Z", "job_claimed", job, 1, "c1"),
+                claimed_line("2026-01-01T00:00:04Z", "job_recovered", job, 1, "c1"),
+                claimed_line("2026-01-01T00:00:05Z", "job_completed", job, 1, "c1"),
+            ],
+            None,
+        );
+        let report = check(
+            &[submission(1, Kind::RetryAfterLoss, job)],
+            &[row],
+            &[twice.clone()],
+        );
+        remove(&[worker, twice]);
+        assert_eq!(report.written_twice, 1, "{report:?}");
+    }
+
+    #[test]
+    fn a_hung_up_submission_counts_when_the_api_took_it() {
+        let (taken, stuck) = (Uuid::new_v4(), Uuid::new_v4());
+        let hung_up = |n: u32| Submission {
+            accepted: None,
+            kind: Kind::HangUp,
+            hung_up: true,
+            ..submission(n, Kind::HangUp, taken)
+        };
+        let rows = [row(1, taken, "completed", 1), row(2, stuck, "queued", 0)];
+        let report = check(&[hung_up(1), hung_up(2), hung_up(3)], &rows, &[]);
+        assert_eq!((report.hung_up, report.hung_up_taken), (3, 2));
+        assert_eq!(report.stuck, 1, "a job the API took must run: {report:?}");
+        assert_eq!(report.unanswered, 0, "not taken is not a failure");
+        assert_eq!(report.worst_hung_up_start, Some(Duration::from_secs(1)));
     }
 
     #[test]

@@ -33,6 +33,17 @@ pub enum Kind {
     /// `sleep` of 8 s, canceled after about a second: canceled, or
     /// completed when the cancel found it finished.
     CancelRunning,
+    /// `noop` sent by a client that hangs up right after sending: if the
+    /// API took it, it completes, and soon (the report shows how soon).
+    HangUp,
+    /// `noop` whose first completion PostgreSQL refuses (a trigger the
+    /// harness installs): completed on a later attempt.
+    RefuseOnce,
+    /// `sleep` of 4 s with one attempt: when its worker is paused past its
+    /// lease it fails, the harness retries it by hand while the worker is
+    /// still paused, and the resumed worker's late outcome must be refused.
+    /// Completed, or failed by a lost lease.
+    RetryAfterLoss,
 }
 
 impl Kind {
@@ -41,19 +52,23 @@ impl Kind {
     pub fn max_attempts(self) -> i32 {
         match self {
             Kind::TransientFail => 3,
+            Kind::RetryAfterLoss => 1,
             _ => 5,
         }
     }
 
     fn pick(rng: &mut impl Rng) -> Kind {
         match rng.random_range(0..100) {
-            0..45 => Kind::Noop,
-            45..65 => Kind::Sleep,
-            65..70 => Kind::LongSleep,
-            70..78 => Kind::Fail,
-            78..88 => Kind::TransientFail,
-            88..94 => Kind::CancelWaiting,
-            _ => Kind::CancelRunning,
+            0..40 => Kind::Noop,
+            40..58 => Kind::Sleep,
+            58..63 => Kind::LongSleep,
+            63..70 => Kind::Fail,
+            70..79 => Kind::TransientFail,
+            79..85 => Kind::CancelWaiting,
+            85..91 => Kind::CancelRunning,
+            91..94 => Kind::HangUp,
+            94..97 => Kind::RefuseOnce,
+            _ => Kind::RetryAfterLoss,
         }
     }
 
@@ -66,6 +81,9 @@ impl Kind {
             Kind::TransientFail => ("demo", json!({ "transient_fail": true, "n": n }), 0),
             Kind::CancelWaiting => ("noop", json!({ "n": n }), 60),
             Kind::CancelRunning => ("sleep", json!({ "ms": 8_000 }), 0),
+            Kind::HangUp => ("noop", json!({ "n": n, "hang_up": true }), 0),
+            Kind::RefuseOnce => ("noop", json!({ "n": n, REFUSE_ONCE: true }), 0),
+            Kind::RetryAfterLoss => ("sleep", json!({ "ms": 4_000, RETRY_AFTER_LOSS: true }), 0),
         };
         json!({
             "type": task_type,
@@ -76,6 +94,12 @@ impl Kind {
         })
     }
 }
+
+/// The payload field that makes the harness's trigger refuse a job's first
+/// completion.
+pub const REFUSE_ONCE: &str = "refuse_once";
+/// The payload field of the jobs the harness retries by hand after a loss.
+pub const RETRY_AFTER_LOSS: &str = "retry_after_loss";
 
 /// What happened to one submission.
 #[derive(Debug, Clone)]
@@ -90,6 +114,9 @@ pub struct Submission {
     pub tries: u32,
     /// The statuses the cancel requests got, in order.
     pub cancel_answers: Vec<u16>,
+    /// Sent by a client that hung up without reading the answer: accepted
+    /// if the table holds its key.
+    pub hung_up: bool,
 }
 
 /// Submits about `rate` jobs a second until `until`; returns every
@@ -142,7 +169,14 @@ async fn submit(http: &reqwest::Client, api: &str, n: u64, kind: Kind) -> Submis
         rejected: None,
         tries: 0,
         cancel_answers: Vec::new(),
+        hung_up: false,
     };
+    if kind == Kind::HangUp {
+        submission.tries = 1;
+        submission.hung_up = true;
+        hang_up(api, &body).await;
+        return submission;
+    }
     let deadline = Instant::now() + GIVE_UP_AFTER;
     let mut pause = Duration::from_millis(50);
     while Instant::now() < deadline {
@@ -179,6 +213,23 @@ async fn submit(http: &reqwest::Client, api: &str, n: u64, kind: Kind) -> Submis
     tokio::time::sleep(wait).await;
     submission.cancel_answers = cancel(http, api, id).await;
     submission
+}
+
+/// Sends `POST /jobs` with `body` and hangs up at once, without reading the
+/// answer: a client whose timeout fired, or a load balancer that gave up.
+async fn hang_up(api: &str, body: &Value) {
+    use tokio::io::AsyncWriteExt;
+    let addr = api.trim_start_matches("http://");
+    let body = body.to_string();
+    let request = format!(
+        "POST /jobs HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if let Ok(mut socket) = tokio::net::TcpStream::connect(addr).await {
+        let _ = socket.write_all(request.as_bytes()).await;
+        let _ = socket.shutdown().await;
+    }
 }
 
 /// Cancels `id`, retrying after errors and 5xx; returns every status seen.

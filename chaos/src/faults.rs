@@ -10,6 +10,11 @@ use rand::rngs::StdRng;
 use sea_orm::DatabaseConnection;
 use tokio::time::Instant;
 
+use conveyor::store::LEASE_EXPIRED_ERROR;
+use sea_orm::ConnectionTrait;
+use testkit::Proxy;
+use testkit::proxy::target_of;
+
 use crate::Args;
 use crate::check::{self, Report, WorkerLife};
 use crate::client;
@@ -22,12 +27,20 @@ const LEASE_SECS: u64 = 3;
 /// Grace a SIGTERM'd worker gives its running jobs before putting them back.
 const SHUTDOWN_GRACE_SECS: u64 = 1;
 
-/// Everything running: servers, API, workers.
+/// How long Redis's replies are held during the slow-Redis fault: past
+/// the clients' response timeouts.
+const REDIS_DELAY: Duration = Duration::from_millis(1_500);
+
+/// Everything running: servers, API, workers. The API and the workers
+/// reach PostgreSQL and Redis through proxies in this process, which can
+/// lose a reply or hold replies back.
 pub struct Stack {
     bin_dir: std::path::PathBuf,
     work_dir: std::path::PathBuf,
     postgres: Postgres,
     redis: Redis,
+    postgres_proxy: Proxy,
+    redis_proxy: Proxy,
     api: Proc,
     api_port: u16,
     api_starts: usize,
@@ -54,7 +67,9 @@ impl Stack {
         redis: Redis,
     ) -> anyhow::Result<Stack> {
         let api_port = free_port()?;
-        let env = base_env(&postgres, &redis);
+        let postgres_proxy = Proxy::start(target_of(&postgres.url("postgres"))).await;
+        let redis_proxy = Proxy::start(target_of(&redis.url())).await;
+        let env = base_env(&postgres_proxy, &postgres, &redis_proxy, &redis);
         let api = spawn_api(&args.bin_dir, &args.work_dir, env, api_port, 0)?;
         let mut stack = Stack {
             bin_dir: args.bin_dir.clone(),
@@ -62,6 +77,8 @@ impl Stack {
             api,
             postgres,
             redis,
+            postgres_proxy,
+            redis_proxy,
             api_port,
             api_starts: 1,
             workers: Vec::new(),
@@ -85,7 +102,12 @@ impl Stack {
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
-        base_env(&self.postgres, &self.redis)
+        base_env(
+            &self.postgres_proxy,
+            &self.postgres,
+            &self.redis_proxy,
+            &self.redis,
+        )
     }
 
     fn spawn_api(&mut self) -> anyhow::Result<Proc> {
@@ -226,6 +248,75 @@ impl Stack {
         Ok(())
     }
 
+    /// SIGKILL a worker, then take PostgreSQL away for longer than a lease:
+    /// the leader tries to recover the dead worker's ids while it cannot
+    /// read their jobs, and must try again once PostgreSQL is back.
+    async fn kill_worker_during_postgres_outage(&mut self) -> anyhow::Result<()> {
+        self.kill_worker().await?;
+        self.postgres.stop_fast().await?;
+        self.note("PostgreSQL stopped while the dead worker is recovered".to_owned());
+        tokio::time::sleep(Duration::from_secs(LEASE_SECS + 3)).await;
+        self.postgres.start().await?;
+        self.note("PostgreSQL started".to_owned());
+        Ok(())
+    }
+
+    /// Holds every Redis reply past the clients' response timeouts for a
+    /// few seconds: publishes, acknowledgements and pops time out after
+    /// Redis acted on them.
+    async fn slow_redis(&mut self) -> anyhow::Result<()> {
+        self.redis_proxy.delay_replies(REDIS_DELAY);
+        self.note(format!(
+            "Redis replies held back {} ms",
+            REDIS_DELAY.as_millis()
+        ));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        self.redis_proxy.delay_replies(Duration::ZERO);
+        self.note("Redis replies on time again".to_owned());
+        Ok(())
+    }
+
+    /// Loses the reply to the next insert, then to the next update (a claim
+    /// or an outcome), after PostgreSQL committed them.
+    async fn lose_postgres_replies(&mut self) -> anyhow::Result<()> {
+        self.postgres_proxy.lose_next_reply_containing(b"INSERT 0");
+        self.note("the next INSERT's reply will be lost".to_owned());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.postgres_proxy.lose_next_reply_containing(b"UPDATE ");
+        self.note("the next UPDATE's reply will be lost".to_owned());
+        Ok(())
+    }
+
+    /// Retries by hand, through the API, every job of the kind that is
+    /// retried after a loss and failed because its lease expired, while the
+    /// worker that lost it may still be paused.
+    async fn retry_lost_jobs(&mut self, db: &DatabaseConnection) -> anyhow::Result<()> {
+        let lost = db
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT id FROM jobs WHERE status = 'failed' AND error_message = $1 AND payload ? $2",
+                [LEASE_EXPIRED_ERROR.into(), client::RETRY_AFTER_LOSS.into()],
+            ))
+            .await?;
+        let http = reqwest::Client::new();
+        let mut retried = 0;
+        for row in lost {
+            let id: uuid::Uuid = row.try_get("", "id")?;
+            let answer = http
+                .post(format!("{}/jobs/{id}/retry", self.api_url()))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            if answer.is_ok_and(|answer| answer.status().is_success()) {
+                retried += 1;
+            }
+        }
+        self.note(format!(
+            "retried {retried} job(s) by hand that had failed on a lost lease"
+        ));
+        Ok(())
+    }
+
     async fn restart_api(&mut self) -> anyhow::Result<()> {
         self.api.signal(Signal::SIGKILL)?;
         self.api.kill().await;
@@ -258,10 +349,18 @@ impl Stack {
     }
 }
 
-fn base_env(postgres: &Postgres, redis: &Redis) -> Vec<(&'static str, String)> {
+fn base_env(
+    postgres_proxy: &Proxy,
+    postgres: &Postgres,
+    redis_proxy: &Proxy,
+    redis: &Redis,
+) -> Vec<(&'static str, String)> {
     vec![
-        ("DATABASE_URL", postgres.url("postgres")),
-        ("REDIS_URL", redis.url()),
+        (
+            "DATABASE_URL",
+            postgres_proxy.url_through(&postgres.url("postgres")),
+        ),
+        ("REDIS_URL", redis_proxy.url_through(&redis.url())),
         ("CONVEYOR_PREFIX", "chaos".to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "info".to_owned()),
@@ -291,6 +390,10 @@ enum Fault {
     RestartPostgres,
     RestartApi,
     TerminateWorkerTwice,
+    RetryLostJobs,
+    SlowRedis,
+    LosePostgresReplies,
+    KillWorkerDuringPostgresOutage,
 }
 
 /// Every fault at least once per minute; a worker killed every 6 s.
@@ -304,13 +407,20 @@ fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
     }
     let cycle = [
         (9, Fault::PauseWorker),
-        // Longer than the lease: the janitor takes its jobs meanwhile.
+        // Its jobs' leases expired meanwhile; some are retried by hand
+        // before it resumes.
+        (9 + LEASE_SECS + 2, Fault::RetryLostJobs),
+        // Longer than the lease: the lease rescuer takes its jobs meanwhile.
         (9 + LEASE_SECS * 2 + 1, Fault::ResumeWorker),
         (17, Fault::TerminateWorker),
         (23, Fault::RestartRedis),
+        (26, Fault::SlowRedis),
         (31, Fault::RestartPostgres),
+        (35, Fault::LosePostgresReplies),
         (39, Fault::RestartApi),
         (46, Fault::TerminateWorkerTwice),
+        // Blocks for a lease and more: the worker kills due meanwhile wait.
+        (49, Fault::KillWorkerDuringPostgresOutage),
     ];
     let mut start = 0;
     while start < end {
@@ -350,6 +460,12 @@ pub async fn run(
             Fault::RestartPostgres => stack.restart_postgres().await,
             Fault::RestartApi => stack.restart_api().await,
             Fault::TerminateWorkerTwice => stack.terminate_worker(true).await,
+            Fault::RetryLostJobs => stack.retry_lost_jobs(db).await,
+            Fault::SlowRedis => stack.slow_redis().await,
+            Fault::LosePostgresReplies => stack.lose_postgres_replies().await,
+            Fault::KillWorkerDuringPostgresOutage => {
+                stack.kill_worker_during_postgres_outage().await
+            }
         }
         .with_context(|| format!("injecting {fault:?}"))?;
     }
@@ -365,11 +481,20 @@ pub async fn run(
     let deadline = Instant::now() + Duration::from_secs(args.quiesce_secs);
     let accepted: std::collections::HashSet<uuid::Uuid> =
         submissions.iter().filter_map(|s| s.accepted).collect();
+    // A client that hung up never learned its job's id; its key finds it.
+    let hung_up: std::collections::HashSet<&str> = submissions
+        .iter()
+        .filter(|s| s.hung_up)
+        .map(|s| s.key.as_str())
+        .collect();
     let rows = loop {
         let rows = check::rows(db).await?;
         let waiting = rows
             .iter()
-            .filter(|row| accepted.contains(&row.id) && !check::is_terminal(&row.status))
+            .filter(|row| {
+                let taken = row.key.as_deref().is_some_and(|key| hung_up.contains(key));
+                (accepted.contains(&row.id) || taken) && !check::is_terminal(&row.status)
+            })
             .count();
         if waiting == 0 || Instant::now() > deadline {
             println!(

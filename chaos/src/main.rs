@@ -97,6 +97,29 @@ async fn main() -> anyhow::Result<()> {
     std::process::exit(if passed { 0 } else { 1 });
 }
 
+/// A trigger that refuses the first completion of every job whose payload
+/// asks for it (`client::REFUSE_ONCE`): an outcome write PostgreSQL refuses
+/// once, for a reason other than an outage. The worker must not leave such
+/// a job `running`; it runs again and completes.
+async fn install_refusal(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    db.execute_unprepared(&format!(
+        "CREATE FUNCTION chaos_refuse_once() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF OLD.status = 'running' AND NEW.status = 'completed' AND OLD.attempts = 1 \
+              AND NEW.payload ? '{}' THEN \
+             RAISE EXCEPTION 'chaos: this completion is refused once'; \
+           END IF; \
+           RETURN NEW; \
+         END $$; \
+         CREATE TRIGGER chaos_refuse_once BEFORE UPDATE ON jobs \
+         FOR EACH ROW EXECUTE FUNCTION chaos_refuse_once();",
+        client::REFUSE_ONCE
+    ))
+    .await?;
+    Ok(())
+}
+
 async fn run(args: &Args, seed: u64, postgres: Postgres, redis: Redis) -> anyhow::Result<bool> {
     let database_url = postgres.url("postgres");
     let migrate = tokio::process::Command::new(args.bin_dir.join("conveyor-migrate"))
@@ -110,6 +133,7 @@ async fn run(args: &Args, seed: u64, postgres: Postgres, redis: Redis) -> anyhow
         String::from_utf8_lossy(&migrate.stderr)
     );
     let db = Database::connect(database_url.as_str()).await?;
+    install_refusal(&db).await?;
     let mut stack = Stack::start(args, seed, postgres, redis).await?;
 
     let outcome = faults::run(args, &mut stack, &db).await;

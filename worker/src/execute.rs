@@ -87,7 +87,7 @@ pub async fn process(
 /// span carrying its id, type, queue and attempt.
 pub async fn run_claimed(runtime: Arc<Runtime>, job: Job, give_up: CancellationToken) {
     let span = tracing::info_span!("job", job.id = %job.id, job.r#type = %job.task_type,
-        job.queue = %job.queue, job.attempt = job.attempts);
+        job.queue = %job.queue, job.attempt = job.attempts, job.claim = %ClaimToken::of(&job));
     run(runtime, job, give_up).instrument(span).await;
 }
 
@@ -186,11 +186,26 @@ async fn record(
             })
             .await;
             match completed {
-                // A result PostgreSQL will not store (a NUL character in a
-                // string, for one) would fail the same way on every attempt.
-                Err(Unwritten::Refused(err)) => {
+                // A result PostgreSQL will never store (a NUL character in a
+                // string, a number out of range) would fail the same way on
+                // every attempt: the job fails, saying why.
+                Err(Unwritten::Refused(err)) if err.is_unstorable_value() => {
                     let error = format!("the handler's result could not be stored: {err}");
                     store_call(runtime, patience, give_up, || store.fail(fence, &error)).await
+                }
+                // Refused for another reason (a trigger, a constraint, a
+                // statement timeout): the attempt is lost, the job tries
+                // again, rather than staying `running` until its lease runs out.
+                Err(Unwritten::Refused(err)) => {
+                    let error = format!("the outcome could not be recorded: {err}");
+                    let delay = runtime
+                        .settings
+                        .retry
+                        .delay_after(job.attempts.max(1) as u32);
+                    store_call(runtime, patience, give_up, || {
+                        store.schedule_retry(fence, &error, delay)
+                    })
+                    .await
                 }
                 other => other,
             }

@@ -45,8 +45,12 @@ pub async fn rescue(ctx: &Context) -> Result<(), MaintenanceError> {
         let mut republish: Vec<Job> = Vec::new();
         for expiry in expired {
             let job = expiry.job;
+            let claim = expiry
+                .lost_claim
+                .map(|claim| claim.to_string())
+                .unwrap_or_default();
             tracing::warn!(event = "job_recovered", job.id = %job.id, job.r#type = %job.task_type,
-                job.queue = %job.queue, job.attempt = job.attempts, job.status = %job.status,
+                job.queue = %job.queue, job.attempt = job.attempts, job.claim = %claim, job.status = %job.status,
                 worker.id = %ctx.settings.me, previous_worker = expiry.previous_worker.as_deref().unwrap_or("?"),
                 "recovered job {} from an expired lease: now {}", job.id, job.status);
             if job.status == JobStatus::Retrying {

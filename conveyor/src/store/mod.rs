@@ -173,6 +173,24 @@ impl StoreError {
         }
     }
 
+    /// True when PostgreSQL refused a value it can never store (SQLSTATE
+    /// class 22, data exception: a NUL character in text or JSON, a number
+    /// out of range): writing it again would fail the same way.
+    pub fn is_unstorable_value(&self) -> bool {
+        let StoreError::Database(
+            DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)),
+        ) = self
+        else {
+            return false;
+        };
+        match err.as_ref() {
+            sea_orm::sqlx::Error::Database(db_err) => {
+                db_err.code().is_some_and(|code| code.starts_with("22"))
+            }
+            _ => false,
+        }
+    }
+
     /// How a group commit answers each caller of a batch that failed
     /// because PostgreSQL could not be reached: trying each write alone
     /// would only wait for the same outage again.

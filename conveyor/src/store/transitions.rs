@@ -15,9 +15,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, SimpleExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement, UpdateMany,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
+    UpdateMany,
 };
 
 use super::{Fence, Store, StoreError, Transition};
@@ -40,12 +41,14 @@ pub enum StuckAction {
     Requeue,
 }
 
-/// What the janitor did to one job whose lease had expired.
+/// What the lease rescuer did to one job whose lease had expired.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaseExpiry {
     pub job: Job,
     /// The worker that held the lost attempt.
     pub previous_worker: Option<String>,
+    /// The claim of the lost attempt.
+    pub lost_claim: Option<ClaimToken>,
 }
 
 impl Store {
@@ -320,39 +323,49 @@ impl Store {
             .await?)
     }
 
-    /// The janitor's edge: every `running` job whose lease has expired (its
-    /// worker died or stalled) → `retrying` due now, or `failed` when that
-    /// was its last attempt, or `canceled` when cancellation was requested.
-    /// At most `limit` jobs per call. Two janitors racing cannot both act on
-    /// one job: the update re-checks the lease on each row it takes.
+    /// The lease rescuer's edge: every `running` job whose lease has
+    /// expired (its worker died or stalled) → `retrying` due now, or
+    /// `failed` when that was its last attempt, or `canceled` when
+    /// cancellation was requested; its claim token is cleared, so no write
+    /// of the lost attempt can match it again. At most `limit` jobs per
+    /// call. Two rescuers racing cannot both act on one job: rows are taken
+    /// `FOR UPDATE SKIP LOCKED` and the lease is checked again.
     pub async fn expire_leases(&self, limit: u64) -> Result<Vec<LeaseExpiry>, StoreError> {
-        let expired = sea_orm::sea_query::Query::select()
-            .column(Column::Id)
-            .from(Entity)
-            .and_where(Column::Status.eq(JobStatus::Running))
-            .and_where(Expr::col(Column::LeaseExpiresAt).lt(now()))
-            .limit(limit)
-            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            .to_owned();
-        let jobs = after_lost_attempt(Entity::update_many(), LEASE_EXPIRED_ERROR)
-            .col_expr(
-                Column::RunAt,
-                Expr::cust(format!("CASE WHEN {RETRYABLE} THEN now() ELSE run_at END")),
-            )
-            .col_expr(Column::ClaimToken, null())
-            .filter(Column::Id.in_subquery(expired))
-            .filter(Column::Status.eq(JobStatus::Running))
-            .filter(Expr::col(Column::LeaseExpiresAt).lt(now()))
-            .exec_with_returning(&self.db)
-            .await?;
-        // `worker_id` is kept on the row as a record of who lost it.
-        Ok(jobs
-            .into_iter()
-            .map(|job| LeaseExpiry {
-                previous_worker: job.worker_id.clone(),
-                job,
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "WITH expired AS (SELECT id, claim_token FROM jobs \
+                 WHERE status = 'running' AND lease_expires_at < now() \
+                 LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 UPDATE jobs SET \
+                 status = CASE WHEN {CANCELED} THEN 'canceled' WHEN {EXHAUSTED} THEN 'failed' ELSE 'retrying' END, \
+                 error_message = $2, lease_expires_at = NULL, claim_token = NULL, \
+                 failed_at = CASE WHEN NOT {CANCELED} AND {EXHAUSTED} THEN now() END, \
+                 canceled_at = CASE WHEN {CANCELED} THEN now() END, \
+                 run_at = CASE WHEN {RETRYABLE} THEN now() ELSE run_at END, \
+                 updated_at = now() \
+                 FROM expired WHERE jobs.id = expired.id \
+                 AND jobs.status = 'running' AND jobs.lease_expires_at < now() \
+                 RETURNING jobs.*, expired.claim_token AS lost_claim"
+            ),
+            [
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                LEASE_EXPIRED_ERROR.into(),
+            ],
+        );
+        let rows = self.db.query_all_raw(statement).await?;
+        rows.iter()
+            .map(|row| {
+                let job = Job::from_query_result(row, "")?;
+                let lost_claim: Option<uuid::Uuid> = row.try_get("", "lost_claim")?;
+                Ok(LeaseExpiry {
+                    // `worker_id` is kept on the row as a record of who lost it.
+                    previous_worker: job.worker_id.clone(),
+                    lost_claim: lost_claim.map(ClaimToken::from),
+                    job,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// `running` → `failed` or `retrying` for a job `recover-stuck` read as
