@@ -572,7 +572,7 @@ mod tests {
         let report = check(
             &[submission(1, Kind::RetryAfterLoss, job)],
             &[row.clone()],
-            &[worker.clone()],
+            std::slice::from_ref(&worker),
         );
         assert!(report.passed(), "{report:?}");
         // The same claim written twice is caught.
@@ -588,7 +588,7 @@ mod tests {
         let report = check(
             &[submission(1, Kind::RetryAfterLoss, job)],
             &[row],
-            &[twice.clone()],
+            std::slice::from_ref(&twice),
         );
         remove(&[worker, twice]);
         assert_eq!(report.written_twice, 1, "{report:?}");

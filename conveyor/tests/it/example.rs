@@ -60,7 +60,7 @@ async fn the_enqueue_example_stores_and_publishes_a_job() {
         .get_connection()
         .expect("connection");
     let published: Vec<String> = conn.lrange(lane, 0, -1).expect("lrange");
-    assert_eq!(published, [id.clone()]);
+    assert_eq!(published, std::slice::from_ref(&id));
 
     let again = run("example-1");
     assert_eq!(

@@ -184,3 +184,25 @@ async fn a_worker_that_loses_a_lease_stops_the_handler_and_writes_nothing() {
     assert_eq!(done.result, Some(json!({"by": "successor"})));
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_refused_once_is_retried_instead_of_left_running() {
+    let h = Harness::new().await;
+    // PostgreSQL refuses the first attempt's completion once (as a trigger,
+    // a check or a statement timeout might), not for an unstorable value.
+    h.db.execute(
+        "CREATE FUNCTION refuse_first() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.status = 'completed' AND OLD.attempts = 1 THEN \
+         RAISE EXCEPTION 'refused once'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_first BEFORE UPDATE ON jobs \
+         FOR EACH ROW EXECUTE FUNCTION refuse_first();",
+    )
+    .await;
+    let worker = h.spawn(h.settings("w"), worker::builtin_registry());
+    let submitted = h.submit(job("noop", json!({}))).await;
+    let done = h
+        .wait_for(id(&submitted), JobStatus::Completed, DEADLINE)
+        .await;
+    assert_eq!(done.attempts, 2, "the refused attempt was retried at once");
+    worker.stop().await;
+}
