@@ -147,9 +147,11 @@ pub struct Report {
     /// the ones the API took (a row holds their key).
     pub hung_up: usize,
     pub hung_up_taken: usize,
-    /// The longest a hung-up submission waited from its commit to its
-    /// (latest) start.
-    pub worst_hung_up_start: Option<Duration>,
+    /// How long the hung-up submissions the API took waited from their
+    /// commit to their (latest) start, sorted; and the commit time of the
+    /// slowest, to find the fault it met.
+    pub hung_up_starts: Vec<Duration>,
+    pub slowest_hung_up: Option<DateTime<Utc>>,
     /// The worst, with the worker and the fault.
     pub worst_recovery: Option<(Duration, String)>,
     /// Workers that did not exit in time after SIGTERM (or a second one).
@@ -220,13 +222,24 @@ impl Report {
             n(self.hung_up_taken),
             false,
         );
-        line(
-            "  worst commit-to-start of those",
-            self.worst_hung_up_start
-                .map(|d| format!("{:.3} s", d.as_secs_f64()))
-                .unwrap_or_else(|| "-".to_owned()),
-            false,
-        );
+        let quantile = |q: f64| {
+            let starts = &self.hung_up_starts;
+            if starts.is_empty() {
+                return "-".to_owned();
+            }
+            let index = ((starts.len() - 1) as f64 * q).round() as usize;
+            format!("{:.3} s", starts[index].as_secs_f64())
+        };
+        line("  commit-to-start of those, median", quantile(0.5), false);
+        line("  commit-to-start of those, p90", quantile(0.9), false);
+        line("  commit-to-start of those, worst", quantile(1.0), false);
+        if let Some(at) = self.slowest_hung_up {
+            println!(
+                "  {:<46} {:>10}",
+                "  (committed at)",
+                at.format("%H:%M:%S%.1f")
+            );
+        }
         line(
             "worst time from a worker's death to re-run",
             self.worst_recovery
@@ -310,11 +323,14 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
             {
                 let waited = (started - row.created_at).to_std().unwrap_or_default();
                 if report
-                    .worst_hung_up_start
-                    .is_none_or(|worst| waited > worst)
+                    .hung_up_starts
+                    .last()
+                    .is_none_or(|worst| waited > *worst)
                 {
-                    report.worst_hung_up_start = Some(waited);
+                    report.slowest_hung_up = Some(row.created_at);
                 }
+                report.hung_up_starts.push(waited);
+                report.hung_up_starts.sort();
             }
         }
         let Some(row) = found.first() else {
@@ -608,7 +624,7 @@ mod tests {
         assert_eq!((report.hung_up, report.hung_up_taken), (3, 2));
         assert_eq!(report.stuck, 1, "a job the API took must run: {report:?}");
         assert_eq!(report.unanswered, 0, "not taken is not a failure");
-        assert_eq!(report.worst_hung_up_start, Some(Duration::from_secs(1)));
+        assert_eq!(report.hung_up_starts, [Duration::from_secs(1)]);
     }
 
     #[test]

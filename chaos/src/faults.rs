@@ -148,7 +148,11 @@ impl Stack {
     }
 
     fn note(&mut self, what: String) {
-        let line = format!("[{:>6.1} s] {what}", self.started.elapsed().as_secs_f64());
+        let line = format!(
+            "[{:>6.1} s, {}] {what}",
+            self.started.elapsed().as_secs_f64(),
+            Utc::now().format("%H:%M:%S%.1f")
+        );
         println!("{line}");
         self.faults.push(line);
     }

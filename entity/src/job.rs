@@ -28,7 +28,8 @@ pub struct Model {
     pub request_hash: Option<String>,
     pub worker_id: Option<String>,
     /// Set anew by every claim; every write about that attempt must match
-    /// it (the fence). Never reset, so it survives manual retries.
+    /// it (the fence). Cleared when the attempt is lost (lease expiry,
+    /// `recover-stuck`); kept by a manual retry, whose next claim replaces it.
     pub claim_token: Option<Uuid>,
     pub lease_expires_at: Option<DateTimeUtc>,
     pub cancel_requested: bool,

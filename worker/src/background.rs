@@ -34,51 +34,94 @@ pub async fn heartbeat_loop(runtime: Arc<Runtime>, stop: CancellationToken, info
     }
 }
 
-/// One heartbeat.
+/// One heartbeat: this worker's presence in Redis and its attempts' leases
+/// in PostgreSQL, at once and each bounded in time, so that neither a slow
+/// Redis nor a hung query stops the other or the next beat.
 pub async fn beat(runtime: &Runtime, info: &WorkerInfo) {
+    let limit = runtime.settings.lease / 2;
+    // First what this worker knows without asking anyone: an attempt whose
+    // lease no renewal has reached for a lease period may run elsewhere.
+    for (id, token) in runtime.overdue_attempts() {
+        tracing::warn!(event = "job_lease_lost", job.id = %id, worker.id = %runtime.me(),
+            "no renewal of job {id}'s lease got through for a lease period; stopping its handler, \
+             its outcome will not be written");
+        runtime.stop_attempt(id, token, StopReason::LeaseLost);
+    }
     let info = WorkerInfo {
         running: runtime.running_count(),
         ..info.clone()
     };
-    match runtime
-        .broker
-        .heartbeat(&info, runtime.settings.lease * 2)
+    let presence = async {
+        match tokio::time::timeout(
+            limit,
+            runtime.broker.heartbeat(&info, runtime.settings.lease * 2),
+        )
         .await
-    {
-        Ok(()) => runtime.outages.redis.succeeded("redis"),
-        Err(err) => runtime.outages.redis.failed("redis", &err),
-    }
+        {
+            Ok(Ok(())) => runtime.outages.redis.succeeded("redis"),
+            Ok(Err(err)) => runtime.outages.redis.failed("redis", &err),
+            Err(_) => runtime
+                .outages
+                .redis
+                .failed("redis", &"the heartbeat timed out"),
+        }
+    };
+    tokio::join!(presence, renew_leases(runtime, limit));
+}
+
+/// Renews the leases of the attempts this worker's tasks run, and stops the
+/// handlers of those it could not renew or whose job a client canceled.
+async fn renew_leases(runtime: &Runtime, limit: std::time::Duration) {
     // Only attempts a task of this worker runs: a row that names this worker
     // but that no task holds (its outcome write was refused, its claim
     // reply lost) must not be kept alive by us; its lease expires and the
-    // janitor moves it on.
+    // lease rescuer moves it on.
     let attempts = runtime.running_attempts();
-    match runtime
-        .store
-        .heartbeat(&attempts, runtime.settings.lease)
-        .await
-    {
-        Ok(renewed) => {
-            runtime.outages.postgres.succeeded("postgres");
-            let renewed: std::collections::HashMap<uuid::Uuid, bool> = renewed
-                .into_iter()
-                .map(|lease| (lease.id, lease.cancel_requested))
-                .collect();
-            let mut missing = Vec::new();
-            for (id, token) in attempts {
-                match renewed.get(&id.as_uuid()) {
-                    Some(true) => {
-                        runtime.stop(id, StopReason::Canceled);
-                    }
-                    Some(false) => {}
-                    None => missing.push((id, token)),
+    let sent = tokio::time::Instant::now();
+    let renewal = runtime.store.heartbeat(
+        &runtime.settings.worker_id,
+        &attempts,
+        runtime.settings.lease,
+    );
+    let renewed = match tokio::time::timeout(limit, renewal).await {
+        Ok(Ok(renewed)) => renewed,
+        Ok(Err(err)) if err.is_unavailable() => {
+            runtime.outages.postgres.failed("postgres", &err);
+            return;
+        }
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "lease extension refused");
+            return;
+        }
+        Err(_) => {
+            runtime
+                .outages
+                .postgres
+                .failed("postgres", &"the lease renewal timed out");
+            return;
+        }
+    };
+    runtime.outages.postgres.succeeded("postgres");
+    let renewed: std::collections::HashMap<(uuid::Uuid, uuid::Uuid), bool> = renewed
+        .into_iter()
+        .map(|lease| ((lease.id, lease.token), lease.cancel_requested))
+        .collect();
+    let mut kept = Vec::new();
+    let mut missing = Vec::new();
+    for (id, token) in attempts {
+        match renewed.get(&(id.as_uuid(), token.as_uuid())) {
+            Some(cancel_requested) => {
+                kept.push((id, token));
+                if *cancel_requested {
+                    runtime.stop_attempt(id, token, StopReason::Canceled);
                 }
             }
-            stop_lost_attempts(runtime, missing).await;
+            None => missing.push((id, token)),
         }
-        Err(err) if err.is_unavailable() => runtime.outages.postgres.failed("postgres", &err),
-        Err(err) => tracing::error!(error = %err, "lease extension refused"),
     }
+    runtime.renewed(&kept, sent);
+    // If this times out, the attempts are looked at again on the next beat.
+    let _ = tokio::time::timeout(limit, stop_lost_attempts(runtime, missing)).await;
 }
 
 /// Stops the handlers of attempts the heartbeat did not renew, unless their
@@ -95,7 +138,10 @@ async fn stop_lost_attempts(runtime: &Runtime, missing: Vec<(JobId, ClaimToken)>
     };
     for (id, token) in missing {
         let finished_by_us = rows.iter().any(|job| {
-            job.id == id.as_uuid() && token.is_on(job) && job.status != JobStatus::Running
+            job.id == id.as_uuid()
+                && token.is_on(job)
+                && job.status != JobStatus::Running
+                && job.worker_id.as_deref() == Some(runtime.me())
         });
         if !finished_by_us {
             tracing::warn!(event = "job_lease_lost", job.id = %id, worker.id = %runtime.me(),

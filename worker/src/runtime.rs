@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use conveyor::outage::Outages;
 use conveyor::{Broker, ClaimToken, Fence, JobId, Store};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Registry;
@@ -65,9 +66,10 @@ pub struct Runtime {
     pub completions: Completions,
     /// The pipelining writer for acknowledgements.
     pub acks: Acks,
-    /// The attempts this worker's tasks are running, by job: the claim's
-    /// token (what the heartbeat renews) and how to stop the handler.
-    running: Mutex<HashMap<JobId, (ClaimToken, Stopper)>>,
+    /// The attempts this worker's tasks are running, each by job and
+    /// claim (one worker can run two attempts of one job: the first one's
+    /// lease lost while it stalled, the second claimed after).
+    running: Mutex<HashMap<(JobId, ClaimToken), Attempt>>,
     /// Ids taken from Redis whose task has not ended, with how many tasks
     /// handle each (an id republished for a retry can be delivered again
     /// before the task that republished it has returned).
@@ -93,19 +95,23 @@ impl Runtime {
         self.settings.worker_id.as_str()
     }
 
-    /// Registers an attempt as running here; the guard unregisters it.
+    /// Registers an attempt as running here, its lease good for one lease
+    /// period from now; the guard unregisters it.
     pub fn track(self: &Arc<Self>, fence: &Fence) -> (Stopper, RunningGuard) {
         let stopper = Stopper::new();
+        let attempt = Attempt {
+            stopper: stopper.clone(),
+            lease_until: Instant::now() + self.settings.lease,
+        };
         if let Ok(mut running) = self.running.lock() {
-            running.insert(fence.job_id, (fence.token, stopper.clone()));
+            running.insert((fence.job_id, fence.token), attempt);
             conveyor::metrics::jobs_running(running.len());
         }
         (
             stopper,
             RunningGuard {
                 runtime: self.clone(),
-                id: fence.job_id,
-                token: fence.token,
+                attempt: (fence.job_id, fence.token),
             },
         )
     }
@@ -114,42 +120,67 @@ impl Runtime {
     pub fn running_attempts(&self) -> Vec<(JobId, ClaimToken)> {
         self.running
             .lock()
+            .map(|running| running.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records that the leases of `renewed` were extended by a heartbeat
+    /// sent at `sent`: each is good until one lease period after that.
+    pub fn renewed(&self, renewed: &[(JobId, ClaimToken)], sent: Instant) {
+        if let Ok(mut running) = self.running.lock() {
+            for key in renewed {
+                if let Some(attempt) = running.get_mut(key) {
+                    attempt.lease_until = sent + self.settings.lease;
+                }
+            }
+        }
+    }
+
+    /// Attempts whose lease has run out by this worker's own reckoning (no
+    /// renewal got through for a lease period: PostgreSQL unreachable, a
+    /// heartbeat that hangs): another worker may run them by now.
+    pub fn overdue_attempts(&self) -> Vec<(JobId, ClaimToken)> {
+        let now = Instant::now();
+        self.running
+            .lock()
             .map(|running| {
                 running
                     .iter()
-                    .map(|(id, (token, _))| (*id, *token))
+                    .filter(|(_, attempt)| attempt.lease_until <= now)
+                    .map(|(key, _)| *key)
                     .collect()
             })
             .unwrap_or_default()
     }
 
     /// Stops the handler of attempt `token` of job `id`, if it still runs
-    /// here (not a later attempt of the same job).
+    /// here.
     pub fn stop_attempt(&self, id: JobId, token: ClaimToken, reason: StopReason) {
         let stopper = self.running.lock().ok().and_then(|running| {
             running
-                .get(&id)
-                .filter(|(running_token, _)| *running_token == token)
-                .map(|(_, stopper)| stopper.clone())
+                .get(&(id, token))
+                .map(|attempt| attempt.stopper.clone())
         });
         if let Some(stopper) = stopper {
             stopper.stop(reason);
         }
     }
 
-    /// Stops the handler of job `id` if it runs here.
-    pub fn stop(&self, id: JobId, reason: StopReason) -> bool {
-        let stopper = self
+    /// Stops the handlers of job `id` that run here (every attempt).
+    pub fn stop(&self, id: JobId, reason: StopReason) {
+        let stoppers: Vec<Stopper> = self
             .running
             .lock()
-            .ok()
-            .and_then(|running| running.get(&id).map(|(_, stopper)| stopper.clone()));
-        match stopper {
-            Some(stopper) => {
-                stopper.stop(reason);
-                true
-            }
-            None => false,
+            .map(|running| {
+                running
+                    .iter()
+                    .filter(|((job, _), _)| *job == id)
+                    .map(|(_, attempt)| attempt.stopper.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for stopper in stoppers {
+            stopper.stop(reason);
         }
     }
 
@@ -161,7 +192,7 @@ impl Runtime {
             .map(|running| {
                 running
                     .values()
-                    .map(|(_, stopper)| stopper.clone())
+                    .map(|attempt| attempt.stopper.clone())
                     .collect()
             })
             .unwrap_or_default();
@@ -203,24 +234,26 @@ impl Runtime {
     }
 }
 
-/// Removes a job from the running set when its task ends, however it ends.
+/// One attempt running here.
+#[derive(Debug)]
+struct Attempt {
+    stopper: Stopper,
+    /// Until when its lease surely holds, by this worker's last renewal.
+    lease_until: Instant,
+}
+
+/// Removes an attempt from the running set when its task ends, however it
+/// ends.
 #[derive(Debug)]
 pub struct RunningGuard {
     runtime: Arc<Runtime>,
-    id: JobId,
-    token: ClaimToken,
+    attempt: (JobId, ClaimToken),
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
         if let Ok(mut running) = self.runtime.running.lock() {
-            // A later attempt of the same job may run here by now.
-            if running
-                .get(&self.id)
-                .is_some_and(|(token, _)| *token == self.token)
-            {
-                running.remove(&self.id);
-            }
+            running.remove(&self.attempt);
             conveyor::metrics::jobs_running(running.len());
         }
     }

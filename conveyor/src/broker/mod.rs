@@ -37,9 +37,23 @@ pub use registry::{QueueDepths, WorkerInfo};
 use std::time::Duration;
 
 use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
 
 use crate::job::{Job, JobId, PRIORITY_RANGE, WaitingJob};
+
+/// Longest ready lane a canceled job's id is removed from (see
+/// [`Broker::forget`]): a few tens of microseconds of Redis's time at most.
+pub const FORGET_SCAN_LIMIT: i64 = 10_000;
+
+/// Removes ARGV[1] from the delayed set KEYS[1] and, if the list KEYS[2]
+/// holds at most ARGV[3] ids, ARGV[2] from it.
+const FORGET: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('LLEN', KEYS[2]) <= tonumber(ARGV[3]) then
+  return redis.call('LREM', KEYS[2], 0, ARGV[2])
+end
+return -1
+";
 
 /// Pooled connections per process when the caller does not say.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -236,20 +250,22 @@ impl Broker {
         }
     }
 
-    /// Removes a waiting job's id from its ready lane and its queue's
-    /// delayed set, in one round trip (after its cancel committed).
+    /// Removes a waiting job's id from its queue's delayed set and, when
+    /// the lane is no longer than [`FORGET_SCAN_LIMIT`], from its ready lane,
+    /// in one atomic step (after its cancel committed). Removing from a
+    /// list reads the whole list, so a deeper lane keeps the id: a worker
+    /// that pops it loses its claim and drops it.
     pub async fn forget(&self, job: &Job) -> Result<(), BrokerError> {
         let id = job.id.to_string();
-        let mut pipe = redis::pipe();
-        pipe.zrem(
-            self.keys.delayed(&job.queue),
-            delayed_member(&id, job.priority),
-        )
-        .ignore()
-        .lrem(self.keys.ready(&job.queue, job.priority), 0, &id)
-        .ignore();
         let mut conn = self.connection().await?;
-        let () = pipe.query_async(&mut conn).await?;
+        let _: i64 = Script::new(FORGET)
+            .key(self.keys.delayed(&job.queue))
+            .key(self.keys.ready(&job.queue, job.priority))
+            .arg(delayed_member(&id, job.priority))
+            .arg(&id)
+            .arg(FORGET_SCAN_LIMIT)
+            .invoke_async(&mut conn)
+            .await?;
         Ok(())
     }
 

@@ -47,6 +47,11 @@ impl Client {
                 Transition::Lost(job) => job,
             };
             if found.status.is_terminal() {
+                if found.status == JobStatus::Canceled {
+                    // Perhaps canceled by an earlier try whose reply was lost
+                    // (or while Redis was down): take its id out now.
+                    self.forget(&found).await;
+                }
                 return Ok(Canceled::Finished(found));
             }
             if found.status != JobStatus::Running {

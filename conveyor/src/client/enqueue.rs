@@ -5,14 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backoff::backoff::Backoff;
+use tokio::sync::oneshot;
 
 use super::Client;
 use crate::job::{Job, NewJob};
 use crate::store::{Inserted, StoreError};
 
-/// How long an insert whose reply was lost is tried again before the
-/// caller is told its outcome is unknown.
+/// How long a caller waits, after an insert's reply was lost, for the
+/// client to learn whether it committed, before it is told the outcome is
+/// unknown. The client goes on trying until PostgreSQL answers, and
+/// publishes the job if it was created.
 pub const SETTLE_PATIENCE: Duration = Duration::from_secs(5);
+
+type Answer = oneshot::Sender<Result<Vec<Inserted>, StoreError>>;
 
 impl Client {
     /// Validates `job`, inserts it (honouring its idempotency key) and,
@@ -20,29 +25,10 @@ impl Client {
     /// caller stops waiting.
     pub async fn enqueue(&self, job: NewJob) -> Result<Inserted, StoreError> {
         job.validate()?;
-        let client = self.clone();
-        self.detached(async move {
-            let job = Arc::new(job);
-            let written = client
-                .inserts
-                .write(job.clone(), |job| {
-                    let store = client.store.clone();
-                    async move { store.insert(&job).await }
-                })
-                .await;
-            let inserted = match written {
-                Err(err) if err.maybe_written() => {
-                    client.settle(std::slice::from_ref(&job), err).await?.pop()
-                }
-                other => other.map(Some)?,
-            }
-            .ok_or_else(|| StoreError::from(sea_orm::DbErr::RecordNotInserted))?;
-            if let Inserted::Created(row) = &inserted {
-                client.created(std::slice::from_ref(row)).await;
-            }
-            Ok(inserted)
-        })
-        .await
+        let mut outcomes = self.insert_and_publish(vec![Arc::new(job)], true).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::from(sea_orm::DbErr::RecordNotInserted))
     }
 
     /// Inserts many valid jobs in one statement (one transaction: all or
@@ -54,53 +40,93 @@ impl Client {
         for job in &jobs {
             job.validate()?;
         }
+        self.insert_and_publish(jobs.into_iter().map(Arc::new).collect(), false)
+            .await
+    }
+
+    /// Inserts `jobs` (through the group-commit writer when `grouped`) and
+    /// publishes the created ones, in a task of its own; answers the caller
+    /// when done, or when a lost reply could not be settled within
+    /// [`SETTLE_PATIENCE`] (the task then goes on settling).
+    async fn insert_and_publish(
+        &self,
+        jobs: Vec<Arc<NewJob>>,
+        grouped: bool,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        let (answer, answered) = oneshot::channel();
         let client = self.clone();
-        self.detached(async move {
-            let outcomes = match client.store.insert_many(&jobs).await {
-                Err(err) if err.maybe_written() => client.settle(&jobs, err).await?,
-                other => other?,
+        tokio::spawn(async move {
+            let mut answer = Some(answer);
+            let written = if grouped && jobs.len() == 1 {
+                let job = jobs[0].clone();
+                client
+                    .inserts
+                    .write(job, |job| {
+                        let store = client.store.clone();
+                        async move { store.insert(&job).await }
+                    })
+                    .await
+                    .map(|inserted| vec![inserted])
+            } else {
+                client.store.insert_many(&jobs).await
             };
-            let created: Vec<Job> = outcomes
-                .iter()
-                .filter_map(|outcome| match outcome {
-                    Inserted::Created(job) => Some(job.clone()),
-                    _ => None,
-                })
-                .collect();
-            client.created(&created).await;
-            Ok(outcomes)
-        })
-        .await
+            let outcomes = match written {
+                Err(err) if err.maybe_written() => client.settle(&jobs, err, &mut answer).await,
+                other => other,
+            };
+            if let Ok(outcomes) = &outcomes {
+                let created: Vec<Job> = outcomes
+                    .iter()
+                    .filter_map(|outcome| match outcome {
+                        Inserted::Created(job) => Some(job.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                client.created(&created).await;
+            }
+            if let Some(answer) = answer {
+                // A caller that went away no longer listens.
+                let _ = answer.send(outcomes);
+            }
+        });
+        answered
+            .await
+            .map_err(|_| StoreError::Interrupted("client"))?
     }
 
     /// The insert of `jobs` may have committed, but its reply was lost.
     /// Tries it again under the same ids until PostgreSQL answers: a row
     /// found under its own id was created by the first try. After
-    /// [`SETTLE_PATIENCE`], the outcome is unknown.
-    async fn settle<J>(&self, jobs: &[J], first: StoreError) -> Result<Vec<Inserted>, StoreError>
-    where
-        J: std::borrow::Borrow<NewJob> + Sync,
-    {
+    /// [`SETTLE_PATIENCE`] the caller is told the outcome is unknown; this
+    /// goes on, so a job that did commit is still published.
+    async fn settle(
+        &self,
+        jobs: &[Arc<NewJob>],
+        first: StoreError,
+        answer: &mut Option<Answer>,
+    ) -> Result<Vec<Inserted>, StoreError> {
         tracing::warn!(error = %first, rows = jobs.len(),
             "the reply to an insert was lost; trying it again to learn whether it committed");
         let started = tokio::time::Instant::now();
         let mut backoff = crate::retry::RetryPolicy {
             base: Duration::from_millis(50),
-            max: Duration::from_millis(500),
+            max: Duration::from_secs(1),
             jitter: 0.2,
         }
         .backoff();
         loop {
             match self.store.insert_many(jobs).await {
-                Err(err) if err.is_unavailable() && started.elapsed() < SETTLE_PATIENCE => {
-                    let delay = backoff.next_backoff().unwrap_or(Duration::from_millis(500));
-                    tokio::time::sleep(delay).await;
-                }
                 Err(err) if err.is_unavailable() => {
-                    return Err(StoreError::Unavailable {
-                        detail: err.to_string(),
-                        maybe_written: true,
-                    });
+                    if started.elapsed() >= SETTLE_PATIENCE
+                        && let Some(answer) = answer.take()
+                    {
+                        let _ = answer.send(Err(StoreError::Unavailable {
+                            detail: err.to_string(),
+                            maybe_written: true,
+                        }));
+                    }
+                    let delay = backoff.next_backoff().unwrap_or(Duration::from_secs(1));
+                    tokio::time::sleep(delay).await;
                 }
                 settled => return settled,
             }

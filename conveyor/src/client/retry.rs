@@ -12,11 +12,20 @@ impl Client {
         let client = self.clone();
         self.detached(async move {
             let requeued = client.store.requeue(id).await?;
-            if let Transition::Won(job) = &requeued {
-                tracing::info!(event = "job_requeued", job.id = %job.id, job.r#type = %job.task_type,
-                    job.queue = %job.queue, "job {} queued again by hand", job.id);
-                // Logged there; the reconciler publishes what Redis missed.
-                let _ = client.publish(std::slice::from_ref(job)).await;
+            match &requeued {
+                Transition::Won(job) => {
+                    tracing::info!(event = "job_requeued", job.id = %job.id, job.r#type = %job.task_type,
+                        job.queue = %job.queue, "job {} queued again by hand", job.id);
+                    // Logged there; the reconciler publishes what Redis missed.
+                    let _ = client.publish(std::slice::from_ref(job)).await;
+                }
+                // Already waiting: perhaps requeued by an earlier try whose
+                // reply was lost, and never published. Publishing it again
+                // costs at most a skipped duplicate delivery.
+                Transition::Lost(job) if job.status.is_waiting() && !job.cancel_requested => {
+                    let _ = client.publish(std::slice::from_ref(job)).await;
+                }
+                _ => {}
             }
             Ok(requeued)
         })

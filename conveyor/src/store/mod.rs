@@ -105,8 +105,10 @@ impl Transition {
 }
 
 /// What a worker must still hold to write about its attempt: the claim
-/// whose token is on the row. `worker_id` and `attempt` say whose attempt
-/// it is in logs; only the token decides.
+/// whose token is on the row, made by this worker. (The token alone decides
+/// among claims made by current code; the worker id also refuses rows that
+/// a worker of an older version claimed without writing a token.)
+/// `attempt` says which attempt it is, for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
     pub job_id: JobId,

@@ -69,7 +69,11 @@ impl Store {
         let update =
             claim_update(worker, lease).col_expr(Column::ClaimToken, Expr::value(token.as_uuid()));
         Ok(match self.guarded(id, update).await? {
-            Transition::Lost(job) if job.status == JobStatus::Running && token.is_on(&job) => {
+            Transition::Lost(job)
+                if job.status == JobStatus::Running
+                    && token.is_on(&job)
+                    && job.worker_id.as_deref() == Some(worker.as_str()) =>
+            {
                 Transition::Won(job)
             }
             other => other,
@@ -146,6 +150,7 @@ impl Store {
                 serde_json::json!({
                     "id": fence.job_id.as_uuid(),
                     "token": fence.token.as_uuid(),
+                    "worker_id": fence.worker_id.as_str(),
                     "result": result,
                 })
             })
@@ -303,6 +308,7 @@ impl Store {
     /// their leases expire and the janitor moves them on.
     pub async fn heartbeat(
         &self,
+        worker: &WorkerId,
         running: &[(JobId, ClaimToken)],
         lease: Duration,
     ) -> Result<Vec<LeaseRenewal>, StoreError> {
@@ -316,7 +322,11 @@ impl Store {
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             HEARTBEAT,
-            [serde_json::Value::Array(rows).into(), millis(lease).into()],
+            [
+                serde_json::Value::Array(rows).into(),
+                millis(lease).into(),
+                worker.as_str().into(),
+            ],
         );
         Ok(LeaseRenewal::find_by_statement(statement)
             .all(&self.db)
@@ -410,7 +420,8 @@ impl Store {
     ) -> Result<Transition, StoreError> {
         let update = update
             .filter(Column::Status.eq(JobStatus::Running))
-            .filter(Column::ClaimToken.eq(fence.token.as_uuid()));
+            .filter(Column::ClaimToken.eq(fence.token.as_uuid()))
+            .filter(Column::WorkerId.eq(fence.worker_id.as_str()));
         Ok(match self.guarded(fence.job_id, update).await? {
             Transition::Lost(found) => settle(fence, Some(found)),
             other => other,
@@ -454,13 +465,17 @@ fn claim_update(worker: &WorkerId, lease: Duration) -> UpdateMany<Entity> {
 }
 
 /// A fenced write that matched no row, settled by the row as found. If the
-/// row still carries the fence's token but is no longer running, only this
-/// attempt's own outcome write can have moved it (the janitor and
+/// row still carries the fence's token (and worker) but is no longer
+/// running, only this attempt's own outcome write can have moved it (the janitor and
 /// `recover-stuck` clear the token, a new claim replaces it): the write was
 /// made and its reply lost, so it is `Won`. Otherwise it is `Lost`.
 fn settle(fence: &Fence, found: Option<Job>) -> Transition {
     match found {
-        Some(job) if job.status != JobStatus::Running && fence.token.is_on(&job) => {
+        Some(job)
+            if job.status != JobStatus::Running
+                && fence.token.is_on(&job)
+                && job.worker_id.as_deref() == Some(fence.worker_id.as_str()) =>
+        {
             Transition::Won(job)
         }
         Some(job) => Transition::Lost(job),
@@ -487,6 +502,8 @@ fn millis(duration: Duration) -> i64 {
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct LeaseRenewal {
     pub id: uuid::Uuid,
+    /// The renewed attempt's claim token.
+    pub token: uuid::Uuid,
     /// A client asked for the job to be canceled: stop its handler.
     pub cancel_requested: bool,
 }
@@ -506,8 +523,9 @@ const CLAIM_MANY: &str = "UPDATE jobs SET status = 'running', attempts = jobs.at
 /// same fence as [`Store::complete`], per row of a JSON array.
 const COMPLETE_MANY: &str = "UPDATE jobs SET status = 'completed', result = COALESCE(v.result, 'null'::jsonb), \
      lease_expires_at = NULL, completed_at = now(), updated_at = now() \
-     FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, token uuid, result jsonb) \
+     FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, token uuid, worker_id text, result jsonb) \
      WHERE jobs.id = v.id AND jobs.status = 'running' AND jobs.claim_token = v.token \
+     AND jobs.worker_id = v.worker_id \
      RETURNING jobs.*";
 
 /// The statement behind [`Store::heartbeat`]: the lease of each listed
@@ -515,7 +533,8 @@ const COMPLETE_MANY: &str = "UPDATE jobs SET status = 'completed', result = COAL
 const HEARTBEAT: &str = "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond' \
      FROM jsonb_to_recordset($1::jsonb) AS h(id uuid, token uuid) \
      WHERE jobs.id = h.id AND jobs.status = 'running' AND jobs.claim_token = h.token \
-     RETURNING jobs.id, jobs.cancel_requested";
+     AND jobs.worker_id = $3 \
+     RETURNING jobs.id, jobs.claim_token AS token, jobs.cancel_requested";
 
 /// A failed attempt leads to another only when none of these hold.
 const CANCELED: &str = "cancel_requested";

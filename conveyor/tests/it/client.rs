@@ -57,7 +57,10 @@ async fn a_caller_that_goes_away_after_enqueueing_does_not_stop_the_publish() {
         // One poll starts the work; then the caller is gone (an HTTP client
         // hanging up drops its handler's future exactly like this).
         let abandoned = futures::FutureExt::now_or_never(s.client.enqueue(job));
-        assert!(abandoned.is_none(), "one poll cannot have finished the enqueue");
+        assert!(
+            abandoned.is_none(),
+            "one poll cannot have finished the enqueue"
+        );
         wait_until(&format!("job {id} to be published"), DEADLINE, || async {
             s.ready("default", 0)
                 .contains(&id.to_string())
@@ -168,4 +171,49 @@ async fn a_delay_is_measured_on_the_databases_clock() {
         60,
         "run_at is the database's now() plus the delay"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_cancel_or_retry_repairs_what_a_lost_reply_left_in_redis() {
+    let s = setup().await;
+    let mut later = NewJob::new("noop", json!({}));
+    later.schedule = Schedule::DelaySeconds(3600);
+    let later = s
+        .client
+        .enqueue(later)
+        .await
+        .expect("enqueue")
+        .job()
+        .clone();
+    // The cancel committed, but its reply was lost before the id left Redis.
+    let store = s.client.store();
+    assert!(
+        store
+            .cancel(JobId::from(later.id))
+            .await
+            .expect("cancel")
+            .is_won()
+    );
+    assert_eq!(s.delayed("default").len(), 1);
+    // The client asks again: the job is already canceled, and its id goes.
+    let again = s
+        .client
+        .cancel(JobId::from(later.id))
+        .await
+        .expect("cancel");
+    assert!(matches!(again, Canceled::Finished(_)), "{again:?}");
+    assert!(s.delayed("default").is_empty());
+
+    // The same for a manual retry whose reply was lost before the publish.
+    assert!(
+        store
+            .requeue(JobId::from(later.id))
+            .await
+            .expect("requeue")
+            .is_won()
+    );
+    assert!(s.ready("default", 0).is_empty());
+    let again = s.client.retry(JobId::from(later.id)).await.expect("retry");
+    assert!(matches!(again, conveyor::Transition::Lost(_)), "{again:?}");
+    assert_eq!(s.ready("default", 0), [later.id.to_string()]);
 }

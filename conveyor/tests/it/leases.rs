@@ -7,7 +7,7 @@ use std::time::Duration;
 use conveyor::JobStatus;
 use tokio::sync::Barrier;
 
-use crate::support::{OWNER, State, id, job_in, owner_token, reload, store};
+use crate::support::{OWNER, State, id, job_in, owner, owner_token, reload, store};
 
 #[tokio::test]
 async fn heartbeat_extends_only_the_attempts_the_worker_says_it_runs() {
@@ -29,6 +29,7 @@ async fn heartbeat_extends_only_the_attempts_the_worker_says_it_runs() {
 
     let renewed = store
         .heartbeat(
+            &owner(),
             &[
                 (id(&mine), owner_token()),
                 (id(&cancel), owner_token()),
@@ -51,7 +52,7 @@ async fn heartbeat_extends_only_the_attempts_the_worker_says_it_runs() {
     for untouched in [&abandoned, &taken, &queued] {
         assert_eq!(&reload(&store, untouched).await, untouched);
     }
-    let none = store.heartbeat(&[], Duration::from_secs(1)).await;
+    let none = store.heartbeat(&owner(), &[], Duration::from_secs(1)).await;
     assert!(none.expect("empty").is_empty());
 }
 

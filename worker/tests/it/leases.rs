@@ -92,6 +92,117 @@ async fn an_error_message_with_a_nul_character_is_stored() {
     worker.stop().await;
 }
 
+/// What the lease rescuer does to an attempt whose lease expired.
+async fn lose_lease(h: &Harness, job: &conveyor::Job) {
+    h.db.execute(&format!(
+        "UPDATE jobs SET status = 'retrying', claim_token = NULL, lease_expires_at = NULL, \
+         run_at = now(), updated_at = now() WHERE id = '{}' AND status = 'running'",
+        job.id
+    ))
+    .await;
+}
+
+/// Handler runs of `stubborn`: a flag per run, set when the run's future
+/// is dropped (the handler was stopped).
+#[derive(Clone, Default)]
+struct Runs(Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>>);
+
+impl Runs {
+    fn started(&self) -> usize {
+        self.0.lock().expect("lock").len()
+    }
+
+    fn stopped(&self, run: usize) -> bool {
+        self.0.lock().expect("lock")[run].load(Ordering::SeqCst)
+    }
+
+    /// `stubborn`: ignores cancellation and would run for a minute.
+    fn registry(&self) -> worker::Registry {
+        let mut registry = worker::builtin_registry();
+        let runs = self.clone();
+        registry.register(
+            "stubborn",
+            move |_payload: serde_json::Value, _ctx: worker::Context| {
+                let flag = Arc::new(AtomicBool::new(false));
+                runs.0.lock().expect("lock").push(flag.clone());
+                async move {
+                    let _guard = DropFlag(flag);
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok::<_, worker::JobError>(json!({}))
+                }
+            },
+        );
+        registry
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_running_two_attempts_of_one_job_stops_the_stale_one() {
+    let h = Harness::new().await;
+    let runs = Runs::default();
+    let mut settings = h.settings("w");
+    settings.shutdown_grace = Duration::from_millis(100);
+    let worker = h.spawn(settings, runs.registry());
+    let submitted = h.submit(job("stubborn", json!({}))).await;
+    wait_until("the first run", DEADLINE, || async {
+        (runs.started() == 1).then_some(())
+    })
+    .await;
+    // The worker stalled past its lease; the job moved on and came back to
+    // the same worker, which claims it again while the first run goes on.
+    lose_lease(&h, &submitted).await;
+    let retrying = h.job(id(&submitted)).await;
+    h.broker
+        .publish(std::slice::from_ref(&retrying))
+        .await
+        .expect("publish");
+    wait_until("the second run", DEADLINE, || async {
+        (runs.started() == 2).then_some(())
+    })
+    .await;
+    wait_until("the stale run to be stopped", DEADLINE, || async {
+        runs.stopped(0).then_some(())
+    })
+    .await;
+    assert!(!runs.stopped(1), "the current attempt runs on");
+    assert_eq!(h.job(id(&submitted)).await.attempts, 2);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_from_postgres_stops_its_handlers_after_a_lease() {
+    let h = Harness::new().await;
+    let runs = Runs::default();
+    let proxy = testkit::Proxy::start(testkit::proxy::target_of(&h.db.url)).await;
+    let store = conveyor::Store::connect(&proxy.url_through(&h.db.url), 4)
+        .await
+        .expect("pool");
+    let broker = conveyor::Broker::connect(&h.redis.url, &h.redis.prefix, 4).expect("broker");
+    let mut settings = h.settings("w");
+    settings.shutdown_grace = Duration::from_millis(100);
+    let lease = settings.lease;
+    let worker = h.spawn_with(store, broker, settings, runs.registry());
+    h.submit(job("stubborn", json!({}))).await;
+    wait_until("the run", DEADLINE, || async {
+        (runs.started() == 1).then_some(())
+    })
+    .await;
+    // No renewal gets through any more; after a lease another worker may
+    // run the job, so this one must stop it, whatever PostgreSQL says.
+    let cut_at = tokio::time::Instant::now();
+    proxy.cut();
+    wait_until("the handler to be stopped", DEADLINE, || async {
+        runs.stopped(0).then_some(())
+    })
+    .await;
+    assert!(
+        cut_at.elapsed() >= lease / 2,
+        "stopped only once the lease could have run out"
+    );
+    proxy.restore();
+    worker.stop().await;
+}
+
 /// Sets its flag when dropped: the handler's future was aborted.
 struct DropFlag(Arc<AtomicBool>);
 
@@ -130,14 +241,11 @@ async fn a_worker_that_loses_a_lease_stops_the_handler_and_writes_nothing() {
     })
     .await;
 
-    // The worker stalls past its lease (simulated: its lease expires now),
-    // the janitor moves the job on, and another worker claims it.
-    h.db.execute(&format!(
-        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = '{}'",
-        submitted.id
-    ))
-    .await;
-    assert_eq!(h.store.expire_leases(10).await.expect("janitor").len(), 1);
+    // The worker stalls past its lease, the lease rescuer moves the job on
+    // (done here in one statement, as the rescuer does, so that the live
+    // worker's heartbeat cannot renew the lease in between), and another
+    // worker claims it.
+    lose_lease(&h, &submitted).await;
     let successor = WorkerId::new("successor");
     let reclaimed = h
         .store
