@@ -150,6 +150,8 @@ async fn main() -> anyhow::Result<()> {
             "ms"
         } else if name.ends_with("_mb") {
             "MB"
+        } else if name.ends_with("_secs") {
+            "s"
         } else {
             "/s"
         };

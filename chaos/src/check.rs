@@ -148,7 +148,7 @@ pub struct Report {
     pub hung_up: usize,
     pub hung_up_taken: usize,
     /// How long the hung-up submissions the API took waited from their
-    /// commit to their (latest) start, sorted; and the commit time of the
+    /// commit to their first start, sorted; and the commit time of the
     /// slowest, to find the fault it met.
     pub hung_up_starts: Vec<Duration>,
     pub slowest_hung_up: Option<DateTime<Utc>>,
@@ -237,7 +237,7 @@ impl Report {
             println!(
                 "  {:<46} {:>10}",
                 "  (committed at)",
-                at.format("%H:%M:%S%.1f")
+                at.format("%H:%M:%S%.3f")
             );
         }
         line(
@@ -318,8 +318,14 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
         report.accepted += 1;
         if submission.hung_up {
             report.hung_up_taken += 1;
+            // Its first start, by the worker's log (the row keeps only the
+            // latest, which a killed worker's rerun moves on).
+            let first_start = by_job
+                .get(&id)
+                .and_then(|events| events.iter().find(|event| event.name == "job_claimed"))
+                .map(|event| event.at);
             if let Some(row) = found.first()
-                && let Some(started) = row.started_at
+                && let Some(started) = first_start.or(row.started_at)
             {
                 let waited = (started - row.created_at).to_std().unwrap_or_default();
                 if report
@@ -619,7 +625,9 @@ mod tests {
             hung_up: true,
             ..submission(n, Kind::HangUp, taken)
         };
-        let rows = [row(1, taken, "completed", 1), row(2, stuck, "queued", 0)];
+        let mut never_started = row(2, stuck, "queued", 0);
+        never_started.started_at = None;
+        let rows = [row(1, taken, "completed", 1), never_started];
         let report = check(&[hung_up(1), hung_up(2), hung_up(3)], &rows, &[]);
         assert_eq!((report.hung_up, report.hung_up_taken), (3, 2));
         assert_eq!(report.stuck, 1, "a job the API took must run: {report:?}");

@@ -151,7 +151,7 @@ impl Stack {
         let line = format!(
             "[{:>6.1} s, {}] {what}",
             self.started.elapsed().as_secs_f64(),
-            Utc::now().format("%H:%M:%S%.1f")
+            Utc::now().format("%H:%M:%S%.3f")
         );
         println!("{line}");
         self.faults.push(line);

@@ -77,6 +77,10 @@ async fn renew_leases(runtime: &Runtime, limit: std::time::Duration) {
     // reply lost) must not be kept alive by us; its lease expires and the
     // lease rescuer moves it on.
     let attempts = runtime.running_attempts();
+    if attempts.is_empty() {
+        // Nothing to renew, and nothing learned about PostgreSQL.
+        return;
+    }
     let sent = tokio::time::Instant::now();
     let renewal = runtime.store.heartbeat(
         &runtime.settings.worker_id,

@@ -94,15 +94,27 @@ impl Store {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<serde_json::Value> = claims
+        // The ids as an array literal (`{a,b}`, UUIDs need no quoting) and
+        // the tokens as a JSON object keyed by id: one statement for every
+        // batch size, and a plan that finds rows by primary key.
+        let ids = format!(
+            "{{{}}}",
+            claims
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let tokens: serde_json::Map<String, serde_json::Value> = claims
             .iter()
-            .map(|(id, token)| serde_json::json!({"id": id.as_uuid(), "token": token.as_uuid()}))
+            .map(|(id, token)| (id.to_string(), serde_json::json!(token.as_uuid())))
             .collect();
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             CLAIM_MANY,
             [
-                serde_json::Value::Array(rows).into(),
+                ids.into(),
+                serde_json::Value::Object(tokens).into(),
                 worker.as_str().into(),
                 millis(lease).into(),
             ],
@@ -509,15 +521,23 @@ pub struct LeaseRenewal {
 }
 
 /// The statement behind [`Store::claim_many`]: [`claim_update`]'s columns
-/// and guards, per row of a JSON array of ids and tokens.
-const CLAIM_MANY: &str = "UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, \
-     worker_id = $2, claim_token = c.token, \
-     lease_expires_at = now() + $3 * interval '1 millisecond', \
+/// and guards, for the ids in the array $1, each with its token from the
+/// JSON object $2.
+///
+/// Not a join with `jsonb_to_recordset`: PostgreSQL estimates a hundred rows
+/// for that function, and while the table's statistics still describe it as
+/// it was before a burst of inserts (autovacuum analyses it up to a minute
+/// later), the planner then hashes every waiting job to find the few it was
+/// given: 24 ms a claim over a 100,000-job backlog, against 1.5 ms by
+/// primary key. `id = ANY($1)` keeps the lookup on the primary key
+/// whatever the statistics say.
+const CLAIM_MANY: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
+     worker_id = $3, claim_token = ($2::jsonb ->> id::text)::uuid, \
+     lease_expires_at = now() + $4 * interval '1 millisecond', \
      started_at = now(), updated_at = now() \
-     FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, token uuid) \
-     WHERE jobs.id = c.id AND jobs.status IN ('queued', 'retrying') \
-     AND jobs.run_at <= now() AND NOT jobs.cancel_requested \
-     RETURNING jobs.*";
+     WHERE id = ANY ($1::text::uuid[]) AND status IN ('queued', 'retrying') \
+     AND run_at <= now() AND NOT cancel_requested \
+     RETURNING *";
 
 /// The statement behind [`Store::complete_many`]: the same columns and the
 /// same fence as [`Store::complete`], per row of a JSON array.

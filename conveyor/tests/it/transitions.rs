@@ -256,3 +256,25 @@ async fn requeue_clears_the_previous_outcome() {
             .is_won()
     );
 }
+
+#[tokio::test]
+async fn a_retry_is_due_after_its_delay_by_the_databases_clock() {
+    let (db, store) = store().await;
+    let job = job_in(&db, &store, State::Running).await;
+    let after = store
+        .schedule_retry(
+            &owner_fence(id(&job)),
+            "later",
+            Duration::from_millis(1_500),
+        )
+        .await
+        .expect("ran")
+        .won()
+        .expect("won");
+    // Both instants come from the same `now()`: exact to the microsecond,
+    // whatever the worker's clock says.
+    assert_eq!(
+        (after.run_at - after.updated_at).num_microseconds(),
+        Some(1_500_000)
+    );
+}

@@ -21,13 +21,7 @@ async fn a_running_row_that_no_task_holds_is_not_kept_alive_by_its_workers_heart
     let worker = h.spawn(settings, worker::builtin_registry());
     // A row that names the live worker but that none of its tasks runs:
     // what a refused outcome write or a lost claim reply leaves behind.
-    let orphan = h
-        .store
-        .insert(&job("noop", json!({})))
-        .await
-        .expect("insert")
-        .job()
-        .clone();
+    let orphan = h.insert_unpublished(job("noop", json!({}))).await;
     h.db.execute(&format!(
         "UPDATE jobs SET status = 'running', attempts = 1, worker_id = '{me}', \
          claim_token = gen_random_uuid(), started_at = now(), \

@@ -20,13 +20,7 @@ use crate::support::{Harness, id, job};
 /// A job left in the processing list of `worker`, which is registered but
 /// silent since the epoch: what a worker killed after a fetch leaves.
 async fn left_by_dead_worker(h: &Harness, worker: &str) -> conveyor::Job {
-    let waiting = h
-        .store
-        .insert(&job("noop", json!({})))
-        .await
-        .expect("insert")
-        .job()
-        .clone();
+    let waiting = h.insert_unpublished(job("noop", json!({}))).await;
     let mut conn = h.redis_conn();
     let keys = h.keys();
     let _: () = conn.zadd(keys.workers(), worker, 0).expect("register");
@@ -179,13 +173,7 @@ async fn one_of_two_workers_leads_and_the_other_takes_over_when_it_stops() {
     )
     .await;
     // And the services still run: a job committed but never published runs.
-    let orphan = h
-        .store
-        .insert(&job("noop", json!({})))
-        .await
-        .expect("insert")
-        .job()
-        .clone();
+    let orphan = h.insert_unpublished(job("noop", json!({}))).await;
     h.wait_for(id(&orphan), JobStatus::Completed, Duration::from_secs(15))
         .await;
     second.stop().await;

@@ -16,13 +16,7 @@ const TEN_MINUTES: Duration = Duration::from_secs(600);
 
 /// A job claimed by a worker that then hung, `minutes` ago.
 async fn running_for(h: &Harness, minutes: u32) -> conveyor::Job {
-    let inserted = h
-        .store
-        .insert(&job("demo", json!({})))
-        .await
-        .expect("insert")
-        .job()
-        .clone();
+    let inserted = h.insert_unpublished(job("demo", json!({}))).await;
     let hung = WorkerId::new("hung-worker");
     h.store
         .claim(
@@ -308,13 +302,7 @@ async fn a_job_committed_but_never_published_still_runs() {
     })
     .await;
     // The API committed this job and crashed before publishing it.
-    let orphan = h
-        .store
-        .insert(&job("noop", json!({})))
-        .await
-        .expect("insert")
-        .job()
-        .clone();
+    let orphan = h.insert_unpublished(job("noop", json!({}))).await;
     h.wait_for(id(&orphan), JobStatus::Completed, Duration::from_secs(15))
         .await;
     worker.stop().await;

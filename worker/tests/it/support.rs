@@ -91,6 +91,12 @@ impl Harness {
             .clone()
     }
 
+    /// Commits a job without publishing it: what a process that crashed
+    /// between the two leaves.
+    pub async fn insert_unpublished(&self, new: NewJob) -> Job {
+        self.store.insert(&new).await.expect("insert").job().clone()
+    }
+
     /// A maintenance context of this test's own that holds the leader's
     /// lease, for running single passes by hand.
     pub async fn maintenance(&self) -> conveyor::maintenance::Context {
