@@ -140,7 +140,6 @@ impl Client {
             tracing::info!(event = "job_created", job.id = %job.id, job.r#type = %job.task_type,
                 job.queue = %job.queue, "created job {}", job.id);
         }
-        // Logged there; the reconciler publishes what Redis missed.
-        let _ = self.publish(jobs).await;
+        self.publish_committed(jobs).await;
     }
 }

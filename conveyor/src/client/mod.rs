@@ -37,6 +37,10 @@ use crate::job::{Job, NewJob};
 use crate::store::{Inserted, Store, StoreError};
 use crate::{Broker, BrokerError};
 
+/// How long committed jobs Redis did not take are offered to it again
+/// before the reconciler is left to publish them.
+pub const REPUBLISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Most single enqueues inserted in one statement.
 pub const MAX_INSERT_BATCH: usize = 256;
 
@@ -102,6 +106,37 @@ impl Client {
             }
         }
         outcome
+    }
+
+    /// Publishes committed jobs; if Redis does not take them (down, or its
+    /// reply late), keeps trying in the background for up to
+    /// [`REPUBLISH_PATIENCE`], so that a Redis blip delays them by the blip,
+    /// not by a reconciliation pass. A try whose reply was lost may have
+    /// been applied: the next makes a duplicate delivery, which the claim
+    /// turns into a skip. After the patience, the reconciler publishes them.
+    pub(crate) async fn publish_committed(&self, jobs: &[Job]) {
+        if self.publish(jobs).await.is_ok() {
+            return;
+        }
+        let client = self.clone();
+        let jobs = jobs.to_vec();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut backoff = crate::retry::RetryPolicy {
+                base: std::time::Duration::from_millis(100),
+                max: std::time::Duration::from_secs(2),
+                jitter: 0.2,
+            }
+            .backoff();
+            while started.elapsed() < REPUBLISH_PATIENCE {
+                let delay = backoff::backoff::Backoff::next_backoff(&mut backoff)
+                    .unwrap_or(std::time::Duration::from_secs(1));
+                tokio::time::sleep(delay).await;
+                if client.publish(&jobs).await.is_ok() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Runs `work` in a task of its own and waits for it: the caller may go

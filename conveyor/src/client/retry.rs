@@ -16,8 +16,7 @@ impl Client {
                 Transition::Won(job) => {
                     tracing::info!(event = "job_requeued", job.id = %job.id, job.r#type = %job.task_type,
                         job.queue = %job.queue, "job {} queued again by hand", job.id);
-                    // Logged there; the reconciler publishes what Redis missed.
-                    let _ = client.publish(std::slice::from_ref(job)).await;
+                    client.publish_committed(std::slice::from_ref(job)).await;
                 }
                 // Already waiting: perhaps requeued by an earlier try whose
                 // reply was lost, and never published. Publishing it again

@@ -217,3 +217,28 @@ async fn a_repeated_cancel_or_retry_repairs_what_a_lost_reply_left_in_redis() {
     assert!(matches!(again, conveyor::Transition::Lost(_)), "{again:?}");
     assert_eq!(s.ready("default", 0), [later.id.to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_redis_missed_is_tried_again_without_waiting_for_the_reconciler() {
+    let s = setup().await;
+    let proxy = Proxy::start(testkit::proxy::target_of(&s.redis.url)).await;
+    let broker =
+        Broker::connect(&proxy.url_through(&s.redis.url), &s.redis.prefix, 2).expect("broker");
+    let client = Client::new(Store::new(s.db.conn.clone()), broker);
+    proxy.cut();
+    let job = client
+        .enqueue(NewJob::new("noop", json!({})))
+        .await
+        .expect("accepted with Redis down")
+        .job()
+        .clone();
+    assert!(s.ready("default", 0).is_empty());
+    // Redis comes back; no reconciler runs here, yet the job reaches its lane.
+    proxy.restore();
+    wait_until("the job to be published", DEADLINE, || async {
+        s.ready("default", 0)
+            .contains(&job.id.to_string())
+            .then_some(())
+    })
+    .await;
+}
