@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/tools/compose-check
-if [[ ! -x $venv/bin/check-jsonschema ]]; then
+# A venv stops working when its directory moves (its scripts name their
+# interpreter by absolute path): rebuild it then, rather than fail.
+if ! "$venv/bin/check-jsonschema" --version >/dev/null 2>&1; then
+  rm -rf "$venv"
   command -v python3 >/dev/null || { echo "error: python3 is needed to validate docker-compose.yml" >&2; exit 1; }
   echo "==> installing check-jsonschema into $venv" >&2
   python3 -m venv "$venv"
