@@ -25,7 +25,9 @@ pub const JOBS_RUNNING: &str = "conveyor_worker_jobs_running";
 /// Ids held in Redis, by `queue` and `lane` (`ready`, `delayed`,
 /// `processing`) and, for ready lanes, `priority`.
 pub const QUEUE_DEPTH: &str = "conveyor_queue_depth";
-/// Jobs the janitor recovered, by `reason` (`lease_expired`, `dead_worker`).
+/// Jobs the maintenance services recovered, by `reason` (`lease_expired`: the
+/// lease rescuer; `dead_worker`: dead-worker recovery). The name is kept for
+/// dashboards that already use it.
 pub const JANITOR_RECOVERIES: &str = "conveyor_janitor_recoveries_total";
 /// Jobs the reconciler published because Redis did not hold them.
 pub const RECONCILER_REPUBLISHED: &str = "conveyor_reconciler_republished_total";
@@ -90,7 +92,10 @@ fn describe() {
     describe_histogram!(WAIT_TIME, Unit::Seconds, "Time from run_at to claim");
     describe_gauge!(JOBS_RUNNING, "Jobs this worker is running");
     describe_gauge!(QUEUE_DEPTH, "Ids held in Redis per queue and lane");
-    describe_counter!(JANITOR_RECOVERIES, "Jobs recovered by the janitor");
+    describe_counter!(
+        JANITOR_RECOVERIES,
+        "Jobs recovered by the lease rescuer or dead-worker recovery"
+    );
     describe_counter!(RECONCILER_REPUBLISHED, "Jobs republished by the reconciler");
     describe_histogram!(
         GROUP_COMMIT_BATCH,

@@ -171,7 +171,7 @@ impl Broker {
             .await?)
     }
 
-    /// Records that `queue` exists, so promoters and janitors look at it.
+    /// Records that `queue` exists, so promoters and dead-worker recovery look at it.
     pub async fn add_queues(&self, queues: &[String]) -> Result<(), BrokerError> {
         let mut conn = self.connection().await?;
         let _: i64 = redis::cmd("SADD")

@@ -317,7 +317,7 @@ impl Store {
     /// an attempt missing from the answer was taken from the worker (its
     /// lease expired and the job moved on), and its handler must stop.
     /// Rows the worker holds but runs no task for are not extended, so
-    /// their leases expire and the janitor moves them on.
+    /// their leases expire and the lease rescuer moves them on.
     pub async fn heartbeat(
         &self,
         worker: &WorkerId,
@@ -478,7 +478,7 @@ fn claim_update(worker: &WorkerId, lease: Duration) -> UpdateMany<Entity> {
 
 /// A fenced write that matched no row, settled by the row as found. If the
 /// row still carries the fence's token (and worker) but is no longer
-/// running, only this attempt's own outcome write can have moved it (the janitor and
+/// running, only this attempt's own outcome write can have moved it (the lease rescuer and
 /// `recover-stuck` clear the token, a new claim replaces it): the write was
 /// made and its reply lost, so it is `Won`. Otherwise it is `Lost`.
 fn settle(fence: &Fence, found: Option<Job>) -> Transition {

@@ -8,7 +8,7 @@ use conveyor::{ClaimToken, Fence, JobStatus, Transition, WorkerId};
 use serde_json::json;
 use tokio::sync::Barrier;
 
-use crate::support::{OWNER, State, id, job_in, owner, owner_fence, reload, store};
+use crate::support::{OWNER, State, claim, claimed, id, job_in, owner, owner_fence, reload, store};
 
 #[tokio::test]
 async fn job_is_claimed_by_exactly_one_of_many_racing_workers() {
@@ -58,17 +58,7 @@ async fn stale_worker_cannot_complete_fail_or_retry_a_reclaimed_job() {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].job.status, JobStatus::Retrying);
     let successor = WorkerId::new("worker-successor");
-    let reclaimed = store
-        .claim(
-            id(&job),
-            &successor,
-            ClaimToken::new(),
-            Duration::from_secs(30),
-        )
-        .await
-        .expect("claim")
-        .won()
-        .expect("successor wins");
+    let reclaimed = claimed(&store, &job, &successor).await;
     assert_eq!(reclaimed.attempts, 2);
 
     // Every late write by the stale owner is refused and changes nothing.
@@ -152,15 +142,7 @@ async fn a_claim_whose_reply_was_lost_is_recognised_by_its_token() {
     assert_eq!(again, Transition::Won(first.clone()), "the claim is ours");
     assert_eq!(reload(&store, &job).await.attempts, 1, "claimed once");
     // A duplicate delivery, claimed with a token of its own, loses.
-    let duplicate = store
-        .claim(
-            id(&job),
-            &owner(),
-            ClaimToken::new(),
-            Duration::from_secs(30),
-        )
-        .await
-        .expect("claim");
+    let duplicate = claim(&store, &job, &owner()).await;
     assert_eq!(duplicate, Transition::Lost(first));
 }
 
@@ -180,17 +162,7 @@ async fn a_retried_job_refuses_the_outcome_of_a_claim_from_before_the_retry() {
     assert_eq!(store.expire_leases(10).await.expect("janitor").len(), 1);
     assert!(store.requeue(id(&job)).await.expect("requeue").is_won());
     // The same worker claims it again: attempt 1 again, by the same worker.
-    let rerun = store
-        .claim(
-            id(&job),
-            &owner(),
-            ClaimToken::new(),
-            Duration::from_secs(30),
-        )
-        .await
-        .expect("claim")
-        .won()
-        .expect("won");
+    let rerun = claimed(&store, &job, &owner()).await;
     assert_eq!(
         (rerun.attempts, rerun.worker_id.as_deref()),
         (1, Some(OWNER))

@@ -1,4 +1,6 @@
-use conveyor::{ClaimToken, Fence, Job, JobId, NewJob, Store, WorkerId};
+use std::time::Duration;
+
+use conveyor::{ClaimToken, Fence, Job, JobId, NewJob, Store, Transition, WorkerId};
 use serde_json::json;
 use testkit::TestDb;
 
@@ -102,4 +104,20 @@ pub async fn reload(store: &Store, job: &Job) -> Job {
 
 pub fn id(job: &Job) -> JobId {
     JobId::from(job.id)
+}
+
+/// Claims `job` for `worker` with a new token and a 30 s lease.
+pub async fn claim(store: &Store, job: &Job, worker: &WorkerId) -> Transition {
+    store
+        .claim(id(job), worker, ClaimToken::new(), Duration::from_secs(30))
+        .await
+        .expect("claim ran")
+}
+
+/// [`claim`], which must win; the row after the claim.
+pub async fn claimed(store: &Store, job: &Job, worker: &WorkerId) -> Job {
+    claim(store, job, worker)
+        .await
+        .won()
+        .expect("the claim wins")
 }

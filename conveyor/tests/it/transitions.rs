@@ -7,7 +7,7 @@ use chrono::Utc;
 use conveyor::{ClaimToken, JobStatus, Store, Transition};
 use serde_json::json;
 
-use crate::support::{State, id, job_in, owner, owner_fence, reload, store};
+use crate::support::{State, claim, claimed, id, job_in, owner, owner_fence, reload, store};
 
 #[derive(Debug, Clone, Copy)]
 enum Edge {
@@ -137,17 +137,7 @@ async fn an_unknown_id_is_not_found() {
 async fn claim_counts_the_attempt_and_takes_a_lease() {
     let (db, store) = store().await;
     let job = job_in(&db, &store, State::Queued).await;
-    let claimed = store
-        .claim(
-            id(&job),
-            &owner(),
-            ClaimToken::new(),
-            Duration::from_secs(30),
-        )
-        .await
-        .expect("claim")
-        .won()
-        .expect("won");
+    let claimed = claimed(&store, &job, &owner()).await;
     assert_eq!(claimed.attempts, 1);
     assert_eq!(claimed.worker_id.as_deref(), Some(crate::support::OWNER));
     let lease = claimed.lease_expires_at.expect("lease") - claimed.started_at.expect("started");
@@ -163,15 +153,7 @@ async fn a_job_that_is_not_due_cannot_be_claimed() {
         job.id
     ))
     .await;
-    let outcome = store
-        .claim(
-            id(&job),
-            &owner(),
-            ClaimToken::new(),
-            Duration::from_secs(30),
-        )
-        .await
-        .expect("claim");
+    let outcome = claim(&store, &job, &owner()).await;
     let Transition::Lost(found) = outcome else {
         panic!("not-due claim should lose, got {outcome:?}");
     };
