@@ -39,14 +39,6 @@ pub async fn heartbeat_loop(runtime: Arc<Runtime>, stop: CancellationToken, info
 /// Redis nor a hung query stops the other or the next beat.
 pub async fn beat(runtime: &Runtime, info: &WorkerInfo) {
     let limit = runtime.settings.lease / 2;
-    // First what this worker knows without asking anyone: an attempt whose
-    // lease no renewal has reached for a lease period may run elsewhere.
-    for (id, token) in runtime.overdue_attempts() {
-        tracing::warn!(event = "job_lease_lost", job.id = %id, worker.id = %runtime.me(),
-            "no renewal of job {id}'s lease got through for a lease period; stopping its handler, \
-             its outcome will not be written");
-        runtime.stop_attempt(id, token, StopReason::LeaseLost);
-    }
     let info = WorkerInfo {
         running: runtime.running_count(),
         ..info.clone()
@@ -67,6 +59,27 @@ pub async fn beat(runtime: &Runtime, info: &WorkerInfo) {
         }
     };
     tokio::join!(presence, renew_leases(runtime, limit));
+}
+
+/// Stops, on a clock of its own (a renewal can take up to half a lease),
+/// every attempt whose lease no renewal has reached for a lease period less
+/// one heartbeat: it is stopped before its lease can expire in PostgreSQL,
+/// so before another worker can be given the job.
+pub async fn lease_watchdog(runtime: Arc<Runtime>, stop: CancellationToken) {
+    let margin = runtime.settings.heartbeat;
+    let mut ticker = every(runtime.settings.heartbeat / 2);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        for (id, token) in runtime.overdue_attempts(margin) {
+            tracing::warn!(event = "job_lease_lost", job.id = %id, worker.id = %runtime.me(),
+                "no renewal of job {id}'s lease got through in time; stopping its handler \
+                 before the lease runs out; its outcome will not be written");
+            runtime.stop_attempt(id, token, StopReason::LeaseLost);
+        }
+    }
 }
 
 /// Renews the leases of the attempts this worker's tasks run, and stops the
@@ -147,7 +160,8 @@ async fn stop_lost_attempts(runtime: &Runtime, missing: Vec<(JobId, ClaimToken)>
                 && job.status != JobStatus::Running
                 && job.worker_id.as_deref() == Some(runtime.me())
         });
-        if !finished_by_us {
+        let already_stopping = runtime.is_stopping(id, token);
+        if !finished_by_us && !already_stopping {
             tracing::warn!(event = "job_lease_lost", job.id = %id, worker.id = %runtime.me(),
                 "lost the lease of job {id}; stopping its handler, its outcome will not be written");
             runtime.stop_attempt(id, token, StopReason::LeaseLost);

@@ -240,8 +240,8 @@ async fn record(
     let Ok(transition) = written else {
         // PostgreSQL stayed down past the lease, or refused even the
         // failure: the row's lease expires (this worker no longer renews
-        // it) and the janitor moves the job on. Leave the id; the janitor
-        // or reconciler handles it.
+        // it) and the lease rescuer moves the job on. The id stays in this
+        // worker's processing list; a later delivery of it is skipped.
         tracing::warn!(event = "job_outcome_unwritten", job.id = %job.id,
             "could not record the outcome of job {}; its lease will expire and it will run again", job.id);
         return;

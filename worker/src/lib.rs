@@ -35,7 +35,7 @@
 //! - `execute`: one id from claim to acknowledgement.
 //! - `outcomes`: group commit of completed attempts.
 //! - `background`: heartbeat and cancellation listener (the maintenance
-//!   services, the janitor's and reconciler's work, are
+//!   services, lease rescue, dead-worker recovery and reconciliation, are
 //!   `conveyor::maintenance`, run by [`Worker::run`]).
 //! - `runtime`: state shared by the loops and job tasks.
 //! - `retrying`: riding out PostgreSQL and Redis outages.

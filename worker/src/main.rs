@@ -127,7 +127,7 @@ async fn run(
     }
 
     // The first signal starts a graceful shutdown; a second exits at once
-    // (the janitor of another worker recovers what this one held).
+    // (the other workers' maintenance services recover what this one held).
     let (first_signal, shutdown) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         signals::terminate().await;

@@ -1,6 +1,6 @@
 //! `conveyor-worker recover-stuck`: the manual tool for jobs stuck in
 //! `running` (a worker that hung without dying, a bug, a lost lease the
-//! janitor could not act on).
+//! lease rescuer could not act on).
 //!
 //! Each write is conditional on the row being unchanged since it was read
 //! (same status, start and attempt), so a job that finishes meanwhile is

@@ -136,21 +136,37 @@ impl Runtime {
         }
     }
 
-    /// Attempts whose lease has run out by this worker's own reckoning (no
-    /// renewal got through for a lease period: PostgreSQL unreachable, a
-    /// heartbeat that hangs): another worker may run them by now.
-    pub fn overdue_attempts(&self) -> Vec<(JobId, ClaimToken)> {
-        let now = Instant::now();
+    /// Attempts whose lease runs out within `margin` by this worker's own
+    /// reckoning (no renewal got through for a lease period less `margin`:
+    /// PostgreSQL unreachable, a renewal that hangs) and that are not being
+    /// stopped already: another worker may run them soon.
+    pub fn overdue_attempts(&self, margin: std::time::Duration) -> Vec<(JobId, ClaimToken)> {
+        let now = Instant::now() + margin;
         self.running
             .lock()
             .map(|running| {
                 running
                     .iter()
-                    .filter(|(_, attempt)| attempt.lease_until <= now)
+                    .filter(|(_, attempt)| {
+                        attempt.lease_until <= now && attempt.stopper.reason().is_none()
+                    })
                     .map(|(key, _)| *key)
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// True if attempt `token` of job `id` runs here and is being stopped.
+    pub fn is_stopping(&self, id: JobId, token: ClaimToken) -> bool {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|running| {
+                running
+                    .get(&(id, token))
+                    .map(|attempt| attempt.stopper.reason().is_some())
+            })
+            .unwrap_or(false)
     }
 
     /// Stops the handler of attempt `token` of job `id`, if it still runs

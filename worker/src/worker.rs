@@ -10,7 +10,7 @@ use conveyor::{Broker, Store, WorkerId};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::background::{beat, cancel_listener, heartbeat_loop};
+use crate::background::{beat, cancel_listener, heartbeat_loop, lease_watchdog};
 use crate::fetch::fetch_loop;
 use crate::handler::Registry;
 use crate::runtime::{Runtime, StopReason};
@@ -41,7 +41,7 @@ impl Worker {
     /// the attempt) those still running, and deregisters.
     ///
     /// Dropping this future instead is a crash: every task stops where it
-    /// is, and other workers' janitors recover its jobs.
+    /// is, and other workers' maintenance services recover its jobs.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let runtime = self.runtime;
         let settings = &runtime.settings;
@@ -54,7 +54,7 @@ impl Worker {
             started_at: chrono::Utc::now().to_rfc3339(),
             running: 0,
         };
-        // Registered before fetching, so no janitor mistakes it for dead.
+        // Registered before fetching, so no one mistakes it for dead.
         beat(&runtime, &info).await;
         if let Err(err) = runtime.broker.add_queues(&settings.queues).await {
             runtime.outages.redis.failed("redis", &err);
@@ -70,6 +70,7 @@ impl Worker {
         let mut services = JoinSet::new();
         services.spawn(heartbeat_loop(runtime.clone(), stop_services.clone(), info));
         services.spawn(cancel_listener(runtime.clone(), stop_services.clone()));
+        services.spawn(lease_watchdog(runtime.clone(), stop_services.clone()));
         let maintenance = Maintenance::new(
             runtime.store.clone(),
             runtime.broker.clone(),
@@ -119,7 +120,7 @@ impl Worker {
             }
         } else {
             tracing::warn!(worker.id = %runtime.me(),
-                "some ids could not be handed back; leaving this worker registered so a janitor recovers them");
+                "some ids could not be handed back; leaving this worker registered so dead-worker recovery takes them");
         }
         tracing::info!(event = "worker_stopped", worker.id = %runtime.me(), "worker {} stopped", runtime.me());
     }

@@ -8,7 +8,7 @@ use backoff::backoff::Backoff;
 use tokio::sync::oneshot;
 
 use super::Client;
-use crate::job::{Job, NewJob};
+use crate::job::{Job, JobId, NewJob};
 use crate::store::{Inserted, StoreError};
 
 /// How long a caller waits, after an insert's reply was lost, for the
@@ -16,6 +16,10 @@ use crate::store::{Inserted, StoreError};
 /// unknown. The client goes on trying until PostgreSQL answers, and
 /// publishes the job if it was created.
 pub const SETTLE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long the client goes on looking, after the caller was told the
+/// outcome is unknown, for a job whose first insert may have committed.
+pub const SETTLE_GIVE_UP: Duration = Duration::from_secs(600);
 
 type Answer = oneshot::Sender<Result<Vec<Inserted>, StoreError>>;
 
@@ -97,8 +101,11 @@ impl Client {
     /// The insert of `jobs` may have committed, but its reply was lost.
     /// Tries it again under the same ids until PostgreSQL answers: a row
     /// found under its own id was created by the first try. After
-    /// [`SETTLE_PATIENCE`] the caller is told the outcome is unknown; this
-    /// goes on, so a job that did commit is still published.
+    /// [`SETTLE_PATIENCE`] the caller is told the outcome is unknown; from
+    /// then on this only looks (it no longer inserts, so a job whose first
+    /// try did not commit is not created behind the caller's back, perhaps
+    /// long after), for up to [`SETTLE_GIVE_UP`], so that a job that did
+    /// commit is published.
     async fn settle(
         &self,
         jobs: &[Arc<NewJob>],
@@ -110,26 +117,39 @@ impl Client {
         let started = tokio::time::Instant::now();
         let mut backoff = crate::retry::RetryPolicy {
             base: Duration::from_millis(50),
-            max: Duration::from_secs(1),
+            max: Duration::from_secs(2),
             jitter: 0.2,
         }
         .backoff();
+        let unknown = |err: &StoreError| StoreError::Unavailable {
+            detail: err.to_string(),
+            maybe_written: true,
+        };
         loop {
-            match self.store.insert_many(jobs).await {
-                Err(err) if err.is_unavailable() => {
-                    if started.elapsed() >= SETTLE_PATIENCE
-                        && let Some(answer) = answer.take()
-                    {
-                        let _ = answer.send(Err(StoreError::Unavailable {
-                            detail: err.to_string(),
-                            maybe_written: true,
-                        }));
+            if answer.is_some() {
+                match self.store.insert_many(jobs).await {
+                    Err(err) if err.is_unavailable() => {
+                        if started.elapsed() >= SETTLE_PATIENCE
+                            && let Some(answer) = answer.take()
+                        {
+                            let _ = answer.send(Err(unknown(&err)));
+                        }
                     }
-                    let delay = backoff.next_backoff().unwrap_or(Duration::from_secs(1));
-                    tokio::time::sleep(delay).await;
+                    settled => return settled,
                 }
-                settled => return settled,
+            } else {
+                let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+                match self.store.find_many(&ids).await {
+                    Ok(found) => {
+                        // Created by the first try, or not at all.
+                        return Ok(found.into_iter().map(Inserted::Created).collect());
+                    }
+                    Err(err) if err.is_unavailable() && started.elapsed() < SETTLE_GIVE_UP => {}
+                    Err(err) => return Err(unknown(&err)),
+                }
             }
+            let delay = backoff.next_backoff().unwrap_or(Duration::from_secs(2));
+            tokio::time::sleep(delay).await;
         }
     }
 

@@ -41,6 +41,9 @@ use crate::{Broker, BrokerError};
 /// before the reconciler is left to publish them.
 pub const REPUBLISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Most background re-publications one client runs at once.
+pub const MAX_REPUBLISHERS: usize = 32;
+
 /// Most single enqueues inserted in one statement.
 pub const MAX_INSERT_BATCH: usize = 256;
 
@@ -52,6 +55,8 @@ pub struct Client {
     broker: Broker,
     /// Single enqueues arriving together are inserted together.
     inserts: Arc<StoreGroup<Arc<NewJob>, Inserted>>,
+    /// Places for background re-publications (see `publish_committed`).
+    republishers: Arc<tokio::sync::Semaphore>,
 }
 
 impl Client {
@@ -72,6 +77,7 @@ impl Client {
             store,
             broker,
             inserts: Arc::new(inserts),
+            republishers: Arc::new(tokio::sync::Semaphore::new(MAX_REPUBLISHERS)),
         }
     }
 
@@ -109,33 +115,42 @@ impl Client {
     }
 
     /// Publishes committed jobs; if Redis does not take them (down, or its
-    /// reply late), keeps trying in the background for up to
+    /// reply late), offers them again in the background for up to
     /// [`REPUBLISH_PATIENCE`], so that a Redis blip delays them by the blip,
-    /// not by a reconciliation pass. A try whose reply was lost may have
-    /// been applied: the next makes a duplicate delivery, which the claim
-    /// turns into a skip. After the patience, the reconciler publishes them.
+    /// not by a reconciliation pass. Each try first reads which of them
+    /// still wait (a job canceled or claimed meanwhile is not pushed back),
+    /// and the tries thin out (0.5 s, 1 s, 2 s, ... 8 s). At most
+    /// [`MAX_REPUBLISHERS`] such retries run at once per client; past that,
+    /// and after the patience, the reconciler publishes them. A try whose
+    /// reply was lost may have been applied: the next makes a duplicate
+    /// delivery, which the claim turns into a skip.
     pub(crate) async fn publish_committed(&self, jobs: &[Job]) {
         if self.publish(jobs).await.is_ok() {
             return;
         }
+        let Ok(permit) = self.republishers.clone().try_acquire_owned() else {
+            return;
+        };
         let client = self.clone();
-        let jobs = jobs.to_vec();
+        let ids: Vec<uuid::Uuid> = jobs.iter().map(|job| job.id).collect();
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
-            let mut backoff = crate::retry::RetryPolicy {
-                base: std::time::Duration::from_millis(100),
-                max: std::time::Duration::from_secs(2),
-                jitter: 0.2,
-            }
-            .backoff();
+            let mut delay = std::time::Duration::from_millis(500);
             while started.elapsed() < REPUBLISH_PATIENCE {
-                let delay = backoff::backoff::Backoff::next_backoff(&mut backoff)
-                    .unwrap_or(std::time::Duration::from_secs(1));
                 tokio::time::sleep(delay).await;
-                if client.publish(&jobs).await.is_ok() {
-                    return;
+                delay = (delay * 2).min(std::time::Duration::from_secs(8));
+                let Ok(waiting) = client
+                    .store
+                    .still_waiting(&ids, std::time::Duration::ZERO)
+                    .await
+                else {
+                    continue;
+                };
+                if client.broker.publish_waiting(&waiting).await.is_ok() {
+                    break;
                 }
             }
+            drop(permit);
         });
     }
 

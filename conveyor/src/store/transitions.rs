@@ -58,7 +58,8 @@ impl Store {
     ///
     /// Call it again with the same token after an error: a claim that
     /// committed but whose reply was lost is found on the row by its token
-    /// and answered `Won`.
+    /// and answered `Won`, its lease renewed, if the lease has not run out
+    /// meanwhile (then `Lost`: the lease rescuer moves the job on).
     pub async fn claim(
         &self,
         id: JobId,
@@ -74,7 +75,17 @@ impl Store {
                     && token.is_on(&job)
                     && job.worker_id.as_deref() == Some(worker.as_str()) =>
             {
-                Transition::Won(job)
+                // Ours, but its lease has been running since the lost reply:
+                // the claim stands only if the lease has not run out, and
+                // it is renewed from now, so the worker's own reckoning of
+                // the lease starts with the database's.
+                let renew = Entity::update_many()
+                    .col_expr(Column::LeaseExpiresAt, now_plus(lease))
+                    .filter(Column::Status.eq(JobStatus::Running))
+                    .filter(Column::ClaimToken.eq(token.as_uuid()))
+                    .filter(Column::WorkerId.eq(worker.as_str()))
+                    .filter(Expr::col(Column::LeaseExpiresAt).gt(now()));
+                self.guarded(id, renew).await?
             }
             other => other,
         })

@@ -139,11 +139,41 @@ async fn a_claim_whose_reply_was_lost_is_recognised_by_its_token() {
         .claim(id(&job), &owner(), token, Duration::from_secs(30))
         .await
         .expect("claim");
-    assert_eq!(again, Transition::Won(first.clone()), "the claim is ours");
-    assert_eq!(reload(&store, &job).await.attempts, 1, "claimed once");
+    let Transition::Won(again) = again else {
+        panic!("the claim is ours: {again:?}");
+    };
+    assert_eq!(
+        (again.attempts, again.claim_token),
+        (1, first.claim_token),
+        "claimed once"
+    );
+    assert!(
+        again.lease_expires_at >= first.lease_expires_at,
+        "and its lease renewed"
+    );
+    let first = again;
     // A duplicate delivery, claimed with a token of its own, loses.
     let duplicate = claim(&store, &job, &owner()).await;
     assert_eq!(duplicate, Transition::Lost(first));
+
+    // A reply lost for longer than the lease: the claim no longer stands.
+    let token = ClaimToken::new();
+    let late = job_in(&db, &store, State::Queued).await;
+    let claimed = store
+        .claim(id(&late), &owner(), token, Duration::from_millis(1))
+        .await
+        .expect("claim");
+    assert!(claimed.is_won());
+    db.execute(&format!(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = '{}'",
+        late.id
+    ))
+    .await;
+    let expired = store
+        .claim(id(&late), &owner(), token, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert!(matches!(expired, Transition::Lost(_)), "{expired:?}");
 }
 
 #[tokio::test]
