@@ -41,8 +41,12 @@ use crate::{Broker, BrokerError};
 /// before the reconciler is left to publish them.
 pub const REPUBLISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Most background re-publications one client runs at once.
-pub const MAX_REPUBLISHERS: usize = 32;
+/// Most background re-publications one client runs at once. Each holds
+/// only job ids and tries a few times over [`REPUBLISH_PATIENCE`], so a
+/// thousand of them cost little; a longer outage leaves the rest to the
+/// reconciler. (At 32, a three-second spell of slow Redis under 40 jobs/s
+/// already left most jobs to the reconciler in the chaos run.)
+pub const MAX_REPUBLISHERS: usize = 1_024;
 
 /// Most single enqueues inserted in one statement.
 pub const MAX_INSERT_BATCH: usize = 256;
