@@ -126,19 +126,15 @@ impl Default for Claim {
 /// path, which knows what to do with each; a single id takes it directly, so
 /// an idle worker's latency does not change.
 async fn claim_batch(runtime: &Runtime, ids: &[(String, String)]) -> HashMap<String, Claim> {
-    let mut tokens: HashMap<String, ClaimToken> = HashMap::new();
-    let mut batch: Vec<(JobId, ClaimToken)> = Vec::new();
+    let mut claims: HashMap<String, Claim> = HashMap::with_capacity(ids.len());
+    let mut batch: Vec<(JobId, ClaimToken)> = Vec::with_capacity(ids.len());
     for (_, raw) in ids {
-        if let (Ok(id), false) = (raw.parse::<JobId>(), tokens.contains_key(raw)) {
+        if let (Ok(id), false) = (raw.parse::<JobId>(), claims.contains_key(raw)) {
             let token = ClaimToken::new();
-            tokens.insert(raw.clone(), token);
+            claims.insert(raw.clone(), Claim::Pending(token));
             batch.push((id, token));
         }
     }
-    let mut claims: HashMap<String, Claim> = tokens
-        .into_iter()
-        .map(|(id, token)| (id, Claim::Pending(token)))
-        .collect();
     if batch.len() < 2 {
         return claims;
     }
