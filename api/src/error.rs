@@ -41,8 +41,12 @@ pub enum ApiError {
     Unauthorized,
     /// 404.
     NotFound { code: &'static str, detail: String },
+    /// 403: refused whatever the credentials (a cross-site browser form).
+    Forbidden { code: &'static str, detail: String },
     /// 405.
     MethodNotAllowed,
+    /// 408: the client took too long to send its body.
+    RequestTimeout { detail: String },
     /// 409: the job is in a state that does not allow this.
     Conflict {
         code: &'static str,
@@ -85,7 +89,9 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -103,9 +109,10 @@ impl ApiError {
     fn into_problem(self) -> Problem {
         let status = self.status();
         let (code, detail, field, job_id) = match self {
-            ApiError::BadRequest { code, detail } | ApiError::NotFound { code, detail } => {
-                (code, detail, None, None)
-            }
+            ApiError::BadRequest { code, detail }
+            | ApiError::NotFound { code, detail }
+            | ApiError::Forbidden { code, detail } => (code, detail, None, None),
+            ApiError::RequestTimeout { detail } => ("body_timeout", detail, None, None),
             ApiError::Unauthorized => (
                 "unauthorized",
                 "this route needs the header `Authorization: Bearer <token>` with the API token"
@@ -197,8 +204,20 @@ impl From<StoreError> for ApiError {
                 code: "database_unavailable",
                 detail: "PostgreSQL is unavailable; nothing was written, try again".to_owned(),
             },
+            err if err.is_timed_out() => ApiError::Unavailable {
+                code: "query_timeout",
+                detail: "the query ran past the statement timeout and was canceled; nothing was \
+                         written. Narrow the filters, or try again later"
+                    .to_owned(),
+            },
             err => ApiError::Internal(err.to_string()),
         }
+    }
+}
+
+impl From<conveyor::job::InvalidJob> for ApiError {
+    fn from(invalid: conveyor::job::InvalidJob) -> Self {
+        ApiError::invalid(invalid.field, invalid.to_string())
     }
 }
 

@@ -73,8 +73,15 @@ pub struct JobList {
     pub items: Vec<JobView>,
     pub limit: u64,
     pub offset: u64,
-    /// Number of items in this page.
-    pub count: usize,
+    /// How many jobs match the filters, on every page (not the size of this
+    /// page). Exact up to 10,000; above that an estimate (see
+    /// `count_accuracy`).
+    pub count: u64,
+    /// `exact`, or `estimated` when more than 10,000 jobs match (or
+    /// counting them took too long) and `count` is PostgreSQL's estimate.
+    pub count_accuracy: String,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// The outcome of a job, from `GET /jobs/{id}/result`.

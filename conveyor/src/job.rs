@@ -31,6 +31,11 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 /// Longest queue or task type name.
 pub const MAX_NAME_CHARS: usize = 64;
 
+/// Years a job may be scheduled in, in UTC: the range RFC 3339 can write.
+/// Outside it (year 0, or an offset that carries 9999-12-31 into year
+/// 10000) an instant cannot be written back as a timestamp clients parse.
+pub const RUN_AT_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
 /// A job's identifier: a UUIDv7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -231,26 +236,18 @@ impl NewJob {
     /// Checks every field against the limits the table enforces, so a bad job
     /// is refused with a message naming the field, not a constraint violation.
     pub fn validate(&self) -> Result<(), InvalidJob> {
-        if !is_valid_name(&self.queue, |c| c == '_' || c == '-') {
-            return Err(InvalidJob::new(
-                "queue",
-                format!(
-                    "must be 1 to {MAX_NAME_CHARS} characters of a-z, 0-9, '_' or '-' (got {:?})",
-                    self.queue
-                ),
-            ));
-        }
-        if !is_valid_name(&self.task_type, |c| matches!(c, '_' | '.' | ':' | '-')) {
-            return Err(InvalidJob::new(
-                "type",
-                format!(
-                    "must be 1 to {MAX_NAME_CHARS} characters of a-z, 0-9, '_', '.', ':' or '-' (got {:?})",
-                    self.task_type
-                ),
-            ));
-        }
+        check_queue_name(&self.queue)?;
+        check_task_type(&self.task_type)?;
         if !self.payload.is_object() {
             return Err(InvalidJob::new("payload", "must be a JSON object"));
+        }
+        if let Some(path) = nul_path(&self.payload) {
+            return Err(InvalidJob::new(
+                "payload",
+                format!(
+                    "payload{path} contains the NUL character (\\u0000), which cannot be stored"
+                ),
+            ));
         }
         if !PRIORITY_RANGE.contains(&self.priority) {
             return Err(InvalidJob::new(
@@ -278,6 +275,24 @@ impl NewJob {
                     format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters (got {chars})"),
                 ));
             }
+            if key.chars().any(char::is_control) {
+                return Err(InvalidJob::new(
+                    "idempotency_key",
+                    "must not contain control characters",
+                ));
+            }
+        }
+        if let Schedule::At(run_at) = self.schedule
+            && !RUN_AT_YEARS.contains(&chrono::Datelike::year(&run_at))
+        {
+            return Err(InvalidJob::new(
+                "run_at",
+                format!(
+                    "must fall in years {} to {} in UTC (got {run_at:?})",
+                    RUN_AT_YEARS.start(),
+                    RUN_AT_YEARS.end()
+                ),
+            ));
         }
         Ok(())
     }
@@ -298,6 +313,57 @@ impl NewJob {
             "schedule": self.schedule,
         });
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// Where in `value` a string or key holds U+0000 (PostgreSQL's `jsonb`
+/// cannot store it), as a path below `value` (`.a[2]`); `None` when
+/// nowhere. Allocates only on the way back from a find.
+fn nul_path(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then(String::new),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_path(item).map(|below| format!("[{index}]{below}"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(format!(".{key:?} (a key)"))
+            } else {
+                nul_path(item).map(|below| format!(".{key}{below}"))
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// A queue name: 1 to 64 of `a-z`, `0-9`, `_`, `-`. The error names the
+/// field `queue`.
+pub fn check_queue_name(queue: &str) -> Result<(), InvalidJob> {
+    if is_valid_name(queue, |c| c == '_' || c == '-') {
+        Ok(())
+    } else {
+        Err(InvalidJob::new(
+            "queue",
+            format!(
+                "must be 1 to {MAX_NAME_CHARS} characters of a-z, 0-9, '_' or '-' (got {queue:?})"
+            ),
+        ))
+    }
+}
+
+/// A task type: 1 to 64 of `a-z`, `0-9`, `_`, `.`, `:`, `-`. The error
+/// names the field `type`.
+pub fn check_task_type(task_type: &str) -> Result<(), InvalidJob> {
+    if is_valid_name(task_type, |c| matches!(c, '_' | '.' | ':' | '-')) {
+        Ok(())
+    } else {
+        Err(InvalidJob::new(
+            "type",
+            format!(
+                "must be 1 to {MAX_NAME_CHARS} characters of a-z, 0-9, '_', '.', ':' or '-' (got {task_type:?})"
+            ),
+        ))
     }
 }
 

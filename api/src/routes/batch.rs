@@ -108,7 +108,8 @@ pub async fn create_batch(
     let mut replayed = 0;
     for (index, outcome) in positions.iter().zip(outcomes) {
         items[*index] = Some(match outcome {
-            Inserted::Created(job) => {
+            Err(err) => rejected(ApiError::from(err), *index),
+            Ok(Inserted::Created(job)) => {
                 created += 1;
                 BatchItem {
                     status: 201,
@@ -116,7 +117,7 @@ pub async fn create_batch(
                     error: None,
                 }
             }
-            Inserted::Replayed(job) => {
+            Ok(Inserted::Replayed(job)) => {
                 replayed += 1;
                 BatchItem {
                     status: 200,
@@ -124,7 +125,7 @@ pub async fn create_batch(
                     error: None,
                 }
             }
-            Inserted::Conflict(job) => rejected(
+            Ok(Inserted::Conflict(job)) => rejected(
                 ApiError::Conflict {
                     code: "idempotency_key_conflict",
                     detail: format!(

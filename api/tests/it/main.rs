@@ -7,6 +7,7 @@ mod cancel;
 mod create;
 mod docs;
 mod health;
+mod hostile;
 mod observability;
 mod outages;
 mod read;

@@ -61,7 +61,11 @@ async fn listing_is_newest_first_filtered_and_paged() {
         .map(|j| j["id"].clone())
         .collect();
     assert_eq!(listed, newest_first[1..3]);
-    assert_eq!(page["count"], 2);
+    assert_eq!(
+        page["count"], 5,
+        "count is every match, not the page: {page}"
+    );
+    assert_eq!(page["count_accuracy"], "exact");
 
     let (_, page) = app.get("/jobs?status=canceled").await;
     assert_eq!(page["count"], 1);
@@ -82,11 +86,63 @@ async fn bad_list_parameters_are_422_naming_them() {
         ("limit=ten", "limit"),
         ("offset=-1", "offset"),
         ("offset=1.5", "offset"),
+        ("after=nonsense", "after"),
+        ("after=1_zz", "after"),
     ] {
         let (status, problem) = app.get(&format!("/jobs?{query}")).await;
         assert_problem(status, &problem, 422, "invalid_field");
         assert_eq!(problem["field"], field, "{query}");
     }
+}
+
+#[tokio::test]
+async fn cursor_pages_visit_every_match_once_newest_first() {
+    let app = TestApp::start().await;
+    let mut created = Vec::new();
+    for n in 0..7 {
+        let queue = if n == 3 { "other" } else { "walk" };
+        let job = app
+            .create(json!({"payload": {"n": n}, "queue": queue}))
+            .await;
+        if queue == "walk" {
+            created.push(job["id"].clone());
+        }
+    }
+    created.reverse();
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut path = "/jobs?queue=walk&limit=4".to_owned();
+    loop {
+        let (status, page) = app.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["count"], 6, "the total on every page: {page}");
+        let items = page["items"].as_array().expect("items");
+        sizes.push(items.len());
+        seen.extend(items.iter().map(|job| job["id"].clone()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/jobs?queue=walk&limit=4&after={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [4, 2]);
+    assert_eq!(seen, created);
+}
+
+#[tokio::test]
+async fn an_offset_past_the_cap_is_422_pointing_to_the_cursor() {
+    let app = TestApp::start().await;
+    let (status, page) = app.get("/jobs?offset=10000").await;
+    assert_eq!(status, 200, "{page}");
+    let (status, problem) = app.get("/jobs?offset=10001").await;
+    assert_problem(status, &problem, 422, "invalid_field");
+    assert_eq!(problem["field"], "offset");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("after"),
+        "{problem}"
+    );
 }
 
 #[tokio::test]

@@ -21,6 +21,9 @@ pub const SETTLE_PATIENCE: Duration = Duration::from_secs(5);
 /// outcome is unknown, for a job whose first insert may have committed.
 pub const SETTLE_GIVE_UP: Duration = Duration::from_secs(600);
 
+/// Jobs of a refused batch inserted at once, each alone.
+const ALONE_AT_ONCE: usize = 8;
+
 type Answer = oneshot::Sender<Result<Vec<Inserted>, StoreError>>;
 
 impl Client {
@@ -35,17 +38,49 @@ impl Client {
             .ok_or_else(|| StoreError::from(sea_orm::DbErr::RecordNotInserted))
     }
 
-    /// Inserts many valid jobs in one statement (one transaction: all or
-    /// none) and publishes those it created in one round trip; one outcome
-    /// per job, in order. Validate each first ([`NewJob::validate`]): an
-    /// invalid one fails the whole call. Runs to the end even if the
-    /// caller stops waiting.
-    pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>, StoreError> {
+    /// Inserts many valid jobs in one statement (one transaction) and
+    /// publishes those it created in one round trip; one outcome per job,
+    /// in order. Validate each first ([`NewJob::validate`]): an invalid one
+    /// fails the whole call. When PostgreSQL refuses the statement for one
+    /// job's sake, each job is inserted alone, so each gets its own outcome
+    /// and the others are not failed with it; when PostgreSQL cannot be
+    /// reached the whole call fails. Runs to the end even if the caller
+    /// stops waiting.
+    pub async fn enqueue_many(
+        &self,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
         for job in &jobs {
             job.validate()?;
         }
-        self.insert_and_publish(jobs.into_iter().map(Arc::new).collect(), false)
-            .await
+        let jobs: Vec<Arc<NewJob>> = jobs.into_iter().map(Arc::new).collect();
+        match self.insert_and_publish(jobs.clone(), false).await {
+            Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
+            Err(err)
+                if err.is_unavailable()
+                    || err.maybe_written()
+                    || matches!(err, StoreError::Invalid(_)) =>
+            {
+                Err(err)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, rows = jobs.len(),
+                    "PostgreSQL refused a batch insert; inserting each job alone");
+                let alone = jobs.into_iter().map(|job| async move {
+                    let mut outcome = self.insert_and_publish(vec![job], false).await?;
+                    outcome
+                        .pop()
+                        .ok_or_else(|| StoreError::from(sea_orm::DbErr::RecordNotInserted))
+                });
+                // A few at a time, so a large batch does not crowd other
+                // callers out of the pool.
+                Ok(futures::StreamExt::collect(futures::StreamExt::buffered(
+                    futures::stream::iter(alone),
+                    ALONE_AT_ONCE,
+                ))
+                .await)
+            }
+        }
     }
 
     /// Inserts `jobs` (through the group-commit writer when `grouped`) and

@@ -24,13 +24,40 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 pub use insert::Inserted;
-pub use read::{EXACT_COUNT_LIMIT, JobCounts, ListFilter, SAMPLE_ROWS, StatusCount};
+pub use read::{
+    COUNT_BUDGET, COUNT_EXACT_UP_TO, EXACT_COUNT_LIMIT, JobCounts, ListCursor, ListFilter,
+    MatchCount, SAMPLE_ROWS, StatusCount,
+};
 pub use transitions::{LEASE_EXPIRED_ERROR, LeaseExpiry, LeaseRenewal, STUCK_ERROR, StuckAction};
 
 use crate::job::{ClaimToken, InvalidJob, Job, JobId, WorkerId};
 
 /// How long to wait for a connection before calling the database unavailable.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a [`Store`] connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections open at once.
+    pub max_connections: u32,
+    /// How long a statement waits for a connection (or to open one) before
+    /// the database is called unavailable.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` on every connection: a statement
+    /// running longer is canceled ([`StoreError::is_timed_out`]).
+    pub statement_timeout: Option<Duration>,
+}
+
+impl PoolSettings {
+    /// `max_connections`, [`DEFAULT_ACQUIRE_TIMEOUT`], no statement timeout.
+    pub fn new(max_connections: u32) -> Self {
+        PoolSettings {
+            max_connections,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            statement_timeout: None,
+        }
+    }
+}
 
 /// The job store over a pool of PostgreSQL connections. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -48,14 +75,25 @@ impl Store {
     /// connects lazily, so a process can start while PostgreSQL is down and
     /// report it as unavailable instead of exiting.
     pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_with(database_url, &PoolSettings::new(max_connections)).await
+    }
+
+    /// [`Store::connect`] with every pool setting chosen.
+    pub async fn connect_with(
+        database_url: &str,
+        settings: &PoolSettings,
+    ) -> Result<Self, StoreError> {
         let mut options = ConnectOptions::new(database_url.to_owned());
         options
-            .max_connections(max_connections)
+            .max_connections(settings.max_connections)
             .min_connections(0)
-            .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
-            .connect_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_timeout(settings.acquire_timeout)
             .connect_lazy(true)
             .sqlx_logging(false);
+        if let Some(timeout) = settings.statement_timeout {
+            options.statement_timeout(timeout);
+        }
         Ok(Store::new(Database::connect(options).await?))
     }
 
@@ -179,17 +217,26 @@ impl StoreError {
     /// class 22, data exception: a NUL character in text or JSON, a number
     /// out of range): writing it again would fail the same way.
     pub fn is_unstorable_value(&self) -> bool {
+        self.sqlstate().is_some_and(|code| code.starts_with("22"))
+    }
+
+    /// True when PostgreSQL canceled the statement for running past its
+    /// `statement_timeout` (SQLSTATE 57014, query_canceled).
+    pub fn is_timed_out(&self) -> bool {
+        self.sqlstate().is_some_and(|code| code == "57014")
+    }
+
+    /// The SQLSTATE PostgreSQL answered with, when it refused a statement.
+    fn sqlstate(&self) -> Option<String> {
         let StoreError::Database(
             DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)),
         ) = self
         else {
-            return false;
+            return None;
         };
         match err.as_ref() {
-            sea_orm::sqlx::Error::Database(db_err) => {
-                db_err.code().is_some_and(|code| code.starts_with("22"))
-            }
-            _ => false,
+            sea_orm::sqlx::Error::Database(db_err) => db_err.code().map(|code| code.into_owned()),
+            _ => None,
         }
     }
 

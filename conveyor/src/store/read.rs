@@ -9,6 +9,9 @@ const WAITING_COLUMNS: &str = "SELECT id, queue, priority, run_at, updated_at FR
      WHERE status IN ('queued', 'retrying') \
      AND updated_at <= now() - $1 * interval '1 millisecond'";
 
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, QueryTrait, Select, TransactionTrait};
+
 use super::{Store, StoreError};
 use crate::job::{Job, JobId, WaitingJob};
 use entity::JobStatus;
@@ -22,6 +25,69 @@ pub struct ListFilter {
     pub task_type: Option<String>,
     pub limit: u64,
     pub offset: u64,
+    /// Only jobs after this one in the list's order (keyset paging: a deep
+    /// page costs what the first one does, unlike `offset`).
+    pub after: Option<ListCursor>,
+}
+
+/// A place in the list's order (`created_at` descending, then `id`
+/// descending): the last job of a page. Written as text for clients, who
+/// should treat it as opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: uuid::Uuid,
+}
+
+impl ListCursor {
+    /// The place just after `job`.
+    pub fn after(job: &Job) -> Self {
+        ListCursor {
+            created_at: job.created_at,
+            id: job.id,
+        }
+    }
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // PostgreSQL keeps microseconds, so this is exact.
+        write!(
+            f,
+            "{}_{}",
+            self.created_at.timestamp_micros(),
+            self.id.simple()
+        )
+    }
+}
+
+impl std::str::FromStr for ListCursor {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (micros, id) = text.split_once('_').ok_or(())?;
+        Ok(ListCursor {
+            created_at: DateTime::from_timestamp_micros(micros.parse().map_err(|_| ())?)
+                .ok_or(())?,
+            id: id.parse().map_err(|_| ())?,
+        })
+    }
+}
+
+/// How many rows `Store::count_matching` counts exactly before it
+/// estimates instead.
+pub const COUNT_EXACT_UP_TO: u64 = 10_000;
+/// How long the exact count may run before the estimate is used instead:
+/// a filter that few rows match can still make PostgreSQL walk many.
+pub const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How many jobs match a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchCount {
+    pub count: u64,
+    /// False when `count` is the planner's estimate: more rows matched
+    /// than were counted, or counting ran out of time.
+    pub exact: bool,
 }
 
 /// Above this many rows (planner estimate), finished jobs are estimated.
@@ -62,18 +128,20 @@ impl Store {
             .await?)
     }
 
-    /// Jobs matching `filter`, newest first. Served by `jobs_created_idx`, or
-    /// `jobs_status_created_idx` when filtering by status.
+    /// Jobs matching `filter`, newest first. Each filter has an index in
+    /// this order: `jobs_created_idx` (none), `jobs_status_created_idx`,
+    /// `jobs_queue_created_idx`, `jobs_type_created_idx` (EXPLAIN in
+    /// docs/architecture.md).
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Job>, StoreError> {
-        let mut query = Entity::find();
-        if let Some(status) = filter.status {
-            query = query.filter(Column::Status.eq(status));
-        }
-        if let Some(queue) = &filter.queue {
-            query = query.filter(Column::Queue.eq(queue.as_str()));
-        }
-        if let Some(task_type) = &filter.task_type {
-            query = query.filter(Column::TaskType.eq(task_type.as_str()));
+        let mut query = matching(filter);
+        if let Some(after) = filter.after {
+            query = query.filter(Expr::cust_with_values(
+                "(created_at, id) < ($1, $2)",
+                [
+                    sea_orm::Value::from(after.created_at),
+                    sea_orm::Value::from(after.id),
+                ],
+            ));
         }
         Ok(query
             .order_by_desc(Column::CreatedAt)
@@ -82,6 +150,90 @@ impl Store {
             .offset(filter.offset)
             .all(&self.db)
             .await?)
+    }
+
+    /// How many jobs match `filter`'s status, queue and type (its paging
+    /// is ignored): exact up to `exact_up_to` rows when counting them
+    /// takes less than [`COUNT_BUDGET`], else PostgreSQL's estimate, no
+    /// smaller than what was seen to match. Either way the work is bounded,
+    /// whatever the table's size.
+    pub async fn count_matching(
+        &self,
+        filter: &ListFilter,
+        exact_up_to: u64,
+    ) -> Result<MatchCount, StoreError> {
+        #[derive(FromQueryResult)]
+        struct Counted {
+            count: i64,
+        }
+        let bounded = matching(filter)
+            .select_only()
+            .column_as(Expr::val(1), "one")
+            .limit(exact_up_to.saturating_add(1))
+            .build(DbBackend::Postgres);
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "SELECT count(*) AS count FROM ({}) AS matching",
+                bounded.sql
+            ),
+            bounded.values.map(|values| values.0).unwrap_or_default(),
+        );
+        let counted = {
+            let txn = self.db.begin().await?;
+            txn.execute_unprepared(&format!(
+                "SET LOCAL statement_timeout = {}",
+                COUNT_BUDGET.as_millis()
+            ))
+            .await?;
+            let counted = Counted::find_by_statement(statement).one(&txn).await;
+            // A canceled statement aborts the transaction; dropping it
+            // rolls back either way.
+            let _ = txn.rollback().await;
+            counted
+        };
+        let seen = match counted.map_err(StoreError::from) {
+            Ok(counted) => {
+                let seen = counted.map_or(0, |counted| u64::try_from(counted.count).unwrap_or(0));
+                if seen <= exact_up_to {
+                    return Ok(MatchCount {
+                        count: seen,
+                        exact: true,
+                    });
+                }
+                seen
+            }
+            Err(err) if err.is_timed_out() => 0,
+            Err(err) => return Err(err),
+        };
+        let estimate = self.estimate_matching(filter).await?;
+        Ok(MatchCount {
+            count: std::cmp::max(estimate, seen),
+            exact: false,
+        })
+    }
+
+    /// The planner's estimate of the rows matching `filter`.
+    async fn estimate_matching(&self, filter: &ListFilter) -> Result<u64, StoreError> {
+        let query = matching(filter)
+            .select_only()
+            .column_as(Expr::val(1), "one")
+            .build(DbBackend::Postgres);
+        let explained = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("EXPLAIN (FORMAT JSON) {}", query.sql),
+            query.values.map(|values| values.0).unwrap_or_default(),
+        );
+        let plan: Option<serde_json::Value> = match self.db.query_one_raw(explained).await? {
+            Some(row) => Some(row.try_get_by_index(0)?),
+            None => None,
+        };
+        let rows = plan
+            .as_ref()
+            .and_then(|plan| plan.pointer("/0/Plan/Plan Rows"))
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0);
+        Ok(rows.max(0.0) as u64)
     }
 
     /// Running jobs that started more than `age` ago, oldest first.
@@ -239,4 +391,20 @@ impl Store {
             .all(&self.db)
             .await?)
     }
+}
+
+/// The jobs `filter`'s status, queue and type select, unordered and
+/// unpaged.
+fn matching(filter: &ListFilter) -> Select<Entity> {
+    let mut query = Entity::find();
+    if let Some(status) = filter.status {
+        query = query.filter(Column::Status.eq(status));
+    }
+    if let Some(queue) = &filter.queue {
+        query = query.filter(Column::Queue.eq(queue.as_str()));
+    }
+    if let Some(task_type) = &filter.task_type {
+        query = query.filter(Column::TaskType.eq(task_type.as_str()));
+    }
+    query
 }

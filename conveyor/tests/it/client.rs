@@ -242,3 +242,42 @@ async fn a_publish_redis_missed_is_tried_again_without_waiting_for_the_reconcile
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_postgres_refuses_fails_alone_in_a_batch() {
+    use sea_orm::ConnectionTrait;
+    let s = setup().await;
+    // A value validation lets through but the table refuses, standing in
+    // for any such value: the batch statement fails for this one job.
+    s.db.conn
+        .execute_unprepared(
+            "ALTER TABLE jobs ADD CONSTRAINT test_refuse CHECK (NOT payload ? 'refuse')",
+        )
+        .await
+        .expect("constraint");
+    let jobs = vec![
+        NewJob::new("noop", json!({"n": 1})),
+        NewJob::new("noop", json!({"refuse": true})),
+        NewJob::new("noop", json!({"n": 3})),
+    ];
+    let ids: Vec<String> = jobs.iter().map(|job| job.id.to_string()).collect();
+    let outcomes = s.client.enqueue_many(jobs).await.expect("not an outage");
+    assert!(
+        matches!(outcomes[0], Ok(Inserted::Created(_))),
+        "{outcomes:?}"
+    );
+    assert!(outcomes[1].is_err(), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[2], Ok(Inserted::Created(_))),
+        "{outcomes:?}"
+    );
+    assert_eq!(s.rows().await, 2);
+    let mut ready = s.ready("default", 0);
+    ready.sort();
+    let mut want = vec![ids[0].clone(), ids[2].clone()];
+    want.sort();
+    assert_eq!(
+        ready, want,
+        "the created jobs are published, the refused one is not"
+    );
+}

@@ -128,3 +128,39 @@ async fn large_tables_report_waiting_jobs_exactly_and_finished_ones_as_estimates
     assert_eq!(count(&exact, "completed"), 4_500);
     assert_eq!(count(&estimated, "completed"), 4_500);
 }
+
+#[tokio::test]
+async fn matching_jobs_are_counted_exactly_up_to_the_bound_then_estimated() {
+    use conveyor::store::ListFilter;
+    let (db, store) = store().await;
+    db.execute(
+        "INSERT INTO jobs (id, queue, payload) \
+         SELECT gen_random_uuid(), CASE WHEN n % 4 = 0 THEN 'a' ELSE 'b' END, '{}' \
+         FROM generate_series(1, 400) AS n",
+    )
+    .await;
+    db.execute("ANALYZE jobs").await;
+    let in_queue = |queue: &str| ListFilter {
+        queue: Some(queue.to_owned()),
+        ..ListFilter::default()
+    };
+    let exact = store
+        .count_matching(&in_queue("a"), 100)
+        .await
+        .expect("count");
+    assert_eq!((exact.count, exact.exact), (100, true));
+    let estimated = store
+        .count_matching(&in_queue("b"), 100)
+        .await
+        .expect("count");
+    assert!(!estimated.exact);
+    assert!(
+        (101..=600).contains(&estimated.count),
+        "at least what was seen, near the truth (300): {estimated:?}"
+    );
+    let none = store
+        .count_matching(&in_queue("c"), 100)
+        .await
+        .expect("count");
+    assert_eq!((none.count, none.exact), (0, true));
+}
