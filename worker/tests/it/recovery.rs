@@ -338,6 +338,10 @@ async fn reconciling_a_large_healthy_backlog_adds_no_duplicates() {
     // No workers; several passes, the first as if Redis had been reset (no
     // epoch yet), none with a quiet period: the harshest case.
     for pass in 0..3 {
+        // A running process renews the lead every tick; here nothing does,
+        // and three passes over 20,000 jobs on a busy machine can outlast
+        // one lease (the pass then stops with NotLeader): renew per pass.
+        assert!(maintenance.take_lead().await.expect("campaign"));
         let report = reconcile_once(&maintenance, Duration::ZERO)
             .await
             .expect("reconcile");
