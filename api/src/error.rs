@@ -221,6 +221,48 @@ impl From<conveyor::job::InvalidJob> for ApiError {
     }
 }
 
+/// What the request-limiting middleware failed with: its timeout, or the
+/// limit on requests in flight.
+pub async fn from_middleware(err: tower::BoxError) -> ApiError {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Unavailable {
+            code: "request_timeout",
+            detail: "the request took longer than the server allows and was stopped; a job \
+                     being created may still be created: repeat the request with the same \
+                     idempotency key"
+                .to_owned(),
+        }
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::Unavailable {
+            code: "overloaded",
+            detail: "the server is handling as many requests as it allows; try again shortly"
+                .to_owned(),
+        }
+    } else {
+        ApiError::Internal(format!("request middleware failed: {err}"))
+    }
+}
+
+/// True when `err`, or an error it wraps, is a request body that paused
+/// past the body timeout.
+pub fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// A request body that paused past the body timeout.
+pub fn body_timeout() -> ApiError {
+    ApiError::RequestTimeout {
+        detail: "the request body stopped arriving for longer than the server waits".to_owned(),
+    }
+}
+
 /// A handler panicked: answer 500 with a problem and log the panic.
 pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     let message = panic

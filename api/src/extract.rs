@@ -76,6 +76,8 @@ pub async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiE
                 ApiError::PayloadTooLarge {
                     limit: state.settings.max_body_bytes,
                 }
+            } else if crate::error::is_body_timeout(&rejection) {
+                crate::error::body_timeout()
             } else {
                 ApiError::BadRequest {
                     code: "unreadable_body",

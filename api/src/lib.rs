@@ -11,28 +11,34 @@
 //! - [`extract`]: request body and parameter parsing that fails as problems.
 //! - [`views`]: the JSON shapes of responses.
 //! - [`routes`]: the handlers, one module per resource.
-//! - [`auth`]: the optional bearer token.
+//! - [`auth`]: the optional bearer token, and the cross-site form check.
 //! - [`openapi`]: the OpenAPI document and the `/docs` page.
+//! - [`serve`]: the server: connection limits, timeouts, shutdown.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod views;
 
 use std::future::Future;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 
 pub use error::ApiError;
 pub use state::{AppState, Settings};
 
-/// Every route, with the body limit, authentication and panic guard applied.
+/// Every route, with the body limit, authentication, timeouts, the limit
+/// on requests in flight and the panic guard applied.
 pub fn router(state: AppState) -> Router {
+    let limits = state.settings.limits.clone();
     let protected = routes::jobs::router()
         .merge(routes::batch::router())
         .merge(routes::queues::router())
@@ -42,7 +48,7 @@ pub fn router(state: AppState) -> Router {
             auth::require_token,
         ));
     conveyor::metrics::install();
-    Router::new()
+    let routes = Router::new()
         .merge(protected)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
@@ -50,20 +56,33 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_timeout,
+        ))
+        .with_state(state);
+    // Around the whole router, not through `Router::layer`, which would
+    // give each route a limit of its own.
+    let limited = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(error::from_middleware))
+        .load_shed()
+        .concurrency_limit(limits.max_in_flight)
+        .timeout(limits.request_timeout)
+        .service(routes);
+    Router::new()
+        .fallback_service(limited)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))
-        .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then finishes
-/// the requests in flight.
+/// Serves the API on `listener` until `shutdown` completes, then gives the
+/// requests in flight the shutdown grace period to finish
+/// ([`serve::serve`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.settings.limits.clone();
+    serve::serve(listener, router(state), &limits, shutdown).await
 }

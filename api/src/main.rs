@@ -1,9 +1,13 @@
 //! `conveyor-api`: the HTTP API.
 
+use std::time::Duration;
+
 use anyhow::Context;
+use api::serve::Limits;
 use api::{AppState, Settings};
 use clap::Parser;
 use conveyor::config::{ApiConfig, ConnectionConfig, LogConfig, PoolConfig};
+use conveyor::store::PoolSettings;
 use conveyor::{Broker, Store, broker, logging, signals};
 
 #[derive(Debug, Parser)]
@@ -24,7 +28,15 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log.log_format);
 
-    let store = Store::connect(&cli.connection.database_url, cli.pool.db_pool_size)
+    let pool = |max_connections| PoolSettings {
+        max_connections,
+        acquire_timeout: Duration::from_millis(cli.api.db_acquire_timeout_ms),
+        statement_timeout: Some(Duration::from_millis(cli.api.statement_timeout_ms)),
+    };
+    let writes = Store::connect_with(&cli.connection.database_url, &pool(cli.pool.db_pool_size))
+        .await
+        .context("DATABASE_URL is not a usable PostgreSQL URL")?;
+    let reads = Store::connect_with(&cli.connection.database_url, &pool(cli.api.read_pool_size))
         .await
         .context("DATABASE_URL is not a usable PostgreSQL URL")?;
     let broker = Broker::connect(
@@ -33,14 +45,29 @@ async fn main() -> anyhow::Result<()> {
         broker::DEFAULT_POOL_SIZE,
     )
     .context("REDIS_URL is not a usable Redis URL")?;
+    if !cli.api.addr.ip().is_loopback() && cli.api.api_token.is_none() {
+        tracing::warn!(event = "api_unprotected", addr = %cli.api.addr,
+            "conveyor-api listens on {} without CONVEYOR_API_TOKEN: anyone who can reach it \
+             can create, cancel and retry jobs; set a token, or listen on 127.0.0.1",
+            cli.api.addr);
+    }
     let state = AppState::new(
-        store,
+        writes,
         broker,
         Settings {
             max_body_bytes: cli.api.max_body_bytes,
             api_token: cli.api.api_token,
+            limits: Limits {
+                header_timeout: Duration::from_secs(cli.api.header_timeout_secs),
+                body_timeout: Duration::from_secs(cli.api.body_timeout_secs),
+                request_timeout: Duration::from_secs(cli.api.request_timeout_secs),
+                max_connections: cli.api.max_connections,
+                max_in_flight: cli.api.max_in_flight,
+                shutdown_grace: Duration::from_secs(cli.api.shutdown_grace_secs),
+            },
         },
-    );
+    )
+    .with_reads(reads);
     let listener = tokio::net::TcpListener::bind(cli.api.addr)
         .await
         .with_context(|| format!("cannot listen on CONVEYOR_API_ADDR={}", cli.api.addr))?;

@@ -1,14 +1,31 @@
 use std::sync::Arc;
 
-use conveyor::config::DEFAULT_MAX_BODY_BYTES;
+use std::time::Duration;
+
+use conveyor::config::{
+    DEFAULT_API_DB_ACQUIRE_TIMEOUT_MS, DEFAULT_API_STATEMENT_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES,
+};
+use conveyor::store::PoolSettings;
 use conveyor::{Broker, Client, Store};
+
+/// A pool of `max_connections` as the API opens them by default: a request
+/// waits at most a second for a connection (so an outage is a prompt 503),
+/// and PostgreSQL cancels any statement after five.
+pub fn api_pool(max_connections: u32) -> PoolSettings {
+    PoolSettings {
+        max_connections,
+        acquire_timeout: Duration::from_millis(DEFAULT_API_DB_ACQUIRE_TIMEOUT_MS),
+        statement_timeout: Some(Duration::from_millis(DEFAULT_API_STATEMENT_TIMEOUT_MS)),
+    }
+}
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Every write: enqueue, cancel, retry.
     pub client: Client,
-    /// Reads.
+    /// Reads, on their own pool when the process is set up so
+    /// ([`AppState::with_reads`]): slow reads then cannot hold up writes.
     pub store: Store,
     pub broker: Broker,
     pub settings: Arc<Settings>,
@@ -19,6 +36,7 @@ pub struct AppState {
 pub struct Settings {
     pub max_body_bytes: usize,
     pub api_token: Option<String>,
+    pub limits: crate::serve::Limits,
 }
 
 impl Default for Settings {
@@ -26,6 +44,7 @@ impl Default for Settings {
         Settings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             api_token: None,
+            limits: crate::serve::Limits::default(),
         }
     }
 }
@@ -38,5 +57,11 @@ impl AppState {
             broker,
             settings: Arc::new(settings),
         }
+    }
+
+    /// Reads go through `reads` instead of the writes' store.
+    pub fn with_reads(mut self, reads: Store) -> Self {
+        self.store = reads;
+        self
     }
 }

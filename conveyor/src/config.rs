@@ -28,6 +28,15 @@ pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 25;
 pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
 /// 2 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+pub const DEFAULT_API_HEADER_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_API_BODY_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_API_REQUEST_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_API_MAX_CONNECTIONS: usize = 1_024;
+pub const DEFAULT_API_MAX_IN_FLIGHT: usize = 512;
+pub const DEFAULT_API_SHUTDOWN_GRACE_SECS: u64 = 10;
+pub const DEFAULT_API_READ_POOL_SIZE: u32 = 8;
+pub const DEFAULT_API_STATEMENT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_API_DB_ACQUIRE_TIMEOUT_MS: u64 = 1_000;
 
 /// Where PostgreSQL and Redis are, and the prefix of every Redis key.
 #[derive(Debug, Clone, Args)]
@@ -86,6 +95,64 @@ pub struct ApiConfig {
     #[arg(long, env = "CONVEYOR_API_TOKEN", value_name = "CONVEYOR_API_TOKEN",
           hide_env_values = true, value_parser = parse_token)]
     pub api_token: Option<String>,
+
+    /// Time a client has to send a request's headers, in seconds.
+    #[arg(long, env = "CONVEYOR_API_HEADER_TIMEOUT_SECS", value_name = "CONVEYOR_API_HEADER_TIMEOUT_SECS",
+          default_value_t = DEFAULT_API_HEADER_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub header_timeout_secs: u64,
+
+    /// Longest pause while a client sends a body, in seconds (408 after).
+    #[arg(long, env = "CONVEYOR_API_BODY_TIMEOUT_SECS", value_name = "CONVEYOR_API_BODY_TIMEOUT_SECS",
+          default_value_t = DEFAULT_API_BODY_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub body_timeout_secs: u64,
+
+    /// Longest a request may take in all, in seconds (503 after).
+    #[arg(long, env = "CONVEYOR_API_REQUEST_TIMEOUT_SECS", value_name = "CONVEYOR_API_REQUEST_TIMEOUT_SECS",
+          default_value_t = DEFAULT_API_REQUEST_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub request_timeout_secs: u64,
+
+    /// Most open client connections; further ones wait to be accepted.
+    #[arg(long, env = "CONVEYOR_API_MAX_CONNECTIONS", value_name = "CONVEYOR_API_MAX_CONNECTIONS",
+          default_value_t = DEFAULT_API_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: usize,
+
+    /// Most requests handled at once; further ones get 503 at once.
+    #[arg(long, env = "CONVEYOR_API_MAX_IN_FLIGHT", value_name = "CONVEYOR_API_MAX_IN_FLIGHT",
+          default_value_t = DEFAULT_API_MAX_IN_FLIGHT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_in_flight: usize,
+
+    /// On SIGTERM, time requests in flight get to finish, in seconds;
+    /// connections still open after it are closed.
+    #[arg(long, env = "CONVEYOR_API_SHUTDOWN_GRACE_SECS", value_name = "CONVEYOR_API_SHUTDOWN_GRACE_SECS",
+          default_value_t = DEFAULT_API_SHUTDOWN_GRACE_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub shutdown_grace_secs: u64,
+
+    /// PostgreSQL connections for reads (lists, lookups, counts), apart
+    /// from the `CONVEYOR_DB_POOL_SIZE` ones for writes, so slow reads
+    /// cannot hold up job creation.
+    #[arg(long, env = "CONVEYOR_API_READ_POOL_SIZE", value_name = "CONVEYOR_API_READ_POOL_SIZE",
+          default_value_t = DEFAULT_API_READ_POOL_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub read_pool_size: u32,
+
+    /// PostgreSQL's `statement_timeout` on the API's connections, in ms.
+    #[arg(long, env = "CONVEYOR_API_STATEMENT_TIMEOUT_MS", value_name = "CONVEYOR_API_STATEMENT_TIMEOUT_MS",
+          default_value_t = DEFAULT_API_STATEMENT_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub statement_timeout_ms: u64,
+
+    /// How long a request waits for a PostgreSQL connection before it is
+    /// answered 503, in ms.
+    #[arg(long, env = "CONVEYOR_API_DB_ACQUIRE_TIMEOUT_MS", value_name = "CONVEYOR_API_DB_ACQUIRE_TIMEOUT_MS",
+          default_value_t = DEFAULT_API_DB_ACQUIRE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub db_acquire_timeout_ms: u64,
 }
 
 /// Connections each process may open to PostgreSQL.

@@ -233,6 +233,8 @@ async fn upload(
     let multipart_error = |err: axum::extract::multipart::MultipartError| {
         if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge { limit }
+        } else if crate::error::is_body_timeout(&err) {
+            crate::error::body_timeout()
         } else {
             ApiError::BadRequest {
                 code: "malformed_multipart",

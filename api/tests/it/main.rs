@@ -8,6 +8,7 @@ mod create;
 mod docs;
 mod health;
 mod hostile;
+mod limits;
 mod observability;
 mod outages;
 mod read;

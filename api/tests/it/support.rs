@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 
+use api::state::api_pool;
 use api::{AppState, Settings};
 use conveyor::{Broker, Store};
 use redis::Commands;
@@ -19,7 +20,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The proxy between the API and PostgreSQL, with `postgres_proxy`.
     pub postgres_proxy: Option<testkit::Proxy>,
-    _shutdown: oneshot::Sender<()>,
+    /// The proxy between the API's reads and PostgreSQL, with `read_proxy`.
+    pub read_proxy: Option<testkit::Proxy>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 #[derive(Default)]
@@ -30,6 +34,9 @@ pub struct Options {
     /// Reach PostgreSQL through a proxy the test can slow down or cut
     /// (`TestApp::postgres_proxy`).
     pub postgres_proxy: bool,
+    /// Reads (only) reach PostgreSQL through a proxy, on their own pool as
+    /// in `conveyor-api` (`TestApp::read_proxy`).
+    pub read_proxy: bool,
 }
 
 impl TestApp {
@@ -46,13 +53,18 @@ impl TestApp {
             None
         };
         let store = match &postgres_proxy {
-            _ if options.postgres_down => Store::connect(CLOSED_DATABASE_URL, 2)
+            _ if options.postgres_down => Store::connect_with(CLOSED_DATABASE_URL, &api_pool(2))
                 .await
                 .expect("lazy pool"),
-            Some(proxy) => Store::connect(&proxy.url_through(&db.url), 4)
+            Some(proxy) => Store::connect_with(&proxy.url_through(&db.url), &api_pool(4))
                 .await
                 .expect("lazy pool"),
             None => Store::new(db.conn.clone()),
+        };
+        let read_proxy = if options.read_proxy {
+            Some(testkit::Proxy::start(testkit::proxy::target_of(&db.url)).await)
+        } else {
+            None
         };
         let redis_url = if options.redis_down {
             CLOSED_REDIS_URL
@@ -60,13 +72,19 @@ impl TestApp {
             redis.url.as_str()
         };
         let broker = Broker::connect(redis_url, &redis.prefix, 4).expect("broker");
-        let state = AppState::new(store, broker, options.settings);
+        let mut state = AppState::new(store, broker, options.settings);
+        if let Some(proxy) = &read_proxy {
+            let reads = Store::connect_with(&proxy.url_through(&db.url), &api_pool(8))
+                .await
+                .expect("lazy pool");
+            state = state.with_reads(reads);
+        }
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(api::serve(listener, state, async move {
+        let server = tokio::spawn(api::serve(listener, state, async move {
             let _ = stopped.await;
         }));
         TestApp {
@@ -75,7 +93,27 @@ impl TestApp {
             base,
             client: reqwest::Client::new(),
             postgres_proxy,
-            _shutdown: shutdown,
+            read_proxy,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// The server's address, for raw connections.
+    pub fn addr(&self) -> SocketAddr {
+        self.base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("address")
+    }
+
+    /// Asks the server to shut down; answers when `serve` has returned.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("serve");
         }
     }
 

@@ -1,0 +1,139 @@
+//! The HTTP server around the router: how long a client may take, how
+//! many it may be, and how the server stops.
+//!
+//! Each connection is its own task, so a slow client holds only its own
+//! connection. A client gets [`Limits::header_timeout`] to send a request's
+//! headers (then its connection is closed); at most
+//! [`Limits::max_connections`] are open at once (further ones wait in the
+//! kernel's backlog until one closes). On shutdown the listener closes,
+//! requests in flight get [`Limits::shutdown_grace`] to finish, and
+//! connections still open after it are dropped: a client that never
+//! finishes cannot hold the process up.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use conveyor::config;
+
+/// What the server allows each client, and how long it waits on shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Time to send a request's headers.
+    pub header_timeout: Duration,
+    /// Longest pause between two pieces of a request body (408 after).
+    pub body_timeout: Duration,
+    /// Longest a request may take in all (503 after).
+    pub request_timeout: Duration,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Most requests handled at once; more are answered 503 at once.
+    pub max_in_flight: usize,
+    /// Time requests in flight get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(config::DEFAULT_API_HEADER_TIMEOUT_SECS),
+            body_timeout: Duration::from_secs(config::DEFAULT_API_BODY_TIMEOUT_SECS),
+            request_timeout: Duration::from_secs(config::DEFAULT_API_REQUEST_TIMEOUT_SECS),
+            max_connections: config::DEFAULT_API_MAX_CONNECTIONS,
+            max_in_flight: config::DEFAULT_API_MAX_IN_FLIGHT,
+            shutdown_grace: Duration::from_secs(config::DEFAULT_API_SHUTDOWN_GRACE_SECS),
+        }
+    }
+}
+
+/// Pause after an accept error that is not one connection's (out of file
+/// descriptors, say), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `router` on `listener` until `shutdown` completes; then stops
+/// accepting, lets requests in flight finish for `limits.shutdown_grace`,
+/// and drops what is left.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = open.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(err) => {
+                    if !is_one_connections_error(&err) {
+                        tracing::warn!(error = %err, "accepting a connection failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small responses go out at once, not after Nagle's delay.
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        connections.spawn(async move {
+            // A client that hangs up or sends garbage ends its own
+            // connection; hyper has answered what could be answered.
+            let _ = connection.await;
+            drop(permit);
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "requests still in flight after the shutdown grace period; closing their connections"
+        );
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Errors that concern only the connection being accepted (it was reset
+/// before it could be taken), after which accepting goes on at once.
+fn is_one_connections_error(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        err.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    )
+}

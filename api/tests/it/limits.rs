@@ -1,0 +1,244 @@
+//! Every request's work is bounded: slow or many clients, a slow or hung
+//! database, and shutdown with clients that never finish.
+
+use std::time::{Duration, Instant};
+
+use api::Settings;
+use api::serve::Limits;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{Options, TestApp, assert_problem};
+
+/// Far longer than any bound under test, far shorter than a hang.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn with_limits(limits: Limits) -> Options {
+    Options {
+        settings: Settings {
+            limits,
+            ..Settings::default()
+        },
+        ..Options::default()
+    }
+}
+
+/// Reads what the server sends until it closes the connection (or the
+/// deadline passes, which fails the test).
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut received))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn clients_trickling_their_headers_neither_block_others_nor_stay_open() {
+    let app = TestApp::with(with_limits(Limits {
+        header_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    }))
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(app.addr()).await.expect("connect");
+        stream
+            .write_all(b"GET /jobs HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("write");
+        slow.push(stream);
+    }
+    let (status, _) = app.get("/health").await;
+    assert_eq!(status, 200, "served while 200 clients trickle");
+    let started = Instant::now();
+    for stream in &mut slow {
+        read_to_close(stream).await;
+    }
+    assert!(
+        started.elapsed() < DEADLINE,
+        "every trickling connection was closed"
+    );
+    let (status, _) = app.get("/health").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_answered_408() {
+    let app = TestApp::with(with_limits(Limits {
+        body_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    }))
+    .await;
+    let mut stream = TcpStream::connect(app.addr()).await.expect("connect");
+    stream
+        .write_all(
+            b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"payload\": ",
+        )
+        .await
+        .expect("write");
+    let answer = read_to_close(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert_eq!(app.row_count().await, 0);
+}
+
+#[tokio::test]
+async fn requests_over_the_in_flight_limit_are_503_at_once() {
+    let app = TestApp::with(with_limits(Limits {
+        max_in_flight: 1,
+        ..Limits::default()
+    }))
+    .await;
+    // This one holds the only slot: its handler waits for the body.
+    let mut holder = TcpStream::connect(app.addr()).await.expect("connect");
+    holder
+        .write_all(
+            b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{",
+        )
+        .await
+        .expect("write");
+    let (status, problem) = testkit::wait_until("the slot to be taken", DEADLINE, || async {
+        let (status, problem) = app.get("/health").await;
+        (status == 503).then_some((status, problem))
+    })
+    .await;
+    assert_problem(status, &problem, 503, "overloaded");
+    drop(holder);
+    testkit::wait_until("the slot to be free again", DEADLINE, || async {
+        (app.get("/health").await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_until_one_closes() {
+    let app = TestApp::with(with_limits(Limits {
+        max_connections: 2,
+        ..Limits::default()
+    }))
+    .await;
+    let first = TcpStream::connect(app.addr()).await.expect("connect");
+    let mut second = TcpStream::connect(app.addr()).await.expect("connect");
+    second
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = [0u8; 12];
+    second
+        .read_exact(&mut answer)
+        .await
+        .expect("second is served");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    // The third is connected by the kernel but not taken by the server.
+    let mut third = TcpStream::connect(app.addr()).await.expect("connect");
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut answer)).await;
+    assert!(early.is_err(), "a third connection waits: {early:?}");
+    drop(first);
+    let answer = read_to_close(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_client_that_never_finishes() {
+    let mut app = TestApp::with(with_limits(Limits {
+        shutdown_grace: Duration::from_millis(300),
+        ..Limits::default()
+    }))
+    .await;
+    let mut stuck = TcpStream::connect(app.addr()).await.expect("connect");
+    stuck
+        .write_all(
+            b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{",
+        )
+        .await
+        .expect("write");
+    // Make sure the request is in flight before stopping.
+    let (status, _) = app.get("/health").await;
+    assert_eq!(status, 200);
+    tokio::time::timeout(DEADLINE, app.stop())
+        .await
+        .expect("serve returns after the grace period");
+    read_to_close(&mut stuck).await;
+}
+
+#[tokio::test]
+async fn postgres_down_is_503_within_about_a_second() {
+    let app = TestApp::with(Options {
+        postgres_down: true,
+        ..Options::default()
+    })
+    .await;
+    let started = Instant::now();
+    let (status, problem) = app.post_json("/jobs", &json!({"payload": {}})).await;
+    assert_problem(status, &problem, 503, "database_unavailable");
+    // The pool waits one second for a connection (it used to wait five).
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "503 after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_hung_database_ends_requests_at_the_request_timeout() {
+    let app = TestApp::with(Options {
+        postgres_proxy: true,
+        settings: Settings {
+            limits: Limits {
+                request_timeout: Duration::from_millis(500),
+                ..Limits::default()
+            },
+            ..Settings::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let proxy = app.postgres_proxy.as_ref().expect("proxy");
+    // Warm a connection, then hold every reply far past the timeout.
+    assert_eq!(app.get("/jobs").await.0, 200);
+    proxy.delay_replies(Duration::from_secs(60));
+    let id = uuid::Uuid::now_v7();
+    let (status, problem) = app.get(&format!("/jobs/{id}")).await;
+    assert_problem(status, &problem, 503, "request_timeout");
+}
+
+#[tokio::test]
+async fn slow_reads_do_not_hold_up_job_creation() {
+    let app = TestApp::with(Options {
+        read_proxy: true,
+        ..Options::default()
+    })
+    .await;
+    let proxy = app.read_proxy.as_ref().expect("proxy");
+    assert_eq!(app.get("/jobs").await.0, 200);
+    proxy.delay_replies(Duration::from_secs(2));
+    let lists: Vec<_> = (0..30)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url("/jobs?limit=100");
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    for n in 0..5 {
+        let (status, job) = app.post_json("/jobs", &json!({"payload": {"n": n}})).await;
+        assert_eq!(status, 201, "created while 30 lists wait: {job}");
+    }
+    for list in lists {
+        let status = list.await.expect("task").expect("answered");
+        assert!(
+            status == 200 || status == 503,
+            "a list is answered, or refused as unavailable: {status}"
+        );
+    }
+}
