@@ -4,7 +4,8 @@
 # Finds PostgreSQL and Redis (DATABASE_URL / REDIS_URL, or the local
 # defaults) or starts throwaway ones, then runs the format check, clippy,
 # the compose file check, an end-to-end smoke test against a scripts/dev.sh
-# stack, the short fault-injection run (scripts/chaos.sh), and every test.
+# stack, a schemathesis fuzz run against that stack's API (with and without
+# a token), the short fault-injection run (scripts/chaos.sh), and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -51,6 +52,26 @@ if ! DATABASE_URL=${DATABASE_URL%/*}/$smoke_db bash scripts/e2e_smoke.sh "http:/
   tail -n 30 "$smoke_logs"/*.log >&2
   die "the smoke test failed; logs above and in $smoke_logs"
 fi
+say "fuzzing the API from its OpenAPI document (schemathesis), without a token"
+bash scripts/fuzz_api.sh "http://127.0.0.1:$smoke_port"
+
+say "fuzzing the API with a token required"
+fuzz_port=$(free_port)
+fuzz_token="fuzz-token-$$-$RANDOM$RANDOM"
+DATABASE_URL=${DATABASE_URL%/*}/$smoke_db CONVEYOR_API_ADDR=127.0.0.1:$fuzz_port \
+  CONVEYOR_PREFIX=smoke-$$ CONVEYOR_API_TOKEN=$fuzz_token \
+  target/debug/conveyor-api >"$smoke_logs/fuzz-api.log" 2>&1 &
+fuzz_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$fuzz_port/health" >/dev/null 2>&1 && break
+  kill -0 "$fuzz_pid" 2>/dev/null || { cat "$smoke_logs/fuzz-api.log" >&2; die "the API with a token exited at start-up"; }
+  sleep 0.2
+done
+fuzz_ok=0
+bash scripts/fuzz_api.sh "http://127.0.0.1:$fuzz_port" "$fuzz_token" || fuzz_ok=$?
+kill -TERM "$fuzz_pid"; wait "$fuzz_pid" || true
+[[ $fuzz_ok == 0 ]] || die "the fuzz run with a token failed; the API's log is in $smoke_logs/fuzz-api.log"
+
 kill -TERM "$dev_pid"
 wait "$dev_pid" || true
 dev_pid=""

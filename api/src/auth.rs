@@ -1,17 +1,21 @@
-//! The optional bearer token (`CONVEYOR_API_TOKEN`).
+//! Who may call the API: the optional bearer token (`CONVEYOR_API_TOKEN`),
+//! and no cross-site browser forms.
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Lets the request through when no token is configured or when it carries
-/// the right one; compares in constant time so the token cannot be guessed
-/// byte by byte from response times.
+/// the right one. The scheme is matched in any case (`Bearer`, `bearer`).
+/// The two tokens' SHA-256 digests are compared, in constant time, so
+/// neither the token's bytes nor its length can be learned from response
+/// times.
 pub async fn require_token(
     State(state): State<AppState>,
     request: Request,
@@ -20,15 +24,123 @@ pub async fn require_token(
     let Some(expected) = state.settings.api_token.as_deref() else {
         return Ok(next.run(request).await);
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+    let presented = bearer_token(request.headers()).unwrap_or("");
+    let matches = Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes()));
+    if bool::from(matches) {
         Ok(next.run(request).await)
     } else {
         Err(ApiError::Unauthorized)
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+}
+
+/// Refuses a state-changing request that a browser sent on behalf of a page
+/// of another site. A page can make its visitor's browser post a
+/// `multipart/form-data` form to the API without asking first (no CORS
+/// preflight), and the browser would carry no token, but an API without a
+/// token, or one reached through a trusting proxy, would act on it.
+/// Browsers say where a request comes from: `Sec-Fetch-Site` (cross-site or
+/// same-site is refused) and `Origin` (refused unless it names the host the
+/// request was sent to). Clients other than browsers send neither and are
+/// not affected.
+pub async fn refuse_cross_site(request: Request, next: Next) -> Result<Response, ApiError> {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !safe && let Some(reason) = cross_site(request.headers()) {
+        return Err(ApiError::Forbidden {
+            code: "cross_site_request",
+            detail: format!(
+                "refused: {reason}. Browsers may call this API only from its own origin"
+            ),
+        });
+    }
+    Ok(next.run(request).await)
+}
+
+fn cross_site(headers: &HeaderMap) -> Option<String> {
+    let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site"))
+        && (site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site"))
+    {
+        return Some(format!("the browser says this request is {site}"));
+    }
+    let origin = headers.get(header::ORIGIN)?;
+    let origin = origin.to_str().unwrap_or("");
+    let host = text(header::HeaderName::from_static("x-forwarded-host"))
+        .or_else(|| text(header::HOST))
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+    if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) {
+        None
+    } else {
+        Some(format!(
+            "it comes from a page at {origin:?}, not from {host:?}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    header::HeaderName::from_static(name),
+                    header::HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc", " Bearer abc "] {
+            let map = headers(&[("authorization", value)]);
+            assert_eq!(bearer_token(&map), Some("abc"), "{value:?}");
+        }
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "Basic abc")])),
+            None
+        );
+        assert_eq!(bearer_token(&headers(&[("authorization", "Bearer")])), None);
+    }
+
+    #[test]
+    fn only_requests_from_the_apis_own_origin_or_no_browser_pass() {
+        assert_eq!(cross_site(&headers(&[])), None, "not a browser");
+        assert_eq!(
+            cross_site(&headers(&[
+                ("host", "api:8000"),
+                ("origin", "http://api:8000")
+            ])),
+            None
+        );
+        assert_eq!(
+            cross_site(&headers(&[
+                ("host", "api:8000"),
+                ("sec-fetch-site", "same-origin")
+            ])),
+            None
+        );
+        for refused in [
+            headers(&[("host", "api:8000"), ("origin", "https://evil.example")]),
+            headers(&[("host", "api:8000"), ("origin", "null")]),
+            headers(&[("host", "api:8000"), ("sec-fetch-site", "cross-site")]),
+            headers(&[("host", "api:8000"), ("sec-fetch-site", "same-site")]),
+        ] {
+            assert!(cross_site(&refused).is_some(), "{refused:?}");
+        }
     }
 }

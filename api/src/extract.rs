@@ -2,8 +2,10 @@
 //! text rejections.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header;
+use axum::http::request::Parts;
+use conveyor::JobId;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -114,5 +116,31 @@ fn json_problem(path: String, err: serde_json::Error) -> ApiError {
             detail: format!("{path}: {err}"),
             field: Some(path),
         },
+    }
+}
+
+/// The `{id}` of a job route, parsed; a malformed one (not a UUID, or not
+/// even UTF-8 once percent-decoded) is a 422 problem naming `id`.
+#[derive(Debug, Clone, Copy)]
+pub struct JobIdPath(pub JobId);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::invalid(
+                    "id",
+                    format!(
+                        "the job id in the path cannot be read: {}",
+                        rejection.body_text()
+                    ),
+                )
+            })?;
+        raw.parse()
+            .map(JobIdPath)
+            .map_err(|_| ApiError::invalid("id", format!("{raw:?} is not a valid job id (a UUID)")))
     }
 }

@@ -31,6 +31,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 pub use state::{AppState, Settings};
@@ -39,20 +40,33 @@ pub use state::{AppState, Settings};
 /// on requests in flight and the panic guard applied.
 pub fn router(state: AppState) -> Router {
     let limits = state.settings.limits.clone();
-    let protected = routes::jobs::router()
+    let (protected, protected_doc) = OpenApiRouter::new()
+        .merge(routes::jobs::router())
         .merge(routes::batch::router())
         .merge(routes::queues::router())
-        .merge(openapi::router())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+        .split_for_parts();
+    let (public, public_doc) = OpenApiRouter::new()
+        .merge(routes::health::router())
+        .merge(routes::metrics::router())
+        .split_for_parts();
+    let document = openapi::document(
+        protected_doc,
+        public_doc,
+        state.settings.api_token.is_some(),
+    );
+    let protected =
+        protected
+            .merge(openapi::router(document))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_token,
+            ));
     conveyor::metrics::install();
     let routes = Router::new()
         .merge(protected)
-        .merge(routes::health::router())
-        .merge(routes::metrics::router())
+        .merge(public)
         .route_layer(axum::middleware::from_fn(routes::metrics::track))
+        .layer(axum::middleware::from_fn(auth::refuse_cross_site))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))

@@ -1,41 +1,69 @@
-//! The OpenAPI document, generated from the handlers' annotations, and the
-//! interactive `/docs` page (Swagger UI, its assets compiled into the binary).
+//! The OpenAPI document and the interactive `/docs` page (Swagger UI, its
+//! assets compiled into the binary).
+//!
+//! Each route is declared once, with its documentation, through
+//! `utoipa_axum::routes!`: the router and the document are built from the
+//! same list, so no route can be missing from the document. What holds for
+//! every route is added here, in one place, rather than repeated on each:
+//! the errors every route can answer (413, 415 and 408 for routes with a
+//! body, 503 for all), `application/problem+json` as the media type of
+//! every error, and, when a token is configured, the bearer requirement and
+//! its 401.
 
 use axum::Router;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{health, jobs, queues};
 use crate::state::AppState;
+
+/// The media type of every error.
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Conveyor",
         description = "A distributed job system: submit jobs, follow them, cancel and retry them. \
-                       Errors are RFC 9457 problem documents with a stable `code`."
+                       Errors are RFC 9457 problem documents (`application/problem+json`) with \
+                       a stable `code`.",
+        license(name = "MIT OR Apache-2.0"),
     ),
-    paths(
-        jobs::create_job, crate::routes::batch::create_batch, jobs::list_jobs, jobs::get_job, jobs::cancel_job, jobs::retry_job,
-        jobs::job_result, jobs::summary, queues::list_queues, health::health, health::ready,
-    ),
-    modifiers(&BearerToken),
+    components(schemas(crate::routes::jobs::JobStatusName)),
     tags(
         (name = "jobs", description = "Submit and follow jobs"),
         (name = "queues", description = "Queue backlogs and workers"),
-        (name = "health", description = "Liveness and readiness"),
+        (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
 
-/// Declares the optional bearer token.
-struct BearerToken;
-
-impl Modify for BearerToken {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
+/// The whole document: `protected` (the routes behind the token, when one
+/// is configured) and `public` merged into [`ApiDoc`], with the responses
+/// every route shares.
+pub fn document(
+    protected: utoipa::openapi::OpenApi,
+    public: utoipa::openapi::OpenApi,
+    token_required: bool,
+) -> utoipa::openapi::OpenApi {
+    let mut protected = protected;
+    if token_required {
+        for operation in operations(&mut protected) {
+            operation.security = Some(vec![SecurityRequirement::new(
+                "bearer",
+                Vec::<String>::new(),
+            )]);
+            add_response(operation, "401", "The bearer token is missing or wrong");
+        }
+    }
+    let mut document = ApiDoc::openapi();
+    document.merge(protected);
+    document.merge(public);
+    if token_required {
+        document
             .components
             .get_or_insert_with(Default::default)
             .add_security_scheme(
@@ -43,8 +71,75 @@ impl Modify for BearerToken {
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
     }
+    for operation in operations(&mut document) {
+        if operation.request_body.is_some() {
+            add_response(operation, "400", "The body cannot be parsed");
+            add_response(operation, "408", "The body stopped arriving");
+            add_response(operation, "413", "The body is over the size limit");
+            add_response(
+                operation,
+                "415",
+                "The body is not of an accepted media type",
+            );
+        }
+        add_response(
+            operation,
+            "503",
+            "PostgreSQL or Redis unavailable, the server overloaded, or the request too slow",
+        );
+        for (status, response) in &mut operation.responses.responses {
+            if status.starts_with(['4', '5'])
+                && let RefOr::T(response) = response
+                && let Some(json) = response.content.shift_remove("application/json")
+            {
+                response.content.insert(PROBLEM_JSON.to_owned(), json);
+            }
+        }
+    }
+    document
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+/// Every operation of `document`, to adjust.
+fn operations(document: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    document.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .filter_map(Option::as_mut)
+    })
+}
+
+/// Documents a problem-document answer with `status`, unless the route
+/// already documents that status.
+fn add_response(operation: &mut Operation, status: &str, description: &str) {
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert_with(|| RefOr::T(problem_response(description)));
+}
+
+fn problem_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+/// `/openapi.json` and the `/docs` page for `document`.
+pub fn router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", document))
 }

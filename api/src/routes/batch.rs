@@ -1,12 +1,13 @@
 //! `POST /jobs/batch`: up to 1,000 jobs in one request, one transaction and
 //! one pipelined publish.
 
+use axum::Json;
 use axum::extract::{Request, State};
-use axum::routing::post;
-use axum::{Json, Router};
 use conveyor::{Inserted, NewJob};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, parse_json};
@@ -17,19 +18,21 @@ use crate::views::JobView;
 /// Most jobs one batch may hold.
 pub const MAX_BATCH: usize = 1_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/jobs/batch", post(create_batch))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_batch))
 }
 
 /// The body of `POST /jobs/batch`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateBatch {
-    /// 1 to 1,000 jobs, each as the body of `POST /jobs`.
+    /// 1 to 1,000 jobs, each as the body of `POST /jobs` (`CreateJob`).
+    /// Each is checked on its own: one that is not a valid job (not even
+    /// an object) is answered in its place in `items` with its error.
     ///
     /// Kept as raw JSON slices of the body until each is parsed on its
     /// own: an item of the wrong shape is that item's error, not the
     /// batch's, and no generic JSON tree of the whole batch is built.
-    #[schema(value_type = Vec<CreateJob>)]
+    #[schema(value_type = Vec<serde_json::Value>, min_items = 1, max_items = 1000)]
     pub jobs: Vec<Box<serde_json::value::RawValue>>,
 }
 

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -14,10 +14,10 @@ use crate::views::{Health, Readiness};
 /// How long readiness waits for each dependency.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
 }
 
 /// The process is up and serving requests.
@@ -40,23 +40,15 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Api
         tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()),
         tokio::time::timeout(CHECK_TIMEOUT, state.broker.ping()),
     );
-    let postgres = describe(
-        postgres
-            .map_err(|_| "timed out".to_owned())
-            .and_then(|r| r.map_err(|e| e.to_string())),
-    );
-    let redis = describe(
-        redis
-            .map_err(|_| "timed out".to_owned())
-            .and_then(|r| r.map_err(|e| e.to_string())),
-    );
-    let mut failed = Vec::new();
-    if postgres != "ok" {
-        failed.push(format!("postgres: {postgres}"));
-    }
-    if redis != "ok" {
-        failed.push(format!("redis: {redis}"));
-    }
+    // The causes go to the log, not to callers, who need not be
+    // authenticated: error texts can name hosts, users and versions.
+    let postgres = describe("postgres", postgres.map(|r| r.map_err(|e| e.to_string())));
+    let redis = describe("redis", redis.map(|r| r.map_err(|e| e.to_string())));
+    let failed: Vec<String> = [("postgres", &postgres), ("redis", &redis)]
+        .into_iter()
+        .filter(|(_, state)| state.as_str() != "ok")
+        .map(|(name, state)| format!("{name} is {state}"))
+        .collect();
     if failed.is_empty() {
         Ok(Json(Readiness {
             status: "ready".to_owned(),
@@ -71,9 +63,20 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Api
     }
 }
 
-fn describe(outcome: Result<(), String>) -> String {
+/// `ok`, `unavailable` or `timed out`; the error itself is logged.
+fn describe(
+    dependency: &str,
+    outcome: Result<Result<(), String>, tokio::time::error::Elapsed>,
+) -> String {
     match outcome {
-        Ok(()) => "ok".to_owned(),
-        Err(err) => format!("unavailable ({err})"),
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(err)) => {
+            tracing::warn!(dependency, error = %err, "readiness check failed");
+            "unavailable".to_owned()
+        }
+        Err(_) => {
+            tracing::warn!(dependency, "readiness check timed out");
+            "timed out".to_owned()
+        }
     }
 }

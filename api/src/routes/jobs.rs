@@ -2,20 +2,21 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Multipart, Path, Query, Request, State};
+use axum::Json;
+use axum::extract::{Multipart, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use conveyor::job::DEFAULT_QUEUE;
 use conveyor::store::{ListCursor, ListFilter};
-use conveyor::{Canceled, Inserted, JobId, JobStatus, NewJob, Schedule, Transition};
+use conveyor::{Canceled, Inserted, JobStatus, NewJob, Schedule, Transition};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::{BodyKind, body_kind, parse_json, read_body};
+use crate::extract::{BodyKind, JobIdPath, body_kind, parse_json, read_body};
 use crate::state::AppState;
 use crate::views::{JobList, JobResult, JobView, Summary};
 
@@ -32,50 +33,77 @@ pub const MAX_DELAY_SECONDS: i64 = 365 * 24 * 60 * 60;
 /// Header that carries an idempotency key, as an alternative to the field.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/jobs", post(create_job).get(list_jobs))
-        .route("/jobs/summary", get(summary))
-        .route("/jobs/{id}", get(get_job))
-        .route("/jobs/{id}/cancel", post(cancel_job))
-        .route("/jobs/{id}/retry", post(retry_job))
-        .route("/jobs/{id}/result", get(job_result))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_job, list_jobs))
+        .routes(routes!(summary))
+        .routes(routes!(get_job))
+        .routes(routes!(cancel_job))
+        .routes(routes!(retry_job))
+        .routes(routes!(job_result))
 }
 
-/// The body of `POST /jobs`. Fields not listed here are ignored.
+/// The body of `POST /jobs`. Fields not listed here are ignored. Two rules
+/// span fields and so are not in the schema: `run_at` and `delay_seconds`
+/// are not given together, and an `idempotency_key` given both here and in
+/// the header is the same in both (422 otherwise).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateJob {
-    /// The task's input: a JSON object. Required.
-    #[schema(value_type = Object)]
+    /// The task's input: a JSON object. Strings in it may not hold U+0000.
+    #[schema(value_type = Object, required = true)]
     pub payload: Option<serde_json::Value>,
-    /// Task name, `^[a-z0-9_.:-]{1,64}$`. Default `demo`.
+    /// Task name. Default `demo`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^[a-z0-9_.:-]{1,64}$")]
     pub task_type: Option<String>,
-    /// Queue, `^[a-z0-9_-]{1,64}$`. Default `default`.
+    /// Queue. Default `default`.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub queue: Option<String>,
-    /// 0..=9, higher runs first within a queue. Default 0.
+    /// Higher runs first within a queue. Default 0.
+    #[schema(minimum = 0, maximum = 9)]
     pub priority: Option<i64>,
-    /// 1..=100 attempts in all. Default 4.
+    /// Attempts in all. Default 4.
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<i64>,
-    /// Per-attempt limit in seconds, 1..=86400. Default 300.
+    /// Per-attempt limit in seconds. Default 300.
+    #[schema(minimum = 1, maximum = 86400)]
     pub timeout_seconds: Option<i64>,
-    /// Not before this instant (RFC 3339). Not with `delay_seconds`.
+    /// Not before this instant (RFC 3339), which must fall in years 1 to
+    /// 9999 in UTC. Not with `delay_seconds`.
+    #[schema(format = DateTime)]
     pub run_at: Option<String>,
-    /// Not before this many seconds from now. Not with `run_at`.
+    /// Not before this many seconds from now (at most a year). Not with
+    /// `run_at`.
+    #[schema(minimum = 0, maximum = 31536000)]
     pub delay_seconds: Option<i64>,
-    /// 1..=255 characters; the `Idempotency-Key` header is an alternative.
+    /// 1 to 255 characters, none of them control characters; the
+    /// `Idempotency-Key` header is an alternative.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub idempotency_key: Option<String>,
 }
 
-/// The multipart form of `POST /jobs`: a UTF-8 text file to count.
-#[derive(Debug, ToSchema)]
+/// The multipart form of `POST /jobs`: a UTF-8 text file to count. Parts
+/// not listed here are refused.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadJob {
     /// UTF-8 text; becomes a `char_count` job with payload `{"text": ...}`.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     queue: Option<String>,
+    #[schema(minimum = 0, maximum = 9)]
     priority: Option<i64>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     idempotency_key: Option<String>,
 }
 
@@ -177,7 +205,11 @@ fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (CreateJob = "application/json"),
         (UploadJob = "multipart/form-data"),
     )),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Alternative to the idempotency_key field")),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 255,
+        pattern = "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$",
+        description = "Alternative to the idempotency_key field: printable ASCII. (A control \
+                       character in any header is malformed HTTP, refused before routing with \
+                       an empty 400.)")),
     responses(
         (status = 201, description = "Created; Location names the job", body = JobView),
         (status = 200, description = "Replay of an earlier request with the same key", body = JobView),
@@ -273,7 +305,16 @@ async fn upload(
                     )
                 })?)
             }
-            _ => {}
+            // A misspelt part would otherwise be dropped without a word.
+            _ => {
+                return Err(ApiError::invalid(
+                    name.clone(),
+                    format!(
+                        "unknown part {name:?}: the form takes file, queue, priority and \
+                         idempotency_key"
+                    ),
+                ));
+            }
         }
     }
     let text =
@@ -283,14 +324,9 @@ async fn upload(
     body.into_new_job(header_key)
 }
 
-fn parse_id(raw: &str) -> Result<JobId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::invalid("id", format!("{raw:?} is not a valid job id (a UUID)")))
-}
-
 /// One job.
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Job id")),
     responses(
         (status = 200, body = JobView),
         (status = 404, description = "No such job", body = Problem),
@@ -298,9 +334,8 @@ fn parse_id(raw: &str) -> Result<JobId, ApiError> {
     ))]
 pub async fn get_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
-    let id = parse_id(&id)?;
     let job = state
         .store
         .find(id)
@@ -330,6 +365,7 @@ pub struct ListParams {
     #[param(value_type = Option<u64>, minimum = 0, maximum = 10000)]
     pub offset: Option<String>,
     /// `next_cursor` of the previous page: the jobs after it.
+    #[param(pattern = "^[0-9]{1,18}_[0-9a-f]{32}$")]
     pub after: Option<String>,
 }
 
@@ -374,15 +410,14 @@ pub async fn list_jobs(
     })?;
     let status = params
         .status
-        .filter(|status| !status.is_empty())
         .map(|status| status.parse::<JobStatus>())
         .transpose()
         .map_err(|err| ApiError::invalid("status", err.to_string()))?;
-    let queue = params.queue.filter(|queue| !queue.is_empty());
+    let queue = params.queue;
     if let Some(queue) = &queue {
         conveyor::job::check_queue_name(queue)?;
     }
-    let task_type = params.task_type.filter(|task_type| !task_type.is_empty());
+    let task_type = params.task_type;
     if let Some(task_type) = &task_type {
         conveyor::job::check_task_type(task_type)?;
     }
@@ -405,7 +440,6 @@ pub async fn list_jobs(
     }
     let after = params
         .after
-        .filter(|after| !after.is_empty())
         .map(|after| {
             after.parse::<ListCursor>().map_err(|()| {
                 ApiError::invalid(
@@ -453,7 +487,7 @@ fn parse_count(
     min: u64,
     max: u64,
 ) -> Result<u64, ApiError> {
-    let Some(raw) = raw.filter(|raw| !raw.is_empty()) else {
+    let Some(raw) = raw else {
         return Ok(default);
     };
     match raw.parse::<u64>() {
@@ -472,7 +506,7 @@ fn parse_count(
 /// Cancel a job: a waiting one at once (200); a running one is asked to
 /// stop (202, `cancel_requested`), and its worker marks it canceled.
 #[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs",
-    params(("id" = String, Path, description = "Job id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Job id")),
     responses(
         (status = 200, description = "Canceled", body = JobView),
         (status = 202, description = "Running; cancellation requested", body = JobView),
@@ -482,9 +516,8 @@ fn parse_count(
     ))]
 pub async fn cancel_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
     match state.client.cancel(id).await? {
         Canceled::Canceled(job) => Ok((StatusCode::OK, Json(JobView::from(job))).into_response()),
         Canceled::Requested(job) => {
@@ -509,7 +542,7 @@ pub async fn cancel_job(
 
 /// Run a failed or canceled job again, from attempt 1.
 #[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs",
-    params(("id" = String, Path, description = "Job id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Job id")),
     responses(
         (status = 200, description = "Queued again", body = JobView),
         (status = 404, body = Problem),
@@ -518,9 +551,8 @@ pub async fn cancel_job(
     ))]
 pub async fn retry_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
-    let id = parse_id(&id)?;
     match state.client.retry(id).await? {
         Transition::Won(job) => Ok(Json(job.into())),
         Transition::Lost(job) => Err(ApiError::Conflict {
@@ -538,7 +570,7 @@ pub async fn retry_job(
 /// The result of a job: 200 when completed, 202 while not finished, 409 with
 /// the error when it failed or was canceled.
 #[utoipa::path(get, path = "/jobs/{id}/result", tag = "jobs",
-    params(("id" = String, Path, description = "Job id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Job id")),
     responses(
         (status = 200, description = "Completed", body = JobResult),
         (status = 202, description = "Not finished yet", body = JobResult),
@@ -548,9 +580,8 @@ pub async fn retry_job(
     ))]
 pub async fn job_result(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
     let job = state
         .store
         .find(id)

@@ -2,22 +2,25 @@
 
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use conveyor::job::PRIORITY_RANGE;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
-/// Prometheus text. Queue depths are read from Redis at scrape time; if
-/// Redis is down the last values are served.
+/// Metrics in the Prometheus text format. Queue depths are read from Redis
+/// at scrape time; if Redis is down the last values are served.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format",
+        body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Err(err) = refresh_queue_depths(&state).await {
         tracing::debug!(error = %err, "queue depths not refreshed");

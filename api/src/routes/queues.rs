@@ -2,25 +2,27 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use conveyor::job::PRIORITY_RANGE;
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/queues", get(list_queues))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_queues))
 }
 
 /// One queue's backlog.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct QueueView {
     pub name: String,
-    /// Ids waiting in each priority lane, by priority.
+    /// Ids waiting in each priority lane, by priority ("0" to "9").
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub ready: BTreeMap<i16, u64>,
     pub ready_total: u64,
     /// Ids due later (scheduled jobs and retries).

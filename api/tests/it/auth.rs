@@ -42,3 +42,83 @@ async fn with_a_token_configured_only_probes_are_open() {
     }
     assert_eq!(app.get("/openapi.json").await.0, 401);
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let app = TestApp::with(Options {
+        settings: Settings {
+            api_token: Some(TOKEN.to_owned()),
+            ..Settings::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = app
+            .client
+            .get(app.url("/jobs"))
+            .header("authorization", format!("{scheme} {TOKEN}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+    for wrong in [
+        format!("Basic {TOKEN}"),
+        format!("Bearer {TOKEN}x"),
+        "Bearer s".to_owned(),
+        "Bearer".to_owned(),
+    ] {
+        let response = app
+            .client
+            .get(app.url("/jobs"))
+            .header("authorization", wrong.as_str())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 401, "{wrong}");
+    }
+}
+
+#[tokio::test]
+async fn a_page_on_another_site_cannot_make_a_browser_create_jobs() {
+    let app = TestApp::start().await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let form = || {
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::text("hi").file_name("a.txt"),
+        )
+    };
+    for (name, value) in [
+        ("origin", "https://evil.example".to_owned()),
+        ("origin", "null".to_owned()),
+        ("sec-fetch-site", "cross-site".to_owned()),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/jobs"))
+            .header(name, value.as_str())
+            .multipart(form())
+            .send()
+            .await
+            .expect("send");
+        let (status, problem) = crate::support::into_parts(response).await;
+        assert_problem(status, &problem, 403, "cross_site_request");
+        assert_eq!(app.row_count().await, 0, "{name}: {value}");
+    }
+    // The API's own origin (a page it serves) and clients that are not
+    // browsers are served.
+    let response = app
+        .client
+        .post(app.url("/jobs"))
+        .header("origin", format!("http://{host}"))
+        .header("sec-fetch-site", "same-origin")
+        .multipart(form())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 201);
+    let (status, _) = app.get("/jobs").await;
+    assert_eq!(status, 200);
+}

@@ -214,17 +214,22 @@ async fn an_uploaded_text_file_becomes_a_char_count_job() {
     assert_problem(status, &problem, 422, "invalid_field");
     assert_eq!(problem["field"], "file");
 
-    let form = reqwest::multipart::Form::new().text("other", "x");
-    let response = app
-        .client
-        .post(app.url("/jobs"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    let (status, problem) = crate::support::into_parts(response).await;
-    assert_problem(status, &problem, 422, "invalid_field");
-    assert_eq!(problem["field"], "file");
+    for (form, field) in [
+        (reqwest::multipart::Form::new().text("queue", "x"), "file"),
+        // A misspelt part is named, not dropped.
+        (reqwest::multipart::Form::new().text("other", "x"), "other"),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/jobs"))
+            .multipart(form)
+            .send()
+            .await
+            .expect("send");
+        let (status, problem) = crate::support::into_parts(response).await;
+        assert_problem(status, &problem, 422, "invalid_field");
+        assert_eq!(problem["field"], field);
+    }
 }
 
 #[tokio::test]

@@ -44,7 +44,10 @@ async fn readiness_names_the_dependency_that_is_down() {
     assert_problem(status, &problem, 503, "not_ready");
     let detail = problem["detail"].as_str().expect("detail");
     assert!(
-        detail.contains("postgres") && !detail.contains("redis:"),
+        detail.contains("postgres") && !detail.contains("redis is"),
         "{detail}"
     );
+    // No driver text (hosts, ports, users) for unauthenticated callers.
+    assert_eq!(detail, "not ready: postgres is unavailable", "{detail}");
+    assert!(!problem.to_string().contains("127.0.0.1"), "{problem}");
 }

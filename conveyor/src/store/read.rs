@@ -64,8 +64,18 @@ impl std::fmt::Display for ListCursor {
 impl std::str::FromStr for ListCursor {
     type Err = ();
 
+    /// Exactly the form `Display` writes: `^[0-9]{1,18}_[0-9a-f]{32}$`.
     fn from_str(text: &str) -> Result<Self, ()> {
         let (micros, id) = text.split_once('_').ok_or(())?;
+        let digits = |part: &str, max: usize, ok: fn(&u8) -> bool| {
+            (1..=max).contains(&part.len()) && part.as_bytes().iter().all(ok)
+        };
+        if !digits(micros, 18, u8::is_ascii_digit)
+            || id.len() != 32
+            || !digits(id, 32, |b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        {
+            return Err(());
+        }
         Ok(ListCursor {
             created_at: DateTime::from_timestamp_micros(micros.parse().map_err(|_| ())?)
                 .ok_or(())?,
