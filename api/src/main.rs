@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
                 request_timeout: Duration::from_secs(cli.api.request_timeout_secs),
                 max_connections: cli.api.max_connections,
                 max_in_flight: cli.api.max_in_flight,
-                shutdown_grace: Duration::from_secs(cli.api.shutdown_grace_secs),
+                shutdown_grace: Duration::from_secs(cli.api.api_shutdown_grace_secs),
             },
         },
     )

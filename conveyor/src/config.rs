@@ -131,7 +131,7 @@ pub struct ApiConfig {
     #[arg(long, env = "CONVEYOR_API_SHUTDOWN_GRACE_SECS", value_name = "CONVEYOR_API_SHUTDOWN_GRACE_SECS",
           default_value_t = DEFAULT_API_SHUTDOWN_GRACE_SECS,
           value_parser = clap::value_parser!(u64).range(0..=3_600))]
-    pub shutdown_grace_secs: u64,
+    pub api_shutdown_grace_secs: u64,
 
     /// PostgreSQL connections for reads (lists, lookups, counts), apart
     /// from the `CONVEYOR_DB_POOL_SIZE` ones for writes, so slow reads
