@@ -6,7 +6,7 @@ use anyhow::Context;
 use api::serve::Limits;
 use api::{AppState, Settings};
 use clap::Parser;
-use conveyor::config::{ApiConfig, ConnectionConfig, LogConfig, PoolConfig};
+use conveyor::config::{ApiConfig, ConnectionConfig, LogConfig, MetricsConfig, PoolConfig};
 use conveyor::store::PoolSettings;
 use conveyor::{Broker, Store, broker, logging, signals};
 
@@ -20,6 +20,8 @@ struct Cli {
     #[command(flatten)]
     pool: PoolConfig,
     #[command(flatten)]
+    metrics: MetricsConfig,
+    #[command(flatten)]
     log: LogConfig,
 }
 
@@ -27,6 +29,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log.log_format);
+    conveyor::metrics::set_max_label_values(cli.metrics.metrics_max_label_values);
 
     let pool = |max_connections| PoolSettings {
         max_connections,

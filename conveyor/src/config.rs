@@ -57,6 +57,18 @@ pub struct ConnectionConfig {
     pub prefix: String,
 }
 
+/// What the process's metrics may hold.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsConfig {
+    /// Distinct queue names, and task type names, used as metric label
+    /// values; further ones are counted under `_other`.
+    #[arg(long, env = "CONVEYOR_METRICS_MAX_LABEL_VALUES",
+          value_name = "CONVEYOR_METRICS_MAX_LABEL_VALUES",
+          default_value_t = crate::metrics::DEFAULT_MAX_LABEL_VALUES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub metrics_max_label_values: usize,
+}
+
 /// How the process logs. `RUST_LOG` (read by the subscriber) sets the levels.
 #[derive(Debug, Clone, Args)]
 pub struct LogConfig {
@@ -355,6 +367,8 @@ mod tests {
         api: ApiConfig,
         #[command(flatten)]
         pool: PoolConfig,
+        #[command(flatten)]
+        metrics: MetricsConfig,
     }
 
     fn parse(args: &[&str]) -> Result<Cli, String> {
@@ -374,6 +388,12 @@ mod tests {
         assert_eq!(cli.worker.validate(), Ok(()));
         assert_eq!(cli.pool.db_pool_size, DEFAULT_DB_POOL_SIZE);
         assert_eq!(cli.worker.metrics_addr, None);
+        assert_eq!(
+            cli.metrics.metrics_max_label_values,
+            crate::metrics::DEFAULT_MAX_LABEL_VALUES
+        );
+        assert_eq!(cli.api.read_pool_size, DEFAULT_API_READ_POOL_SIZE);
+        assert_eq!(cli.api.max_in_flight, DEFAULT_API_MAX_IN_FLIGHT);
     }
 
     #[test]

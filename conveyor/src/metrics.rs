@@ -4,9 +4,14 @@
 //! Names start with `conveyor_` and carry their unit. Labels have bounded
 //! cardinality: queue, task type, outcome, lane, HTTP route template, method
 //! and status — never a job id or worker id (the scrape target tells workers
-//! apart).
+//! apart). Queue and type names are chosen by clients, so each process
+//! keeps at most [`max_label_values`] of each as label values and counts
+//! the rest under [`OTHER_LABEL`]: no client can grow its memory, or the
+//! scrape, without bound.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -25,6 +30,8 @@ pub const JOBS_RUNNING: &str = "conveyor_worker_jobs_running";
 /// Ids held in Redis, by `queue` and `lane` (`ready`, `delayed`,
 /// `processing`) and, for ready lanes, `priority`.
 pub const QUEUE_DEPTH: &str = "conveyor_queue_depth";
+/// Queues in Redis's set of known queues (idle ones leave it).
+pub const QUEUES_KNOWN: &str = "conveyor_queues_known";
 /// Jobs the maintenance services recovered, by `reason` (`lease_expired`: the
 /// lease rescuer; `dead_worker`: dead-worker recovery). The name is kept for
 /// dashboards that already use it.
@@ -38,6 +45,70 @@ pub const GROUP_COMMIT_BATCH: &str = "conveyor_group_commit_batch_size";
 pub const HTTP_REQUESTS: &str = "conveyor_http_requests_total";
 /// HTTP request latency, by `route`, `method`.
 pub const HTTP_DURATION: &str = "conveyor_http_request_duration_seconds";
+
+/// How many distinct queue names, and task type names, a process uses as
+/// label values by default (`CONVEYOR_METRICS_MAX_LABEL_VALUES`).
+pub const DEFAULT_MAX_LABEL_VALUES: usize = 100;
+/// The label value that stands for every queue or type past the cap.
+pub const OTHER_LABEL: &str = "_other";
+
+/// Label values in use for one label, up to a cap.
+#[derive(Debug)]
+pub struct LabelValues {
+    max: AtomicUsize,
+    seen: RwLock<HashSet<String>>,
+}
+
+impl LabelValues {
+    pub fn new(max: usize) -> Self {
+        LabelValues {
+            max: AtomicUsize::new(max),
+            seen: RwLock::new(HashSet::new()),
+        }
+    }
+
+    /// `value` itself while it is one of the first `max` values seen,
+    /// [`OTHER_LABEL`] after.
+    pub fn label(&self, value: &str) -> String {
+        if self.seen.read().is_ok_and(|seen| seen.contains(value)) {
+            return value.to_owned();
+        }
+        let Ok(mut seen) = self.seen.write() else {
+            return OTHER_LABEL.to_owned();
+        };
+        if seen.contains(value) || seen.len() < self.max.load(Ordering::Relaxed) {
+            seen.insert(value.to_owned());
+            value.to_owned()
+        } else {
+            OTHER_LABEL.to_owned()
+        }
+    }
+}
+
+static QUEUE_LABELS: LazyLock<LabelValues> =
+    LazyLock::new(|| LabelValues::new(DEFAULT_MAX_LABEL_VALUES));
+static TYPE_LABELS: LazyLock<LabelValues> =
+    LazyLock::new(|| LabelValues::new(DEFAULT_MAX_LABEL_VALUES));
+
+/// Sets the cap on distinct queue and type label values (at start-up).
+pub fn set_max_label_values(max: usize) {
+    QUEUE_LABELS.max.store(max, Ordering::Relaxed);
+    TYPE_LABELS.max.store(max, Ordering::Relaxed);
+}
+
+/// The cap on distinct queue and type label values.
+pub fn max_label_values() -> usize {
+    QUEUE_LABELS.max.load(Ordering::Relaxed)
+}
+
+/// The label value for `queue`.
+pub fn queue_label(queue: &str) -> String {
+    QUEUE_LABELS.label(queue)
+}
+
+fn type_label(task_type: &str) -> String {
+    TYPE_LABELS.label(task_type)
+}
 
 /// Histogram buckets, in seconds: from a millisecond to ten minutes.
 /// Batch-size buckets, in jobs.
@@ -108,25 +179,25 @@ fn describe() {
 
 /// Counts an accepted job.
 pub fn job_enqueued(queue: &str, task_type: &str) {
-    metrics::counter!(JOBS_ENQUEUED, "queue" => queue.to_owned(), "type" => task_type.to_owned())
+    metrics::counter!(JOBS_ENQUEUED, "queue" => queue_label(queue), "type" => type_label(task_type))
         .increment(1);
 }
 
 /// Counts an ended attempt or a skipped delivery.
 pub fn job_finished(queue: &str, task_type: &str, outcome: &'static str) {
-    metrics::counter!(JOBS_FINISHED, "queue" => queue.to_owned(), "type" => task_type.to_owned(), "outcome" => outcome)
+    metrics::counter!(JOBS_FINISHED, "queue" => queue_label(queue), "type" => type_label(task_type), "outcome" => outcome)
         .increment(1);
 }
 
 /// Records how long an attempt's handler ran.
 pub fn attempt_duration(queue: &str, task_type: &str, duration: Duration) {
-    metrics::histogram!(ATTEMPT_DURATION, "queue" => queue.to_owned(), "type" => task_type.to_owned())
+    metrics::histogram!(ATTEMPT_DURATION, "queue" => queue_label(queue), "type" => type_label(task_type))
         .record(duration.as_secs_f64());
 }
 
 /// Records how long a job waited past its `run_at` before a claim.
 pub fn wait_time(queue: &str, task_type: &str, waited: Duration) {
-    metrics::histogram!(WAIT_TIME, "queue" => queue.to_owned(), "type" => task_type.to_owned())
+    metrics::histogram!(WAIT_TIME, "queue" => queue_label(queue), "type" => type_label(task_type))
         .record(waited.as_secs_f64());
 }
 
@@ -135,7 +206,8 @@ pub fn jobs_running(count: usize) {
     metrics::gauge!(JOBS_RUNNING).set(count as f64);
 }
 
-/// Sets one lane's depth.
+/// Sets one lane's depth; `queue` is a label value ([`queue_label`]),
+/// whose depths the caller has summed when several queues share it.
 pub fn queue_depth(queue: &str, lane: &'static str, priority: Option<i16>, depth: u64) {
     match priority {
         Some(priority) => metrics::gauge!(QUEUE_DEPTH, "queue" => queue.to_owned(), "lane" => lane,
@@ -144,6 +216,11 @@ pub fn queue_depth(queue: &str, lane: &'static str, priority: Option<i16>, depth
         None => metrics::gauge!(QUEUE_DEPTH, "queue" => queue.to_owned(), "lane" => lane)
             .set(depth as f64),
     }
+}
+
+/// Sets the number of queues Redis knows of.
+pub fn queues_known(count: usize) {
+    metrics::gauge!(QUEUES_KNOWN).set(count as f64);
 }
 
 /// Counts janitor recoveries.
@@ -168,4 +245,19 @@ pub fn http_request(route: &str, method: &str, status: u16, duration: Duration) 
     .increment(1);
     metrics::histogram!(HTTP_DURATION, "route" => route.to_owned(), "method" => method.to_owned())
         .record(duration.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_past_the_cap_are_folded_into_one() {
+        let labels = LabelValues::new(2);
+        assert_eq!(labels.label("a"), "a");
+        assert_eq!(labels.label("b"), "b");
+        assert_eq!(labels.label("c"), OTHER_LABEL);
+        assert_eq!(labels.label("a"), "a", "a value in use keeps its label");
+        assert_eq!(labels.label("d"), OTHER_LABEL);
+    }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use conveyor::config::{ConnectionConfig, LogConfig, PoolConfig, WorkerConfig};
+use conveyor::config::{ConnectionConfig, LogConfig, MetricsConfig, PoolConfig, WorkerConfig};
 use conveyor::store::StuckAction;
 use conveyor::{Broker, Store, broker, logging, signals};
 use worker::{Settings, Worker, builtin_registry, recover};
@@ -19,6 +19,8 @@ struct Cli {
     worker: WorkerConfig,
     #[command(flatten)]
     pool: PoolConfig,
+    #[command(flatten)]
+    metrics: MetricsConfig,
     #[command(flatten)]
     log: LogConfig,
 }
@@ -46,6 +48,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log.log_format);
+    conveyor::metrics::set_max_label_values(cli.metrics.metrics_max_label_values);
     cli.worker.validate().map_err(|err| anyhow::anyhow!(err))?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.connection, cli.worker, cli.pool).await,

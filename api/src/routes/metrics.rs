@@ -1,11 +1,13 @@
 //! `GET /metrics` (Prometheus text) and the request-metrics middleware.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use conveyor::broker::QueueDepths;
 use conveyor::job::PRIORITY_RANGE;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,15 +34,38 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Reads the depths of at most [`conveyor::metrics::max_label_values`]
+/// queues (the first by name) in two round trips, so a scrape costs the
+/// same however many queues and keys Redis holds; `conveyor_queues_known`
+/// says how many there are. Queues whose label is folded share the
+/// `_other` series, their depths summed.
 async fn refresh_queue_depths(state: &AppState) -> Result<(), conveyor::BrokerError> {
     let broker = &state.broker;
-    for queue in broker.known_queues().await? {
-        let depths = broker.queue_depths(&queue).await?;
-        for (priority, depth) in PRIORITY_RANGE.zip(depths.ready.iter().copied()) {
-            conveyor::metrics::queue_depth(&queue, "ready", Some(priority), depth);
+    let mut queues = broker.known_queues().await?;
+    conveyor::metrics::queues_known(queues.len());
+    queues.sort_unstable();
+    queues.truncate(conveyor::metrics::max_label_values());
+    let depths = broker.queue_depths_of(&queues).await?;
+    let mut by_label: BTreeMap<String, QueueDepths> = BTreeMap::new();
+    for (queue, depths) in queues.iter().zip(depths) {
+        let sum = by_label
+            .entry(conveyor::metrics::queue_label(queue))
+            .or_insert_with(|| QueueDepths {
+                ready: vec![0; depths.ready.len()],
+                ..QueueDepths::default()
+            });
+        for (total, lane) in sum.ready.iter_mut().zip(&depths.ready) {
+            *total += lane;
         }
-        conveyor::metrics::queue_depth(&queue, "delayed", None, depths.delayed);
-        conveyor::metrics::queue_depth(&queue, "processing", None, depths.processing);
+        sum.delayed += depths.delayed;
+        sum.processing += depths.processing;
+    }
+    for (label, depths) in by_label {
+        for (priority, depth) in PRIORITY_RANGE.zip(depths.ready.iter().copied()) {
+            conveyor::metrics::queue_depth(&label, "ready", Some(priority), depth);
+        }
+        conveyor::metrics::queue_depth(&label, "delayed", None, depths.delayed);
+        conveyor::metrics::queue_depth(&label, "processing", None, depths.processing);
     }
     Ok(())
 }

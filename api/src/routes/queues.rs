@@ -67,23 +67,23 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
         detail: format!("Redis is unavailable: {err}"),
     };
     let mut names = state.broker.known_queues().await.map_err(redis_down)?;
-    let counts = state.store.count_by_queue_and_status().await?;
-    for count in &counts {
-        if !names.contains(&count.queue) {
-            names.push(count.queue.clone());
+    let running = state.store.running_by_queue().await?;
+    for queue in running.keys() {
+        if !names.contains(queue) {
+            names.push(queue.clone());
         }
     }
     names.sort();
 
+    let all_depths = state
+        .broker
+        .queue_depths_of(&names)
+        .await
+        .map_err(redis_down)?;
     let mut queues = Vec::with_capacity(names.len());
-    for name in names {
-        let depths = state.broker.queue_depths(&name).await.map_err(redis_down)?;
+    for (name, depths) in names.into_iter().zip(all_depths) {
         let ready: BTreeMap<i16, u64> = PRIORITY_RANGE.zip(depths.ready.iter().copied()).collect();
-        let running = counts
-            .iter()
-            .filter(|c| c.queue == name && c.status == "running")
-            .map(|c| c.count)
-            .sum();
+        let running = running.get(&name).copied().unwrap_or_default();
         queues.push(QueueView {
             ready_total: ready.values().sum(),
             delayed: depths.delayed,

@@ -161,24 +161,4 @@ impl Broker {
         let mut conn = self.connection().await?;
         Ok(invocation.invoke_async(&mut conn).await?)
     }
-
-    /// Every queue that has ever had a job published.
-    pub async fn known_queues(&self) -> Result<Vec<String>, BrokerError> {
-        let mut conn = self.connection().await?;
-        Ok(redis::cmd("SMEMBERS")
-            .arg(self.keys.queues())
-            .query_async(&mut conn)
-            .await?)
-    }
-
-    /// Records that `queue` exists, so promoters and dead-worker recovery look at it.
-    pub async fn add_queues(&self, queues: &[String]) -> Result<(), BrokerError> {
-        let mut conn = self.connection().await?;
-        let _: i64 = redis::cmd("SADD")
-            .arg(self.keys.queues())
-            .arg(queues)
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
-    }
 }

@@ -12,7 +12,7 @@
 //! | `<p>:{q:<queue>}:delayed` | sorted set | `<id>:<priority>` due later, scored by due time in ms |
 //! | `<p>:workers` | sorted set | worker ids scored by last heartbeat (ms) |
 //! | `<p>:worker:<worker>` | hash | a worker's host, pid, queues, concurrency, start, running jobs; expires |
-//! | `<p>:queues` | set | known queue names |
+//! | `<p>:queues` | set | queues in use: added by every publish, dropped by the leader once idle |
 //! | `<p>:cancel` | pub/sub channel | ids of running jobs a client asked to cancel |
 //! | `<p>:epoch` | string | set by the reconciler; its absence means Redis lost its data |
 //! | `<p>:leader` | string | the maintenance leader: the holder's worker id, expiring |
@@ -26,13 +26,16 @@
 //! - `fetch`: what workers do with ids — the sweep and blocking pop, acks,
 //!   promotion of due ids.
 //! - `registry`: worker heartbeats, presence and removal.
+//! - `queues`: the set of known queues, their depths, dropping idle ones.
 //! - `reconcile`: what Redis holds, the epoch key, the reconciler lock.
 
 mod fetch;
+mod queues;
 mod reconcile;
 mod registry;
 
-pub use registry::{QueueDepths, WorkerInfo};
+pub use queues::QueueDepths;
+pub use registry::WorkerInfo;
 
 use std::time::Duration;
 

@@ -77,6 +77,26 @@ impl Broker {
             .await?)
     }
 
+    /// The queues `worker` said it serves, from its details (none once
+    /// they are gone).
+    pub async fn worker_queues(&self, worker: &str) -> Result<Vec<String>, BrokerError> {
+        let mut conn = self.connection().await?;
+        let queues: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.worker_info(worker))
+            .arg("queues")
+            .query_async(&mut conn)
+            .await?;
+        Ok(queues
+            .map(|queues| {
+                queues
+                    .split(',')
+                    .filter(|queue| !queue.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Every registered worker's id.
     pub async fn registered_workers(&self) -> Result<Vec<String>, BrokerError> {
         let mut conn = self.connection().await?;
@@ -150,46 +170,5 @@ impl Broker {
             workers.push((id, score as i64, details));
         }
         Ok(workers)
-    }
-}
-
-/// How many ids one queue's keys hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueueDepths {
-    /// Per priority lane, 0 to 9.
-    pub ready: Vec<u64>,
-    pub delayed: u64,
-    /// Across every worker's processing list.
-    pub processing: u64,
-}
-
-impl Broker {
-    /// The depth of every lane of `queue`.
-    pub async fn queue_depths(&self, queue: &str) -> Result<QueueDepths, BrokerError> {
-        let mut conn = self.connection().await?;
-        let pattern = format!("{}*", self.keys.processing(queue, ""));
-        let mut processing_keys: Vec<String> = Vec::new();
-        {
-            let mut scan =
-                redis::AsyncCommands::scan_match::<_, String>(&mut conn, &pattern).await?;
-            while let Some(key) = scan.next_item().await {
-                processing_keys.push(key?);
-            }
-        }
-        let mut pipe = redis::pipe();
-        for priority in crate::job::PRIORITY_RANGE {
-            pipe.llen(self.keys.ready(queue, priority));
-        }
-        pipe.zcard(self.keys.delayed(queue));
-        for key in &processing_keys {
-            pipe.llen(key);
-        }
-        let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
-        let lanes = crate::job::PRIORITY_RANGE.count();
-        Ok(QueueDepths {
-            ready: counts[..lanes].to_vec(),
-            delayed: counts.get(lanes).copied().unwrap_or_default(),
-            processing: counts.iter().skip(lanes + 1).sum(),
-        })
     }
 }

@@ -66,7 +66,13 @@ pub async fn hand_back(
     worker: &str,
 ) -> Result<usize, MaintenanceError> {
     let mut republished = 0;
-    for queue in broker.known_queues().await? {
+    // The queues it served as well as the known ones: an idle queue may
+    // have left the set while an id moved into this worker's list.
+    let mut queues = broker.known_queues().await?;
+    queues.extend(broker.worker_queues(worker).await?);
+    queues.sort_unstable();
+    queues.dedup();
+    for queue in queues {
         let ids: Vec<uuid::Uuid> = broker
             .processing_ids(&queue, worker)
             .await?

@@ -8,6 +8,7 @@
 //! | [`promoter`] | every process, for its queues | due ids from the delayed sets onto their ready lanes |
 //! | [`dead_workers`] | the leader | ids in the processing lists of workers that stopped heartbeating go back to Redis, then the worker leaves the registry |
 //! | [`reconciler`] | the leader | waiting jobs no Redis key holds are published again |
+//! | [`idle_queues`] | the leader | queues that hold nothing leave the set of known queues |
 //!
 //! The first two are safe to run anywhere at once (a guarded `UPDATE ...
 //! SKIP LOCKED`, an atomic script), and running them everywhere keeps a
@@ -23,10 +24,11 @@
 //! # Layout
 //! - this module: [`Maintenance`], the runner, and [`Settings`].
 //! - [`leader`]: the leader's lease.
-//! - [`lease_rescuer`], [`promoter`], [`dead_workers`], [`reconciler`]: one
-//!   service each.
+//! - [`lease_rescuer`], [`promoter`], [`dead_workers`], [`reconciler`],
+//!   [`idle_queues`]: one service each.
 
 pub mod dead_workers;
+pub mod idle_queues;
 pub mod leader;
 pub mod lease_rescuer;
 pub mod promoter;
@@ -183,6 +185,7 @@ impl Maintenance {
             Arc::new(promoter::Promoter),
             Arc::new(dead_workers::DeadWorkers),
             Arc::new(reconciler::Reconciler::default()),
+            Arc::new(idle_queues::IdleQueues),
         ]
     }
 

@@ -386,6 +386,28 @@ impl Store {
         Ok(estimate.map_or(0.0, |estimate| estimate.rows))
     }
 
+    /// Running jobs per queue, read through the partial index of running
+    /// jobs (they are few, however large the table).
+    pub async fn running_by_queue(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let counts = Entity::find()
+            .select_only()
+            .column(Column::Queue)
+            .column(Column::Status)
+            .column_as(Expr::cust("count(*)"), "count")
+            .filter(Column::Status.eq(JobStatus::Running))
+            .group_by(Column::Queue)
+            .group_by(Column::Status)
+            .into_model::<StatusCount>()
+            .all(&self.db)
+            .await?;
+        Ok(counts
+            .into_iter()
+            .map(|count| (count.queue, count.count))
+            .collect())
+    }
+
     /// Exact job counts per queue and status.
     pub async fn count_by_queue_and_status(&self) -> Result<Vec<StatusCount>, StoreError> {
         Ok(Entity::find()

@@ -4,6 +4,7 @@ mod client;
 mod example;
 mod idempotency;
 mod leases;
+mod queues;
 mod races;
 mod support;
 mod transitions;

@@ -1,0 +1,143 @@
+//! The set of known queues (`<p>:queues`) and what each holds.
+//!
+//! Publishing adds a queue to the set (in the same pipeline, after the
+//! push), and the set is what the promoter, dead-worker recovery and the
+//! metrics look at. Queue names are chosen by clients, so the set is kept
+//! to queues that hold something: the leader drops an idle queue
+//! ([`Broker::forget_idle_queues`]), and its next publish adds it back.
+
+use redis::Script;
+
+use super::{Broker, BrokerError};
+use crate::job::PRIORITY_RANGE;
+
+/// 1 when the delayed set (KEYS[1]) and every other key (the ready lanes,
+/// the processing lists of registered workers) are empty. All the keys are
+/// one queue's, in one hash slot, so the answer is one instant's.
+const IDLE: &str = r"
+if redis.call('ZCARD', KEYS[1]) > 0 then return 0 end
+for i = 2, #KEYS do
+  if redis.call('LLEN', KEYS[i]) > 0 then return 0 end
+end
+return 1
+";
+
+/// How many ids one queue's keys hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Per priority lane, 0 to 9.
+    pub ready: Vec<u64>,
+    pub delayed: u64,
+    /// Across the processing lists of registered workers.
+    pub processing: u64,
+}
+
+impl Broker {
+    /// Every queue in the set of known queues.
+    pub async fn known_queues(&self) -> Result<Vec<String>, BrokerError> {
+        let mut conn = self.connection().await?;
+        Ok(redis::cmd("SMEMBERS")
+            .arg(self.keys.queues())
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Records that `queues` exist, so promoters and dead-worker recovery
+    /// look at them.
+    pub async fn add_queues(&self, queues: &[String]) -> Result<(), BrokerError> {
+        let mut conn = self.connection().await?;
+        let _: i64 = redis::cmd("SADD")
+            .arg(self.keys.queues())
+            .arg(queues)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The depth of every lane of `queue`.
+    pub async fn queue_depths(&self, queue: &str) -> Result<QueueDepths, BrokerError> {
+        let mut depths = self.queue_depths_of(&[queue.to_owned()]).await?;
+        Ok(depths.pop().unwrap_or_default())
+    }
+
+    /// The depths of `queues`, in order, in two round trips whatever their
+    /// number: processing lists are found through the worker registry (a
+    /// worker's lists outlive it only until dead-worker recovery, which
+    /// deregisters it last), never by scanning the keyspace.
+    pub async fn queue_depths_of(
+        &self,
+        queues: &[String],
+    ) -> Result<Vec<QueueDepths>, BrokerError> {
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let workers = self.registered_workers().await?;
+        let mut pipe = redis::pipe();
+        for queue in queues {
+            for priority in PRIORITY_RANGE {
+                pipe.llen(self.keys.ready(queue, priority));
+            }
+            pipe.zcard(self.keys.delayed(queue));
+            for worker in &workers {
+                pipe.llen(self.keys.processing(queue, worker));
+            }
+        }
+        let mut conn = self.connection().await?;
+        let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+        let lanes = PRIORITY_RANGE.count();
+        let per_queue = lanes + 1 + workers.len();
+        Ok(counts
+            .chunks(per_queue)
+            .map(|counts| QueueDepths {
+                ready: counts[..lanes].to_vec(),
+                delayed: counts.get(lanes).copied().unwrap_or_default(),
+                processing: counts.iter().skip(lanes + 1).sum(),
+            })
+            .collect())
+    }
+
+    /// Drops from the set of known queues every queue that holds nothing:
+    /// no ready or delayed id, none in a registered worker's processing
+    /// list. Returns how many it dropped. A publish racing with the drop
+    /// adds the queue back (its pipeline pushes, then adds), and a queue
+    /// found busy again just after its removal is added back here, so no
+    /// queue holding an id stays out of the set.
+    pub async fn forget_idle_queues(&self) -> Result<usize, BrokerError> {
+        let workers = self.registered_workers().await?;
+        let mut forgotten = 0;
+        for queue in self.known_queues().await? {
+            if !self.is_idle(&queue, &workers).await? {
+                continue;
+            }
+            let mut conn = self.connection().await?;
+            let _: i64 = redis::cmd("SREM")
+                .arg(self.keys.queues())
+                .arg(&queue)
+                .query_async(&mut conn)
+                .await?;
+            // Workers that registered since the first look count too.
+            let workers = self.registered_workers().await?;
+            if self.is_idle(&queue, &workers).await? {
+                forgotten += 1;
+            } else {
+                self.add_queues(std::slice::from_ref(&queue)).await?;
+            }
+        }
+        Ok(forgotten)
+    }
+
+    async fn is_idle(&self, queue: &str, workers: &[String]) -> Result<bool, BrokerError> {
+        let script = Script::new(IDLE);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(self.keys.delayed(queue));
+        for priority in PRIORITY_RANGE {
+            invocation.key(self.keys.ready(queue, priority));
+        }
+        for worker in workers {
+            invocation.key(self.keys.processing(queue, worker));
+        }
+        let mut conn = self.connection().await?;
+        let idle: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(idle == 1)
+    }
+}
