@@ -156,6 +156,16 @@ pub struct Report {
     pub worst_recovery: Option<(Duration, String)>,
     /// Workers that did not exit in time after SIGTERM (or a second one).
     pub slow_exits: usize,
+    /// Answers 5xx other than 503, to the client or the hostile prober.
+    pub server_errors: usize,
+    /// Payloads that did not read back as sent.
+    pub read_back_mismatches: usize,
+    /// Hostile inputs the API took (2xx) or answered otherwise than it
+    /// documents.
+    pub bad_input_mishandled: usize,
+    /// Hostile probes sent, and slow connections the API closed on its own.
+    pub hostile_probes: usize,
+    pub slow_clients_closed: usize,
     pub problems: Vec<String>,
 }
 
@@ -169,6 +179,9 @@ impl Report {
             && self.written_twice == 0
             && self.over_attempts == 0
             && self.slow_exits == 0
+            && self.server_errors == 0
+            && self.read_back_mismatches == 0
+            && self.bad_input_mishandled == 0
     }
 
     pub fn print(&self) {
@@ -203,6 +216,23 @@ impl Report {
             "workers slow to exit after SIGTERM",
             n(self.slow_exits),
             true,
+        );
+        line("server errors (5xx but 503)", n(self.server_errors), true);
+        line(
+            "payloads not read back as sent",
+            n(self.read_back_mismatches),
+            true,
+        );
+        line(
+            "hostile inputs taken or mishandled",
+            n(self.bad_input_mishandled),
+            true,
+        );
+        line("hostile probes sent", n(self.hostile_probes), false);
+        line(
+            "  slow clients the API cut off",
+            n(self.slow_clients_closed),
+            false,
         );
         line(
             "fenced writes (stale workers refused)",
@@ -290,6 +320,20 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
         map
     });
     for submission in submissions {
+        report.server_errors += submission.server_errors.len();
+        report.problems.extend(
+            submission
+                .server_errors
+                .iter()
+                .map(|error| format!("{}: {error}", submission.key)),
+        );
+        if submission.read_back == Some(false) {
+            report.read_back_mismatches += 1;
+            report.problems.push(format!(
+                "{}: the payload did not read back as sent",
+                submission.key
+            ));
+        }
         if let Some(rejected) = &submission.rejected {
             report.rejected += 1;
             report
@@ -384,9 +428,12 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
             && row.error.as_deref() == Some(LEASE_EXPIRED)
             && row.attempts == row.max_attempts;
         let right = match submission.kind {
-            Kind::Noop | Kind::Sleep | Kind::LongSleep | Kind::HangUp | Kind::RefuseOnce => {
-                row.status == "completed" || exhausted
-            }
+            Kind::Noop
+            | Kind::Sleep
+            | Kind::LongSleep
+            | Kind::HangUp
+            | Kind::RefuseOnce
+            | Kind::EdgeFloats => row.status == "completed" || exhausted,
             Kind::RetryAfterLoss => {
                 row.status == "completed"
                     || (row.status == "failed" && row.error.as_deref() == Some(LEASE_EXPIRED))
@@ -550,6 +597,8 @@ mod tests {
             tries: 1,
             cancel_answers: Vec::new(),
             hung_up: false,
+            server_errors: Vec::new(),
+            read_back: None,
         }
     }
 
@@ -717,6 +766,33 @@ mod tests {
                 report.wrong_state
             ),
             (2, 1, 1, 1),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_error_or_a_payload_read_back_changed_fails_the_run() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let lives = [life("w0", &[], None)];
+        let report = check(
+            &[
+                Submission {
+                    server_errors: vec!["POST /jobs: 500".to_owned()],
+                    ..submission(1, Kind::Noop, a)
+                },
+                Submission {
+                    read_back: Some(false),
+                    ..submission(2, Kind::EdgeFloats, b)
+                },
+            ],
+            &[row(1, a, "completed", 1), row(2, b, "completed", 1)],
+            &lives,
+        );
+        remove(&lives);
+        assert!(!report.passed());
+        assert_eq!(
+            (report.server_errors, report.read_back_mismatches),
+            (1, 1),
             "{report:?}"
         );
     }

@@ -44,6 +44,9 @@ pub enum Kind {
     /// still paused, and the resumed worker's late outcome must be refused.
     /// Completed, or failed by a lost lease.
     RetryAfterLoss,
+    /// `noop` whose payload holds numbers at the edges of the float range:
+    /// completes, and reads back exactly as sent.
+    EdgeFloats,
 }
 
 impl Kind {
@@ -59,7 +62,8 @@ impl Kind {
 
     fn pick(rng: &mut impl Rng) -> Kind {
         match rng.random_range(0..100) {
-            0..40 => Kind::Noop,
+            0..37 => Kind::Noop,
+            37..40 => Kind::EdgeFloats,
             40..58 => Kind::Sleep,
             58..63 => Kind::LongSleep,
             63..70 => Kind::Fail,
@@ -84,6 +88,7 @@ impl Kind {
             Kind::HangUp => ("noop", json!({ "n": n, "hang_up": true }), 0),
             Kind::RefuseOnce => ("noop", json!({ "n": n, REFUSE_ONCE: true }), 0),
             Kind::RetryAfterLoss => ("sleep", json!({ "ms": 4_000, RETRY_AFTER_LOSS: true }), 0),
+            Kind::EdgeFloats => ("noop", edge_floats(n), 0),
         };
         json!({
             "type": task_type,
@@ -93,6 +98,13 @@ impl Kind {
             "idempotency_key": key,
         })
     }
+}
+
+/// A payload of numbers PostgreSQL stores as `numeric` and writes back in
+/// full: they must read back as the same numbers.
+fn edge_floats(n: u64) -> Value {
+    json!({ "n": n, "max": f64::MAX, "min": f64::MIN, "tiny": f64::MIN_POSITIVE,
+            "subnormal": 5e-324, "third": 1.0 / 3.0, "big": u64::MAX, "small": i64::MIN })
 }
 
 /// The payload field that makes the harness's trigger refuse a job's first
@@ -117,6 +129,11 @@ pub struct Submission {
     /// Sent by a client that hung up without reading the answer: accepted
     /// if the table holds its key.
     pub hung_up: bool,
+    /// Answers 5xx other than 503 (unavailable): each is a bug.
+    pub server_errors: Vec<String>,
+    /// For payloads that must read back exactly: whether `GET /jobs/{id}`
+    /// gave the payload sent.
+    pub read_back: Option<bool>,
 }
 
 /// Submits about `rate` jobs a second until `until`; returns every
@@ -170,6 +187,8 @@ async fn submit(http: &reqwest::Client, api: &str, n: u64, kind: Kind) -> Submis
         tries: 0,
         cancel_answers: Vec::new(),
         hung_up: false,
+        server_errors: Vec::new(),
+        read_back: None,
     };
     if kind == Kind::HangUp {
         submission.tries = 1;
@@ -190,7 +209,15 @@ async fn submit(http: &reqwest::Client, api: &str, n: u64, kind: Kind) -> Submis
                     break;
                 }
             }
-            Ok(response) if response.status().is_server_error() => {}
+            Ok(response) if response.status().is_server_error() => {
+                if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    submission
+                        .server_errors
+                        .push(format!("POST /jobs: {status}: {text}"));
+                }
+            }
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
@@ -205,6 +232,9 @@ async fn submit(http: &reqwest::Client, api: &str, n: u64, kind: Kind) -> Submis
     let Some(id) = submission.accepted else {
         return submission;
     };
+    if kind == Kind::EdgeFloats {
+        submission.read_back = read_back(http, api, id, &body["payload"]).await;
+    }
     let wait = match kind {
         Kind::CancelWaiting => Duration::from_millis(300),
         Kind::CancelRunning => Duration::from_millis(1_200),
@@ -213,6 +243,22 @@ async fn submit(http: &reqwest::Client, api: &str, n: u64, kind: Kind) -> Submis
     tokio::time::sleep(wait).await;
     submission.cancel_answers = cancel(http, api, id).await;
     submission
+}
+
+/// Whether `GET /jobs/{id}` gives back `payload`, retrying through outages;
+/// `None` if no answer came.
+async fn read_back(http: &reqwest::Client, api: &str, id: Uuid, payload: &Value) -> Option<bool> {
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    while Instant::now() < deadline {
+        if let Ok(response) = http.get(format!("{api}/jobs/{id}")).send().await
+            && response.status().is_success()
+            && let Ok(job) = response.json::<Value>().await
+        {
+            return Some(&job["payload"] == payload);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }
 
 /// Sends `POST /jobs` with `body` and hangs up at once, without reading the

@@ -453,6 +453,7 @@ pub async fn run(
         started + duration,
         stack.seed,
     ));
+    let hostile = tokio::spawn(crate::hostile::run(stack.api_url(), started + duration));
     for (at, fault) in schedule(duration) {
         tokio::time::sleep_until(started + at).await;
         match fault {
@@ -474,6 +475,7 @@ pub async fn run(
         .with_context(|| format!("injecting {fault:?}"))?;
     }
     let submissions = client.await.context("the client panicked")?;
+    let findings = hostile.await.context("the hostile prober panicked")?;
     println!(
         "[{:>6.1} s] client done: {} submissions; waiting up to {} s for every job to finish",
         started.elapsed().as_secs_f64(),
@@ -513,6 +515,12 @@ pub async fn run(
     stack.shutdown().await;
     let mut report = check::check(&submissions, &rows, &stack.lives);
     report.slow_exits = stack.slow_exits.len();
+    report.hostile_probes = findings.probes;
+    report.slow_clients_closed = findings.slow_clients_closed;
+    report.server_errors += findings.server_errors.len();
+    report.bad_input_mishandled = findings.mishandled.len();
+    report.problems.extend(findings.server_errors);
+    report.problems.extend(findings.mishandled);
     report.problems.extend(stack.slow_exits.iter().cloned());
     Ok(report)
 }

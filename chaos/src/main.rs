@@ -13,6 +13,7 @@
 mod check;
 mod client;
 mod faults;
+mod hostile;
 mod procs;
 mod services;
 
