@@ -122,3 +122,46 @@ async fn a_page_on_another_site_cannot_make_a_browser_create_jobs() {
     let (status, _) = app.get("/jobs").await;
     assert_eq!(status, 200);
 }
+
+/// Starts `conveyor-api` on `addr` and returns the log lines it wrote up
+/// to `api_started`.
+async fn start_up_log(addr: &str, token: Option<&str>) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_conveyor-api"));
+    command
+        .env_clear()
+        .env("CONVEYOR_API_ADDR", addr)
+        .env("DATABASE_URL", crate::support::CLOSED_DATABASE_URL)
+        .env("REDIS_URL", crate::support::CLOSED_REDIS_URL)
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        command.env("CONVEYOR_API_TOKEN", token);
+    }
+    let mut child = command.spawn().expect("conveyor-api starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let started = line.contains("\"api_started\"");
+            seen.push(line);
+            if started {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("api_started is logged");
+    let _ = child.kill().await;
+    seen
+}
+
+#[tokio::test]
+async fn listening_publicly_without_a_token_is_warned_of_at_start_up() {
+    let warned = |lines: &[String]| lines.iter().any(|line| line.contains("api_unprotected"));
+    assert!(warned(&start_up_log("0.0.0.0:0", None).await));
+    assert!(!warned(&start_up_log("0.0.0.0:0", Some(TOKEN)).await));
+    assert!(!warned(&start_up_log("127.0.0.1:0", None).await));
+}
