@@ -204,6 +204,13 @@ impl From<StoreError> for ApiError {
                 code: "database_unavailable",
                 detail: "PostgreSQL is unavailable; nothing was written, try again".to_owned(),
             },
+            // Validation refuses every value known to be unstorable, so
+            // this is a constraint added to the table by hand, or a value
+            // validation missed: the request's fault either way.
+            err if err.is_refused_row() => ApiError::Invalid {
+                field: None,
+                detail: "PostgreSQL refused this job's values; nothing was written".to_owned(),
+            },
             err if err.is_timed_out() => ApiError::Unavailable {
                 code: "query_timeout",
                 detail: "the query ran past the statement timeout and was canceled; nothing was \

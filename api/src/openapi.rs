@@ -5,8 +5,9 @@
 //! `utoipa_axum::routes!`: the router and the document are built from the
 //! same list, so no route can be missing from the document. What holds for
 //! every route is added here, in one place, rather than repeated on each:
-//! the errors every route can answer (413, 415 and 408 for routes with a
-//! body, 503 for all), `application/problem+json` as the media type of
+//! the errors every route can answer (403 for cross-site browser requests
+//! on routes that change state, 413, 415 and 408 for routes with a body,
+//! 503 for all), `application/problem+json` as the media type of
 //! every error, and, when a token is configured, the bearer requirement and
 //! its 401.
 
@@ -71,7 +72,14 @@ pub fn document(
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
     }
-    for operation in operations(&mut document) {
+    for (method, operation) in operations_by_method(&mut document) {
+        if method != "get" {
+            add_response(
+                operation,
+                "403",
+                "A browser sent this from a page of another site (Sec-Fetch-Site, Origin)",
+            );
+        }
         if operation.request_body.is_some() {
             add_response(operation, "400", "The body cannot be parsed");
             add_response(operation, "408", "The body stopped arriving");
@@ -101,19 +109,26 @@ pub fn document(
 
 /// Every operation of `document`, to adjust.
 fn operations(document: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    operations_by_method(document).map(|(_, operation)| operation)
+}
+
+/// Every operation of `document` with its method's name.
+fn operations_by_method(
+    document: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = (&'static str, &mut Operation)> {
     document.paths.paths.values_mut().flat_map(|item| {
         [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("options", &mut item.options),
+            ("head", &mut item.head),
+            ("patch", &mut item.patch),
+            ("trace", &mut item.trace),
         ]
         .into_iter()
-        .filter_map(Option::as_mut)
+        .filter_map(|(method, operation)| operation.as_mut().map(|operation| (method, operation)))
     })
 }
 

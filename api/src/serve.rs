@@ -1,9 +1,15 @@
 //! The HTTP server around the router: how long a client may take, how
 //! many it may be, and how the server stops.
 //!
+//! HTTP/1.1 only: the API is meant to sit behind a proxy or be called by
+//! programs, and HTTP/2 in the clear would add a protocol whose idle and
+//! keep-alive timers need settings of their own (hyper-util's protocol
+//! detection also waits for its first bytes with no timer at all).
+//!
 //! Each connection is its own task, so a slow client holds only its own
 //! connection. A client gets [`Limits::header_timeout`] to send a request's
-//! headers (then its connection is closed); at most
+//! headers, counted from the moment it connects or its previous response
+//! went out, so a silent or idle connection is closed too; at most
 //! [`Limits::max_connections`] are open at once (further ones wait in the
 //! kernel's backlog until one closes). On shutdown the listener closes,
 //! requests in flight get [`Limits::shutdown_grace`] to finish, and
@@ -15,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -68,12 +74,10 @@ pub async fn serve(
     limits: &Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new());
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
@@ -91,7 +95,8 @@ pub async fn serve(
                 Ok((stream, _peer)) => stream,
                 Err(err) => {
                     if !is_one_connections_error(&err) {
-                        tracing::warn!(error = %err, "accepting a connection failed");
+                        tracing::warn!(event = "accept_failed", error = %err,
+                            "accepting a connection failed");
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                     continue;
@@ -102,10 +107,7 @@ pub async fn serve(
         // Small responses go out at once, not after Nagle's delay.
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
             // A client that hangs up or sends garbage ends its own
             // connection; hyper has answered what could be answered.
@@ -120,6 +122,7 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!(
+            event = "shutdown_grace_expired",
             open = connections.len(),
             "requests still in flight after the shutdown grace period; closing their connections"
         );

@@ -282,8 +282,11 @@ impl NewJob {
                 ));
             }
         }
+        // The year of the instant as stored: to the microsecond.
         if let Schedule::At(run_at) = self.schedule
-            && !RUN_AT_YEARS.contains(&chrono::Datelike::year(&run_at))
+            && !RUN_AT_YEARS.contains(&chrono::Datelike::year(
+                &chrono::SubsecRound::trunc_subsecs(run_at, 6),
+            ))
         {
             return Err(InvalidJob::new(
                 "run_at",

@@ -57,9 +57,10 @@ pub struct BatchResult {
 }
 
 /// Create many jobs at once. Valid items are inserted in one transaction
-/// (all or none, if the database fails) and published in one pipeline;
-/// invalid items and idempotency conflicts are reported per item, in order,
-/// without affecting the others.
+/// and published in one pipeline; invalid items, items PostgreSQL refuses
+/// and idempotency conflicts are reported per item, in order, without
+/// affecting the others. If PostgreSQL is unavailable or too slow, nothing
+/// is written and the whole request is 503.
 #[utoipa::path(post, path = "/jobs/batch", tag = "jobs",
     request_body(content = CreateBatch, content_type = "application/json"),
     responses(
@@ -145,11 +146,13 @@ pub async fn create_batch(
 
     let items: Vec<BatchItem> = items
         .into_iter()
-        .map(|item| {
-            item.unwrap_or(BatchItem {
-                status: 500,
-                job: None,
-                error: None,
+        .enumerate()
+        .map(|(index, item)| {
+            item.unwrap_or_else(|| {
+                rejected(
+                    ApiError::Internal(format!("batch item {index} got no outcome")),
+                    index,
+                )
             })
         })
         .collect();

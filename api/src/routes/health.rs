@@ -71,11 +71,11 @@ fn describe(
     match outcome {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(err)) => {
-            tracing::warn!(dependency, error = %err, "readiness check failed");
+            tracing::warn!(event = "not_ready", dependency, error = %err, "readiness check failed");
             "unavailable".to_owned()
         }
         Err(_) => {
-            tracing::warn!(dependency, "readiness check timed out");
+            tracing::warn!(event = "not_ready", dependency, "readiness check timed out");
             "timed out".to_owned()
         }
     }

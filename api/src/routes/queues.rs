@@ -62,9 +62,13 @@ pub struct Queues {
         (status = 503, description = "Redis or PostgreSQL unavailable", body = crate::error::Problem),
     ))]
 pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, ApiError> {
-    let redis_down = |err: conveyor::BrokerError| ApiError::Unavailable {
-        code: "redis_unavailable",
-        detail: format!("Redis is unavailable: {err}"),
+    // The cause is logged; callers get no driver text.
+    let redis_down = |err: conveyor::BrokerError| {
+        tracing::warn!(event = "redis_unavailable", error = %err, "GET /queues could not read Redis");
+        ApiError::Unavailable {
+            code: "redis_unavailable",
+            detail: "Redis is unavailable; try again".to_owned(),
+        }
     };
     let mut names = state.broker.known_queues().await.map_err(redis_down)?;
     let running = state.store.running_by_queue().await?;

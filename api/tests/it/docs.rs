@@ -39,6 +39,11 @@ async fn the_openapi_document_says_what_the_api_does() {
             }
         }
         assert!(operation.get("security").is_none(), "no token configured");
+        assert_eq!(
+            operation["responses"].get("403").is_some(),
+            method != "get",
+            "{method} {path}: cross-site refusals are documented where they happen"
+        );
         for param in operation["parameters"].as_array().into_iter().flatten() {
             if param["name"] == "id" {
                 assert_eq!(param["schema"]["format"], "uuid", "{method} {path}");

@@ -84,8 +84,13 @@ async fn run_at_outside_years_1_to_9999_in_utc_is_refused() {
     ] {
         assert_refused(&app, json!({"payload": {}, "run_at": run_at}), "run_at").await;
     }
-    // The edges themselves are fine.
-    for run_at in ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+    // The edges themselves are fine, to the last nanosecond (stored to the
+    // microsecond, truncated rather than rounded into year 10000).
+    for run_at in [
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59.9999999Z",
+    ] {
         let job = app.create(json!({"payload": {}, "run_at": run_at})).await;
         let (status, read) = app
             .get(&format!("/jobs/{}", job["id"].as_str().expect("id")))
@@ -175,5 +180,35 @@ async fn a_bad_item_in_a_batch_is_answered_alone() {
         body["items"][2]["error"]["field"], "jobs[2].run_at",
         "{body}"
     );
+    assert_eq!(app.row_count().await, 2);
+}
+
+#[tokio::test]
+async fn a_row_postgres_refuses_is_a_422_alone_and_in_a_batch() {
+    let app = TestApp::start().await;
+    // A constraint validation does not know of, standing in for any value
+    // it lets through but the table refuses.
+    app.db
+        .execute("ALTER TABLE jobs ADD CONSTRAINT test_refuse CHECK (NOT payload ? 'refuse')")
+        .await;
+    let (status, problem) = app
+        .post_json("/jobs", &json!({"payload": {"refuse": 1}}))
+        .await;
+    assert_problem(status, &problem, 422, "invalid_field");
+    let (status, body) = app
+        .post_json(
+            "/jobs/batch",
+            &json!({"jobs": [{"payload": {"n": 1}}, {"payload": {"refuse": 1}}, {"payload": {"n": 3}}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let statuses: Vec<u64> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["status"].as_u64().expect("status"))
+        .collect();
+    assert_eq!(statuses, [201, 422, 201], "{body}");
+    assert_eq!(body["items"][1]["error"]["field"], "jobs[1]", "{body}");
     assert_eq!(app.row_count().await, 2);
 }

@@ -61,8 +61,47 @@ async fn clients_trickling_their_headers_neither_block_others_nor_stay_open() {
         started.elapsed() < DEADLINE,
         "every trickling connection was closed"
     );
-    let (status, _) = app.get("/health").await;
-    assert_eq!(status, 200);
+    // A fresh connection: the server also closes idle pooled ones after
+    // the header timeout, and a pooled one could be reused just as it
+    // closes.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let response = fresh.get(app.url("/health")).send().await.expect("send");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn silent_and_idle_connections_are_closed_after_the_header_timeout() {
+    let app = TestApp::with(with_limits(Limits {
+        header_timeout: Duration::from_millis(300),
+        max_connections: 4,
+        ..Limits::default()
+    }))
+    .await;
+    // Connected, never a byte sent.
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(app.addr()).await.expect("connect"));
+    }
+    for stream in &mut silent {
+        read_to_close(stream).await;
+    }
+    // One request, then idle on a kept-alive connection.
+    let mut idle = TcpStream::connect(app.addr()).await.expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_to_close(&mut idle).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Every slot is free again.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let response = fresh.get(app.url("/health")).send().await.expect("send");
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]

@@ -38,14 +38,15 @@ impl Client {
             .ok_or_else(|| StoreError::from(sea_orm::DbErr::RecordNotInserted))
     }
 
-    /// Inserts many valid jobs in one statement (one transaction) and
-    /// publishes those it created in one round trip; one outcome per job,
-    /// in order. Validate each first ([`NewJob::validate`]): an invalid one
-    /// fails the whole call. When PostgreSQL refuses the statement for one
-    /// job's sake, each job is inserted alone, so each gets its own outcome
-    /// and the others are not failed with it; when PostgreSQL cannot be
-    /// reached the whole call fails. Runs to the end even if the caller
-    /// stops waiting.
+    /// Inserts many valid jobs in one statement (one transaction: all or
+    /// none) and publishes those it created in one round trip; one outcome
+    /// per job, in order. Validate each first ([`NewJob::validate`]): an
+    /// invalid one fails the whole call. When PostgreSQL refuses a row for
+    /// what it holds ([`StoreError::is_refused_row`]), each job is inserted
+    /// alone, so each gets its own outcome and the others are not failed
+    /// with it; any other error (an outage, a timeout, an overloaded
+    /// server) fails the whole call, with nothing written. Runs to the end
+    /// even if the caller stops waiting.
     pub async fn enqueue_many(
         &self,
         jobs: Vec<NewJob>,
@@ -56,13 +57,7 @@ impl Client {
         let jobs: Vec<Arc<NewJob>> = jobs.into_iter().map(Arc::new).collect();
         match self.insert_and_publish(jobs.clone(), false).await {
             Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
-            Err(err)
-                if err.is_unavailable()
-                    || err.maybe_written()
-                    || matches!(err, StoreError::Invalid(_)) =>
-            {
-                Err(err)
-            }
+            Err(err) if !err.is_refused_row() => Err(err),
             Err(err) => {
                 tracing::warn!(error = %err, rows = jobs.len(),
                     "PostgreSQL refused a batch insert; inserting each job alone");

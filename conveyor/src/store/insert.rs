@@ -178,7 +178,9 @@ fn insert_statement(jobs: &[&NewJob], fingerprints: &[String]) -> Result<Stateme
         .map(|(job, fingerprint)| {
             let (run_at, delay_ms) = match job.schedule {
                 Schedule::Now => (None, None),
-                Schedule::At(at) => (Some(at), None),
+                // PostgreSQL keeps microseconds and would round the rest,
+                // possibly past the year validation checked.
+                Schedule::At(at) => (Some(chrono::SubsecRound::trunc_subsecs(at, 6)), None),
                 Schedule::DelaySeconds(secs) => (None, Some(i64::from(secs) * 1_000)),
             };
             Row {

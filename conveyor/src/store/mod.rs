@@ -220,6 +220,15 @@ impl StoreError {
         self.sqlstate().is_some_and(|code| code.starts_with("22"))
     }
 
+    /// True when PostgreSQL refused a row for what it holds (SQLSTATE
+    /// class 22, data exception, or 23, integrity constraint violation):
+    /// the same row would be refused again, and the rows beside it in a
+    /// batch would not.
+    pub fn is_refused_row(&self) -> bool {
+        self.sqlstate()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+    }
+
     /// True when PostgreSQL canceled the statement for running past its
     /// `statement_timeout` (SQLSTATE 57014, query_canceled).
     pub fn is_timed_out(&self) -> bool {
