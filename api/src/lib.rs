@@ -42,7 +42,9 @@ pub fn router(state: AppState) -> Router {
     let limits = state.settings.limits.clone();
     let (protected, protected_doc) = OpenApiRouter::new()
         .merge(routes::jobs::router())
+        .merge(routes::list::router())
         .merge(routes::batch::router())
+        .merge(routes::summary::router())
         .merge(routes::queues::router())
         .split_for_parts();
     let (public, public_doc) = OpenApiRouter::new()

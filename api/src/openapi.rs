@@ -32,7 +32,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
                        a stable `code`.",
         license(name = "MIT OR Apache-2.0"),
     ),
-    components(schemas(crate::routes::jobs::JobStatusName)),
+    components(schemas(crate::routes::list::JobStatusName)),
     tags(
         (name = "jobs", description = "Submit and follow jobs"),
         (name = "queues", description = "Queue backlogs and workers"),

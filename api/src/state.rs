@@ -29,6 +29,8 @@ pub struct AppState {
     pub store: Store,
     pub broker: Broker,
     pub settings: Arc<Settings>,
+    /// The latest `GET /jobs/summary`, shared by its callers.
+    pub summaries: Arc<crate::routes::summary::SummaryCache>,
 }
 
 /// The API's own settings (see `conveyor::config::ApiConfig`).
@@ -56,6 +58,7 @@ impl AppState {
             store,
             broker,
             settings: Arc::new(settings),
+            summaries: Arc::default(),
         }
     }
 

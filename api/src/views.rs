@@ -67,6 +67,14 @@ impl From<Job> for JobView {
     }
 }
 
+/// Whether a count is exact or an estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Accuracy {
+    Exact,
+    Estimated,
+}
+
 /// A page of jobs, newest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobList {
@@ -79,7 +87,7 @@ pub struct JobList {
     pub count: u64,
     /// `exact`, or `estimated` when more than 10,000 jobs match (or
     /// counting them took too long) and `count` is PostgreSQL's estimate.
-    pub count_accuracy: String,
+    pub count_accuracy: Accuracy,
     /// Pass as `after` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
@@ -102,11 +110,11 @@ pub struct Summary {
     #[schema(value_type = Object)]
     pub by_queue: std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
     pub total: i64,
-    /// `exact`: counted from the table at the time of the request.
+    /// `exact`: counted from the table (at most two seconds ago).
     /// `estimated`: the table is large (over 2 million rows), so the
     /// statuses in `estimated_statuses` come from a sample; waiting and
     /// running jobs are always counted exactly.
-    pub accuracy: String,
+    pub accuracy: Accuracy,
     pub estimated_statuses: Vec<String>,
 }
 

@@ -1,33 +1,23 @@
-//! `/jobs`: create, read, list, cancel, retry, result, summary.
-
-use std::collections::BTreeMap;
+//! `/jobs`: create, read, cancel, retry, result. Listing is in `list`, the
+//! summary in `summary`.
 
 use axum::Json;
-use axum::extract::{Multipart, Query, Request, State};
+use axum::extract::{Multipart, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use conveyor::job::DEFAULT_QUEUE;
-use conveyor::store::{ListCursor, ListFilter};
 use conveyor::{Canceled, Inserted, JobStatus, NewJob, Schedule, Transition};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{BodyKind, JobIdPath, body_kind, parse_json, read_body};
 use crate::state::AppState;
-use crate::views::{JobList, JobResult, JobView, Summary};
+use crate::views::{JobResult, JobView};
 
-/// Page size when the client gives none, and the largest it may ask for.
-pub const DEFAULT_LIMIT: u64 = 20;
-pub const MAX_LIMIT: u64 = 100;
-/// Deepest `offset` accepted: PostgreSQL reads and discards every row it
-/// skips, so deeper pages use the cursor (`after`).
-pub const MAX_OFFSET: u64 = 10_000;
-/// Jobs counted exactly for `count` in `GET /jobs`; more are estimated.
-pub const COUNT_EXACT_UP_TO: u64 = conveyor::store::COUNT_EXACT_UP_TO;
 /// Longest delay a job may be scheduled with: one year.
 pub const MAX_DELAY_SECONDS: i64 = 365 * 24 * 60 * 60;
 /// Header that carries an idempotency key, as an alternative to the field.
@@ -35,8 +25,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_job, list_jobs))
-        .routes(routes!(summary))
+        .routes(routes!(create_job))
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
         .routes(routes!(retry_job))
@@ -344,165 +333,6 @@ pub async fn get_job(
     Ok(Json(job.into()))
 }
 
-/// Query parameters of `GET /jobs`, parsed by hand for precise errors.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// queued, running, retrying, completed, failed or canceled.
-    #[param(value_type = Option<JobStatusName>)]
-    pub status: Option<String>,
-    /// Only jobs of this queue.
-    #[param(pattern = "^[a-z0-9_-]{1,64}$")]
-    pub queue: Option<String>,
-    /// Only jobs of this type.
-    #[serde(rename = "type")]
-    #[param(rename = "type", pattern = "^[a-z0-9_.:-]{1,64}$")]
-    pub task_type: Option<String>,
-    /// 1..=100, default 20.
-    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
-    pub limit: Option<String>,
-    /// 0..=10000, default 0. Page deeper with `after`.
-    #[param(value_type = Option<u64>, minimum = 0, maximum = 10000)]
-    pub offset: Option<String>,
-    /// `next_cursor` of the previous page: the jobs after it.
-    #[param(pattern = "^[0-9]{1,18}_[0-9a-f]{32}$")]
-    pub after: Option<String>,
-}
-
-/// A job status, as the list filter takes it.
-#[derive(Debug, ToSchema)]
-#[schema(as = JobStatusName)]
-#[allow(dead_code)]
-#[schema(rename_all = "snake_case")]
-pub enum JobStatusName {
-    Queued,
-    Running,
-    Retrying,
-    Completed,
-    Failed,
-    Canceled,
-}
-
-/// Jobs, newest first, optionally filtered. `count` is the number of jobs
-/// matching the filters (exact up to 10,000, then estimated, as
-/// `count_accuracy` says); page with `next_cursor`.
-#[utoipa::path(get, path = "/jobs", tag = "jobs",
-    params(ListParams),
-    responses(
-        (status = 200, body = JobList),
-        (status = 400, description = "The query string cannot be parsed", body = Problem,
-            content_type = "application/problem+json"),
-        (status = 422, description = "A parameter is invalid", body = Problem,
-            content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable or too slow", body = Problem,
-            content_type = "application/problem+json"),
-    ))]
-pub async fn list_jobs(
-    State(state): State<AppState>,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<JobList>, ApiError> {
-    let Query(params) = params.map_err(|rejection| ApiError::BadRequest {
-        code: "malformed_query",
-        detail: format!(
-            "the query string could not be parsed: {}",
-            rejection.body_text()
-        ),
-    })?;
-    let status = params
-        .status
-        .map(|status| status.parse::<JobStatus>())
-        .transpose()
-        .map_err(|err| ApiError::invalid("status", err.to_string()))?;
-    let queue = params.queue;
-    if let Some(queue) = &queue {
-        conveyor::job::check_queue_name(queue)?;
-    }
-    let task_type = params.task_type;
-    if let Some(task_type) = &task_type {
-        conveyor::job::check_task_type(task_type)?;
-    }
-    let limit = parse_count(
-        "limit",
-        params.limit.as_deref(),
-        DEFAULT_LIMIT,
-        1,
-        MAX_LIMIT,
-    )?;
-    let offset = parse_count("offset", params.offset.as_deref(), 0, 0, u64::MAX)?;
-    if offset > MAX_OFFSET {
-        return Err(ApiError::invalid(
-            "offset",
-            format!(
-                "offset may be at most {MAX_OFFSET} (got {offset}); to page deeper, pass the \
-                 previous page's next_cursor as `after`"
-            ),
-        ));
-    }
-    let after = params
-        .after
-        .map(|after| {
-            after.parse::<ListCursor>().map_err(|()| {
-                ApiError::invalid(
-                    "after",
-                    "after must be the next_cursor of an earlier page of GET /jobs",
-                )
-            })
-        })
-        .transpose()?;
-    let filter = ListFilter {
-        status,
-        queue,
-        task_type,
-        // One more than the page tells whether there is a next page.
-        limit: limit + 1,
-        offset,
-        after,
-    };
-    let (page, matching) = tokio::join!(
-        state.store.list(&filter),
-        state.store.count_matching(&filter, COUNT_EXACT_UP_TO)
-    );
-    let mut page = page?;
-    let matching = matching?;
-    let next_cursor = if page.len() as u64 > limit {
-        page.truncate(limit as usize);
-        page.last().map(|job| ListCursor::after(job).to_string())
-    } else {
-        None
-    };
-    Ok(Json(JobList {
-        items: page.into_iter().map(JobView::from).collect(),
-        limit,
-        offset,
-        count: matching.count,
-        count_accuracy: if matching.exact { "exact" } else { "estimated" }.to_owned(),
-        next_cursor,
-    }))
-}
-
-fn parse_count(
-    field: &str,
-    raw: Option<&str>,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ApiError> {
-    let Some(raw) = raw else {
-        return Ok(default);
-    };
-    match raw.parse::<u64>() {
-        Ok(value) if (min..=max).contains(&value) => Ok(value),
-        _ if max == u64::MAX => Err(ApiError::invalid(
-            field,
-            format!("{field} must be a whole number >= {min} (got {raw:?})"),
-        )),
-        _ => Err(ApiError::invalid(
-            field,
-            format!("{field} must be a whole number between {min} and {max} (got {raw:?})"),
-        )),
-    }
-}
-
 /// Cancel a job: a waiting one at once (200); a running one is asked to
 /// stop (202, `cancel_requested`), and its worker marks it canceled.
 #[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs",
@@ -612,48 +442,4 @@ pub async fn job_result(
             Ok((StatusCode::ACCEPTED, Json(view)).into_response())
         }
     }
-}
-
-/// Job counts by status, overall and per queue.
-#[utoipa::path(get, path = "/jobs/summary", tag = "jobs",
-    responses((status = 200, body = Summary)))]
-pub async fn summary(State(state): State<AppState>) -> Result<Json<Summary>, ApiError> {
-    let job_counts = state.store.job_counts().await?;
-    let counts = job_counts.counts;
-    let zeroes = || -> BTreeMap<String, i64> {
-        JobStatus::ALL
-            .iter()
-            .map(|status| (status.as_str().to_owned(), 0))
-            .collect()
-    };
-    let mut by_status = zeroes();
-    let mut by_queue: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    for count in counts {
-        *by_status.entry(count.status.clone()).or_default() += count.count;
-        *by_queue
-            .entry(count.queue)
-            .or_insert_with(zeroes)
-            .entry(count.status)
-            .or_default() += count.count;
-    }
-    Ok(Json(Summary {
-        total: by_status.values().sum(),
-        by_status,
-        by_queue,
-        accuracy: if job_counts.exact {
-            "exact"
-        } else {
-            "estimated"
-        }
-        .to_owned(),
-        estimated_statuses: if job_counts.exact {
-            Vec::new()
-        } else {
-            vec![
-                "completed".to_owned(),
-                "failed".to_owned(),
-                "canceled".to_owned(),
-            ]
-        },
-    }))
 }

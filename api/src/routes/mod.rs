@@ -3,8 +3,10 @@
 pub mod batch;
 pub mod health;
 pub mod jobs;
+pub mod list;
 pub mod metrics;
 pub mod queues;
+pub mod summary;
 
 use crate::error::ApiError;
 
