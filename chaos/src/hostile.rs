@@ -33,6 +33,8 @@ struct Probe {
     path: &'static str,
     body: Option<Value>,
     expect: &'static [u16],
+    /// For a batch: the status its first item must have.
+    item: Option<u16>,
 }
 
 fn probes() -> Vec<Probe> {
@@ -42,6 +44,7 @@ fn probes() -> Vec<Probe> {
         path: "/jobs",
         body: Some(body),
         expect,
+        item: None,
     };
     let get = |name, path, expect| Probe {
         name,
@@ -49,6 +52,7 @@ fn probes() -> Vec<Probe> {
         path,
         body: None,
         expect,
+        item: None,
     };
     vec![
         post(
@@ -88,6 +92,7 @@ fn probes() -> Vec<Probe> {
             path: "/jobs/batch",
             body: Some(json!({"jobs": [{"payload": {"t": "\u{0}"}}]})),
             expect: &[200],
+            item: Some(422),
         },
     ]
 }
@@ -119,7 +124,7 @@ pub async fn run(api: String, until: Instant) -> Findings {
                 .multipart(form)
                 .send()
                 .await;
-            judge(&mut findings, "a cross-site form", sent, &[403]).await;
+            judge(&mut findings, "a cross-site form", sent, &[403], None).await;
         }
         if n % 10 == 5
             && trickling.len() < MAX_TRICKLING
@@ -133,7 +138,7 @@ pub async fn run(api: String, until: Instant) -> Findings {
             request = request.json(body);
         }
         let sent = request.send().await;
-        judge(&mut findings, probe.name, sent, probe.expect).await;
+        judge(&mut findings, probe.name, sent, probe.expect, probe.item).await;
     }
     while let Some(closed) = trickling.join_next().await {
         match closed {
@@ -152,6 +157,7 @@ async fn judge(
     name: &str,
     sent: Result<reqwest::Response, reqwest::Error>,
     expect: &[u16],
+    item: Option<u16>,
 ) {
     findings.probes += 1;
     // A connection error is what an outage or a restart looks like.
@@ -159,7 +165,24 @@ async fn judge(
         return;
     };
     let status = response.status().as_u16();
-    if expect.contains(&status) || status == 503 {
+    if status == 503 {
+        return;
+    }
+    if expect.contains(&status) {
+        if let Some(want) = item {
+            let body: Value = response.json().await.unwrap_or_default();
+            let got = body["items"][0]["status"].as_u64();
+            if got != Some(u64::from(want)) {
+                let record = if got.is_some_and(|got| got >= 500 && got != 503) {
+                    &mut findings.server_errors
+                } else {
+                    &mut findings.mishandled
+                };
+                record.push(format!(
+                    "{name}: its item was answered {got:?}, expected {want}"
+                ));
+            }
+        }
         return;
     }
     let text = response.text().await.unwrap_or_default();

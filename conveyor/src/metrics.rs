@@ -67,8 +67,17 @@ impl LabelValues {
         }
     }
 
-    /// `value` itself while it is one of the first `max` values seen,
-    /// [`OTHER_LABEL`] after.
+    /// Makes `value` a label of its own whatever the cap: for names
+    /// operators chose (the queues workers serve), so that names clients
+    /// sent first cannot push them into [`OTHER_LABEL`].
+    pub fn reserve(&self, value: &str) {
+        if let Ok(mut seen) = self.seen.write() {
+            seen.insert(value.to_owned());
+        }
+    }
+
+    /// `value` itself while it is one of the first `max` values seen (or
+    /// reserved), [`OTHER_LABEL`] after.
     pub fn label(&self, value: &str) -> String {
         if self.seen.read().is_ok_and(|seen| seen.contains(value)) {
             return value.to_owned();
@@ -99,6 +108,13 @@ pub fn set_max_label_values(max: usize) {
 /// The cap on distinct queue and type label values.
 pub fn max_label_values() -> usize {
     QUEUE_LABELS.max.load(Ordering::Relaxed)
+}
+
+/// Gives each of `queues` (chosen by an operator) a label of its own.
+pub fn reserve_queue_labels(queues: &[String]) {
+    for queue in queues {
+        QUEUE_LABELS.reserve(queue);
+    }
 }
 
 /// The label value for `queue`.
@@ -259,5 +275,7 @@ mod tests {
         assert_eq!(labels.label("c"), OTHER_LABEL);
         assert_eq!(labels.label("a"), "a", "a value in use keeps its label");
         assert_eq!(labels.label("d"), OTHER_LABEL);
+        labels.reserve("served");
+        assert_eq!(labels.label("served"), "served", "reserved past the cap");
     }
 }

@@ -56,6 +56,9 @@ impl Worker {
         };
         // Registered before fetching, so no one mistakes it for dead.
         beat(&runtime, &info).await;
+        // Its queues keep labels of their own in its metrics, whatever
+        // names the jobs it meets carry.
+        conveyor::metrics::reserve_queue_labels(&settings.queues);
         if let Err(err) = runtime.broker.add_queues(&settings.queues).await {
             runtime.outages.redis.failed("redis", &err);
         }

@@ -124,7 +124,7 @@ pub async fn list_jobs(
     let after = params
         .after
         .map(|after| {
-            after.parse::<ListCursor>().map_err(|()| {
+            after.parse::<ListCursor>().map_err(|_| {
                 ApiError::invalid(
                     "after",
                     "after must be the next_cursor of an earlier page of GET /jobs",

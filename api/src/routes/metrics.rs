@@ -34,17 +34,26 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Reads the depths of at most [`conveyor::metrics::max_label_values`]
-/// queues (the first by name) in two round trips, so a scrape costs the
-/// same however many queues and keys Redis holds; `conveyor_queues_known`
-/// says how many there are. Queues whose label is folded share the
-/// `_other` series, their depths summed.
+/// Reads the depths of the queues workers serve (their labels reserved,
+/// so client-chosen names cannot crowd them out) and of up to
+/// [`conveyor::metrics::max_label_values`] others, in a few round trips
+/// whatever the size of the set or the keyspace; `conveyor_queues_known`
+/// says how many queues there are. Queues whose label is folded share the
+/// `_other` series, their depths summed; a queue no longer read (it went
+/// idle and left the set) has its series set to 0 rather than left at its
+/// last value.
 async fn refresh_queue_depths(state: &AppState) -> Result<(), conveyor::BrokerError> {
     let broker = &state.broker;
-    let mut queues = broker.known_queues().await?;
-    conveyor::metrics::queues_known(queues.len());
+    conveyor::metrics::queues_known(broker.known_queue_count().await?);
+    let mut queues = broker.served_queues().await?;
+    conveyor::metrics::reserve_queue_labels(&queues);
+    queues.extend(
+        broker
+            .some_known_queues(conveyor::metrics::max_label_values())
+            .await?,
+    );
     queues.sort_unstable();
-    queues.truncate(conveyor::metrics::max_label_values());
+    queues.dedup();
     let depths = broker.queue_depths_of(&queues).await?;
     let mut by_label: BTreeMap<String, QueueDepths> = BTreeMap::new();
     for (queue, depths) in queues.iter().zip(depths) {
@@ -60,14 +69,31 @@ async fn refresh_queue_depths(state: &AppState) -> Result<(), conveyor::BrokerEr
         sum.delayed += depths.delayed;
         sum.processing += depths.processing;
     }
-    for (label, depths) in by_label {
-        for (priority, depth) in PRIORITY_RANGE.zip(depths.ready.iter().copied()) {
-            conveyor::metrics::queue_depth(&label, "ready", Some(priority), depth);
-        }
-        conveyor::metrics::queue_depth(&label, "delayed", None, depths.delayed);
-        conveyor::metrics::queue_depth(&label, "processing", None, depths.processing);
+    let mut reported = state.reported_queues.lock().await;
+    for gone in reported
+        .iter()
+        .filter(|label| !by_label.contains_key(*label))
+    {
+        set_depths(gone, &QueueDepths::default());
     }
+    for (label, depths) in &by_label {
+        set_depths(label, depths);
+    }
+    *reported = by_label.into_keys().collect();
     Ok(())
+}
+
+fn set_depths(label: &str, depths: &QueueDepths) {
+    for priority in PRIORITY_RANGE {
+        let depth = usize::try_from(priority)
+            .ok()
+            .and_then(|lane| depths.ready.get(lane))
+            .copied()
+            .unwrap_or_default();
+        conveyor::metrics::queue_depth(label, "ready", Some(priority), depth);
+    }
+    conveyor::metrics::queue_depth(label, "delayed", None, depths.delayed);
+    conveyor::metrics::queue_depth(label, "processing", None, depths.processing);
 }
 
 /// Counts every routed request by its route template, method and status.

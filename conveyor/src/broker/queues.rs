@@ -42,6 +42,55 @@ impl Broker {
             .await?)
     }
 
+    /// How many queues the set holds.
+    pub async fn known_queue_count(&self) -> Result<usize, BrokerError> {
+        let mut conn = self.connection().await?;
+        Ok(redis::cmd("SCARD")
+            .arg(self.keys.queues())
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Up to about `limit` queues of the set, in no order: one `SSCAN`
+    /// step, so the cost does not grow with the set.
+    pub async fn some_known_queues(&self, limit: usize) -> Result<Vec<String>, BrokerError> {
+        let mut conn = self.connection().await?;
+        let (_, mut queues): (u64, Vec<String>) = redis::cmd("SSCAN")
+            .arg(self.keys.queues())
+            .arg(0)
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        queues.truncate(limit);
+        Ok(queues)
+    }
+
+    /// The queues registered workers serve (operators chose them, unlike
+    /// the names clients send), in one round trip after the registry's.
+    pub async fn served_queues(&self) -> Result<Vec<String>, BrokerError> {
+        let workers = self.registered_workers().await?;
+        if workers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for worker in &workers {
+            pipe.hget(self.keys.worker_info(worker), "queues");
+        }
+        let mut conn = self.connection().await?;
+        let lists: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        let mut queues: Vec<String> = lists
+            .iter()
+            .flatten()
+            .flat_map(|list| list.split(','))
+            .filter(|queue| !queue.is_empty())
+            .map(str::to_owned)
+            .collect();
+        queues.sort_unstable();
+        queues.dedup();
+        Ok(queues)
+    }
+
     /// Records that `queues` exist, so promoters and dead-worker recovery
     /// look at them.
     pub async fn add_queues(&self, queues: &[String]) -> Result<(), BrokerError> {

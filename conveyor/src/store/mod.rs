@@ -25,8 +25,8 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 pub use insert::Inserted;
 pub use read::{
-    COUNT_BUDGET, COUNT_EXACT_UP_TO, EXACT_COUNT_LIMIT, JobCounts, ListCursor, ListFilter,
-    MatchCount, SAMPLE_ROWS, StatusCount,
+    COUNT_BUDGET, COUNT_EXACT_UP_TO, EXACT_COUNT_LIMIT, InvalidCursor, JobCounts, ListCursor,
+    ListFilter, MatchCount, SAMPLE_ROWS, StatusCount,
 };
 pub use transitions::{LEASE_EXPIRED_ERROR, LeaseExpiry, LeaseRenewal, STUCK_ERROR, StuckAction};
 

@@ -61,12 +61,17 @@ impl std::fmt::Display for ListCursor {
     }
 }
 
+/// Text that is not a cursor [`ListCursor`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a list cursor")]
+pub struct InvalidCursor;
+
 impl std::str::FromStr for ListCursor {
-    type Err = ();
+    type Err = InvalidCursor;
 
     /// Exactly the form `Display` writes: `^[0-9]{1,18}_[0-9a-f]{32}$`.
-    fn from_str(text: &str) -> Result<Self, ()> {
-        let (micros, id) = text.split_once('_').ok_or(())?;
+    fn from_str(text: &str) -> Result<Self, InvalidCursor> {
+        let (micros, id) = text.split_once('_').ok_or(InvalidCursor)?;
         let digits = |part: &str, max: usize, ok: fn(&u8) -> bool| {
             (1..=max).contains(&part.len()) && part.as_bytes().iter().all(ok)
         };
@@ -74,12 +79,12 @@ impl std::str::FromStr for ListCursor {
             || id.len() != 32
             || !digits(id, 32, |b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
         {
-            return Err(());
+            return Err(InvalidCursor);
         }
         Ok(ListCursor {
-            created_at: DateTime::from_timestamp_micros(micros.parse().map_err(|_| ())?)
-                .ok_or(())?,
-            id: id.parse().map_err(|_| ())?,
+            created_at: DateTime::from_timestamp_micros(micros.parse().map_err(|_| InvalidCursor)?)
+                .ok_or(InvalidCursor)?,
+            id: id.parse().map_err(|_| InvalidCursor)?,
         })
     }
 }

@@ -72,6 +72,13 @@ async fn idle_queues_leave_the_set_and_queues_holding_an_id_stay() {
     known.sort();
     assert_eq!(known, ["held", "later", "ready"]);
 
+    assert_eq!(s.broker.known_queue_count().await.expect("scard"), 3);
+    let mut some = s.broker.some_known_queues(10).await.expect("sscan");
+    some.sort();
+    assert_eq!(some, known);
+    assert_eq!(s.broker.some_known_queues(1).await.expect("sscan").len(), 1);
+    assert_eq!(s.broker.served_queues().await.expect("served"), ["held"]);
+
     let depths = s
         .broker
         .queue_depths_of(&["ready".to_owned(), "held".to_owned(), "empty".to_owned()])
