@@ -191,6 +191,7 @@ async fn connections_over_the_limit_wait_until_one_closes() {
 async fn shutdown_does_not_wait_for_a_client_that_never_finishes() {
     let mut app = TestApp::with(with_limits(Limits {
         shutdown_grace: Duration::from_millis(300),
+        max_in_flight: 1,
         ..Limits::default()
     }))
     .await;
@@ -202,9 +203,12 @@ async fn shutdown_does_not_wait_for_a_client_that_never_finishes() {
         )
         .await
         .expect("write");
-    // Make sure the request is in flight before stopping.
-    let (status, _) = app.get("/health").await;
-    assert_eq!(status, 200);
+    // The request is in flight (its handler waits for the body) once it
+    // holds the only slot.
+    testkit::wait_until("the stuck request to be in flight", DEADLINE, || async {
+        (app.get("/health").await.0 == 503).then_some(())
+    })
+    .await;
     tokio::time::timeout(DEADLINE, app.stop())
         .await
         .expect("serve returns after the grace period");
