@@ -211,6 +211,12 @@ impl From<StoreError> for ApiError {
                 field: None,
                 detail: "PostgreSQL refused this job's values; nothing was written".to_owned(),
             },
+            err if err.is_transient() => ApiError::Unavailable {
+                code: "database_busy",
+                detail: "PostgreSQL could not take this request just now (a conflict or a \
+                         shortage of resources); nothing was written, try again"
+                    .to_owned(),
+            },
             err if err.is_timed_out() => ApiError::Unavailable {
                 code: "query_timeout",
                 detail: "the query ran past the statement timeout and was canceled; nothing was \

@@ -212,3 +212,27 @@ async fn a_row_postgres_refuses_is_a_422_alone_and_in_a_batch() {
     assert_eq!(body["items"][1]["error"]["field"], "jobs[1]", "{body}");
     assert_eq!(app.row_count().await, 2);
 }
+
+#[tokio::test]
+async fn a_deadlock_or_resource_shortage_is_a_503_not_a_500() {
+    let app = TestApp::start().await;
+    // Stands in for a deadlock or serialization failure (class 40) and for
+    // too few resources (class 53): refusals for the moment.
+    app.db
+        .execute(
+            "CREATE FUNCTION test_refuse_now() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN \
+               IF NEW.payload ? 'deadlock' THEN RAISE EXCEPTION 'test' USING ERRCODE = '40P01'; END IF; \
+               IF NEW.payload ? 'full' THEN RAISE EXCEPTION 'test' USING ERRCODE = '53100'; END IF; \
+               RETURN NEW; \
+             END $$; \
+             CREATE TRIGGER test_refuse_now BEFORE INSERT ON jobs \
+             FOR EACH ROW EXECUTE FUNCTION test_refuse_now();",
+        )
+        .await;
+    for payload in [json!({"deadlock": 1}), json!({"full": 1})] {
+        let (status, problem) = app.post_json("/jobs", &json!({"payload": payload})).await;
+        assert_problem(status, &problem, 503, "database_busy");
+    }
+    assert_eq!(app.row_count().await, 0);
+}

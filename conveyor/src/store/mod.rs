@@ -229,6 +229,15 @@ impl StoreError {
             .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
     }
 
+    /// True when PostgreSQL refused the statement for the moment, not for
+    /// what it holds: a deadlock or serialization failure (SQLSTATE class
+    /// 40), too few resources (class 53: connections, memory, disk), a lock
+    /// it would not wait for (55P03). Trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.sqlstate()
+            .is_some_and(|code| code.starts_with("40") || code.starts_with("53") || code == "55P03")
+    }
+
     /// True when PostgreSQL canceled the statement for running past its
     /// `statement_timeout` (SQLSTATE 57014, query_canceled).
     pub fn is_timed_out(&self) -> bool {
