@@ -26,6 +26,11 @@ auth=()
 if [[ -n $token ]]; then
   auth=(--header "Authorization: Bearer $token")
 fi
-"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "$base/openapi.json" \
+# Schemathesis and Hypothesis keep caches in the working directory: run
+# from one under target/, not from the work tree.
+repo=$PWD
+mkdir -p target/fuzz
+cd target/fuzz
+"$repo/$venv/bin/schemathesis" --config-file "$repo/scripts/schemathesis.toml" run "$base/openapi.json" \
   --checks all --max-examples "${FUZZ_EXAMPLES:-50}" --seed 20261129 \
   --request-timeout 10 "${auth[@]}"

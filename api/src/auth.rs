@@ -46,10 +46,11 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// `multipart/form-data` form to the API without asking first (no CORS
 /// preflight), and the browser would carry no token, but an API without a
 /// token, or one reached through a trusting proxy, would act on it.
-/// Browsers say where a request comes from: `Sec-Fetch-Site` (cross-site or
-/// same-site is refused) and `Origin` (refused unless it names the host the
-/// request was sent to). Clients other than browsers send neither and are
-/// not affected.
+/// Browsers say where a request comes from: `Sec-Fetch-Site` when they send
+/// it (only `same-origin` and `none`, a request the user typed, pass), else
+/// `Origin` (refused unless it names the host the request was sent to, as
+/// `X-Forwarded-Host` or `Host` says). Clients other than browsers send
+/// neither and are not affected.
 pub async fn refuse_cross_site(request: Request, next: Next) -> Result<Response, ApiError> {
     let safe = matches!(
         *request.method(),
@@ -68,10 +69,11 @@ pub async fn refuse_cross_site(request: Request, next: Next) -> Result<Response,
 
 fn cross_site(headers: &HeaderMap) -> Option<String> {
     let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
-    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site"))
-        && (site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site"))
-    {
-        return Some(format!("the browser says this request is {site}"));
+    // Browsers that send Sec-Fetch-Site say where the request comes from,
+    // whatever proxies did to Host on the way: its word stands.
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        let own = site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none");
+        return (!own).then(|| format!("the browser says this request is {site}"));
     }
     let origin = headers.get(header::ORIGIN)?;
     let origin = origin.to_str().unwrap_or("");
@@ -134,11 +136,21 @@ mod tests {
             ])),
             None
         );
+        // Behind a proxy that rewrote Host, the browser's word stands.
+        assert_eq!(
+            cross_site(&headers(&[
+                ("host", "backend:8000"),
+                ("origin", "https://jobs.example"),
+                ("sec-fetch-site", "same-origin"),
+            ])),
+            None
+        );
         for refused in [
             headers(&[("host", "api:8000"), ("origin", "https://evil.example")]),
             headers(&[("host", "api:8000"), ("origin", "null")]),
             headers(&[("host", "api:8000"), ("sec-fetch-site", "cross-site")]),
             headers(&[("host", "api:8000"), ("sec-fetch-site", "same-site")]),
+            headers(&[("host", "api:8000"), ("sec-fetch-site", "something-new")]),
         ] {
             assert!(cross_site(&refused).is_some(), "{refused:?}");
         }

@@ -144,10 +144,13 @@ async fn run<I, O>(
 }
 
 /// A [`GroupCommit`] of job-store writes, with the two rules every one of
-/// them follows: when PostgreSQL could not be reached, every caller is
-/// answered "unavailable" at once (trying each write alone would only wait
-/// for the same outage again); when the batch failed otherwise, each caller
-/// writes its item alone, so it sees its own error, never a neighbour's.
+/// them follows: when PostgreSQL could not be reached, or refused the batch
+/// for the moment (a deadlock, a shortage of resources, the statement
+/// timeout), every caller is answered "unavailable" at once, and callers
+/// treat it as an outage: trying each write alone would only meet the same
+/// outage or pressure again, one statement per caller. When the batch
+/// failed otherwise (a row refused for what it holds), each caller writes
+/// its item alone, so it sees its own error, never a neighbour's.
 pub struct StoreGroup<I, O> {
     name: &'static str,
     group: GroupCommit<I, Result<O, StoreError>>,
@@ -172,10 +175,14 @@ impl<I: Send + 'static, O: Send + 'static> StoreGroup<I, O> {
             async move {
                 match written.await {
                     (_, Ok(outputs)) => Ok(outputs.into_iter().map(Ok).collect()),
-                    (items, Err(err)) if err.is_unavailable() => Ok(items
-                        .iter()
-                        .map(|_| Err(err.unavailable_for_each()))
-                        .collect()),
+                    (items, Err(err))
+                        if err.is_unavailable() || err.is_transient() || err.is_timed_out() =>
+                    {
+                        Ok(items
+                            .iter()
+                            .map(|_| Err(err.unavailable_for_each()))
+                            .collect())
+                    }
                     (items, Err(_)) => Err(items),
                 }
             }

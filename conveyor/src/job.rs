@@ -282,6 +282,16 @@ impl NewJob {
                 ));
             }
         }
+        // A leap second (:60) is written back by PostgreSQL as the next
+        // second, perhaps in the next year: not the instant sent.
+        if let Schedule::At(run_at) = self.schedule
+            && chrono::Timelike::nanosecond(&run_at) >= 1_000_000_000
+        {
+            return Err(InvalidJob::new(
+                "run_at",
+                format!("may not be a leap second (got {run_at:?})"),
+            ));
+        }
         // The year of the instant as stored: to the microsecond.
         if let Schedule::At(run_at) = self.schedule
             && !RUN_AT_YEARS.contains(&chrono::Datelike::year(

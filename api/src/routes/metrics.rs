@@ -36,7 +36,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Reads the depths of the queues workers serve (their labels reserved,
 /// so client-chosen names cannot crowd them out) and of up to
-/// [`conveyor::metrics::max_label_values`] others, in a few round trips
+/// [`conveyor::metrics::max_label_values`] others (and those the last
+/// scrape reported), in a few round trips
 /// whatever the size of the set or the keyspace; `conveyor_queues_known`
 /// says how many queues there are. Queues whose label is folded share the
 /// `_other` series, their depths summed; a queue no longer read (it went
@@ -45,12 +46,22 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 async fn refresh_queue_depths(state: &AppState) -> Result<(), conveyor::BrokerError> {
     let broker = &state.broker;
     conveyor::metrics::queues_known(broker.known_queue_count().await?);
+    // One scrape at a time: each reads what the last one reported.
+    let mut reported = state.reported_queues.lock().await;
     let mut queues = broker.served_queues().await?;
     conveyor::metrics::reserve_queue_labels(&queues);
     queues.extend(
         broker
             .some_known_queues(conveyor::metrics::max_label_values())
             .await?,
+    );
+    // Queues reported last time are read again, so one that merely fell
+    // out of this scan step keeps its depth (one that is gone reads 0).
+    queues.extend(
+        reported
+            .iter()
+            .filter(|label| label.as_str() != conveyor::metrics::OTHER_LABEL)
+            .cloned(),
     );
     queues.sort_unstable();
     queues.dedup();
@@ -69,7 +80,6 @@ async fn refresh_queue_depths(state: &AppState) -> Result<(), conveyor::BrokerEr
         sum.delayed += depths.delayed;
         sum.processing += depths.processing;
     }
-    let mut reported = state.reported_queues.lock().await;
     for gone in reported
         .iter()
         .filter(|label| !by_label.contains_key(*label))

@@ -27,25 +27,34 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(summary))
 }
 
-/// The latest summary and when it was counted.
+/// The latest count (or its failure) and when it was made.
 #[derive(Debug, Default)]
 pub struct SummaryCache {
-    latest: Mutex<Option<(Instant, Summary)>>,
+    latest: Mutex<Option<(Instant, Option<Summary>)>>,
 }
 
 impl SummaryCache {
     /// The latest summary if it is younger than [`SUMMARY_TTL`], else a
-    /// new count. Callers arriving during a count wait for it.
+    /// new count. Callers arriving during a count wait for it. A count
+    /// that failed is remembered for the same time, so that callers
+    /// waiting behind a slow, failing count do not each run one more.
     async fn get(&self, store: &Store) -> Result<Summary, ApiError> {
         let mut latest = self.latest.lock().await;
         if let Some((counted, summary)) = latest.as_ref()
             && counted.elapsed() < SUMMARY_TTL
         {
-            return Ok(summary.clone());
+            return summary.clone().ok_or_else(recently_failed);
         }
-        let summary = count(store).await?;
-        *latest = Some((Instant::now(), summary.clone()));
-        Ok(summary)
+        let counted = count(store).await;
+        *latest = Some((Instant::now(), counted.as_ref().ok().cloned()));
+        counted
+    }
+}
+
+fn recently_failed() -> ApiError {
+    ApiError::Unavailable {
+        code: "summary_unavailable",
+        detail: "counting jobs failed moments ago; try again in a few seconds".to_owned(),
     }
 }
 

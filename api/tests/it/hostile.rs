@@ -74,13 +74,16 @@ async fn an_uploaded_file_with_a_nul_character_is_refused() {
 }
 
 #[tokio::test]
-async fn run_at_outside_years_1_to_9999_in_utc_is_refused() {
+async fn run_at_outside_years_1_to_9999_in_utc_or_on_a_leap_second_is_refused() {
     let app = TestApp::start().await;
     for run_at in [
         "0000-01-01T00:00:00Z",
         "0000-12-31T23:59:59Z",
         "9999-12-31T23:59:59-23:59",
         "0001-01-01T00:00:00+00:01",
+        // A leap second: PostgreSQL would store the next second instead.
+        "9999-12-31T23:59:60Z",
+        "2030-06-30T23:59:60Z",
     ] {
         assert_refused(&app, json!({"payload": {}, "run_at": run_at}), "run_at").await;
     }
@@ -231,8 +234,15 @@ async fn a_deadlock_or_resource_shortage_is_a_503_not_a_500() {
         )
         .await;
     for payload in [json!({"deadlock": 1}), json!({"full": 1})] {
-        let (status, problem) = app.post_json("/jobs", &json!({"payload": payload})).await;
+        // Alone, the refusal is named; a single submission's group commit
+        // answers it as the outage it is treated as (nothing is retried
+        // row by row under pressure).
+        let (status, problem) = app
+            .post_json("/jobs/batch", &json!({"jobs": [{"payload": payload}]}))
+            .await;
         assert_problem(status, &problem, 503, "database_busy");
+        let (status, problem) = app.post_json("/jobs", &json!({"payload": payload})).await;
+        assert_problem(status, &problem, 503, "database_unavailable");
     }
     assert_eq!(app.row_count().await, 0);
 }

@@ -192,6 +192,9 @@ async fn shutdown_does_not_wait_for_a_client_that_never_finishes() {
     let mut app = TestApp::with(with_limits(Limits {
         shutdown_grace: Duration::from_millis(300),
         max_in_flight: 1,
+        // Far past the deadline below: only the grace period can end it.
+        body_timeout: Duration::from_secs(600),
+        request_timeout: Duration::from_secs(600),
         ..Limits::default()
     }))
     .await;
