@@ -9,7 +9,9 @@
 //! Each connection is its own task, so a slow client holds only its own
 //! connection. A client gets [`Limits::header_timeout`] to send a request's
 //! headers, counted from the moment it connects or its previous response
-//! went out, so a silent or idle connection is closed too; at most
+//! went out, so a silent or idle connection is closed too; a client that
+//! stops reading its response is cut off once a write has waited
+//! [`Limits::body_timeout`] ([`WriteDeadline`]); at most
 //! [`Limits::max_connections`] are open at once (further ones wait in the
 //! kernel's backlog until one closes). On shutdown the listener closes,
 //! requests in flight get [`Limits::shutdown_grace`] to finish, and
@@ -17,7 +19,9 @@
 //! finishes cannot hold the process up.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -25,9 +29,11 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 
 use conveyor::config;
 
@@ -36,7 +42,9 @@ use conveyor::config;
 pub struct Limits {
     /// Time to send a request's headers.
     pub header_timeout: Duration,
-    /// Longest pause between two pieces of a request body (408 after).
+    /// Longest pause between two pieces of a request body (408 after),
+    /// and longest a response write may wait for the client to read
+    /// (the connection is closed after).
     pub body_timeout: Duration,
     /// Longest a request may take in all (503 after).
     pub request_timeout: Duration,
@@ -107,6 +115,7 @@ pub async fn serve(
         // Small responses go out at once, not after Nagle's delay.
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
+        let stream = WriteDeadline::new(stream, limits.body_timeout);
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
             // A client that hangs up or sends garbage ends its own
@@ -139,4 +148,93 @@ fn is_one_connections_error(err: &std::io::Error) -> bool {
         err.kind(),
         ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
     )
+}
+
+/// A connection whose writes fail once one has waited longer than `limit`
+/// for the client to make room: hyper has no write timeout, and a client
+/// that asks for a large response and never reads it would otherwise hold
+/// its connection, and the response's buffers, for ever.
+struct WriteDeadline<T> {
+    inner: T,
+    limit: Duration,
+    /// Armed while a write waits.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(inner: T, limit: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes a finished write through (disarming the deadline); on a
+    /// waiting one, arms the deadline and fails once it has passed.
+    fn deadline<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading its response",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.deadline(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.deadline(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.deadline(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.deadline(cx, polled)
+    }
 }

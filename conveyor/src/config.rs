@@ -114,7 +114,8 @@ pub struct ApiConfig {
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub header_timeout_secs: u64,
 
-    /// Longest pause while a client sends a body, in seconds (408 after).
+    /// Longest pause while a client sends a body (408 after), or while a
+    /// response waits for the client to read it (closed after), in seconds.
     #[arg(long, env = "CONVEYOR_API_BODY_TIMEOUT_SECS", value_name = "CONVEYOR_API_BODY_TIMEOUT_SECS",
           default_value_t = DEFAULT_API_BODY_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]

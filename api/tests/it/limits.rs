@@ -105,6 +105,38 @@ async fn silent_and_idle_connections_are_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_its_response_is_cut_off() {
+    let app = TestApp::with(with_limits(Limits {
+        body_timeout: Duration::from_millis(300),
+        max_connections: 1,
+        ..Limits::default()
+    }))
+    .await;
+    // A page of 100 jobs of 200 kB each: 20 MB, more than the kernel's
+    // socket buffers on both sides hold.
+    app.db
+        .execute(
+            "INSERT INTO jobs (id, payload) SELECT gen_random_uuid(), \
+             jsonb_build_object('pad', repeat('x', 200000)) FROM generate_series(1, 100)",
+        )
+        .await;
+    let mut reader = TcpStream::connect(app.addr()).await.expect("connect");
+    reader
+        .write_all(b"GET /jobs?limit=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    // It never reads; it holds the only connection until it is cut off.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(DEADLINE)
+        .build()
+        .expect("client");
+    let response = fresh.get(app.url("/health")).send().await.expect("served");
+    assert_eq!(response.status(), 200);
+    drop(reader);
+}
+
+#[tokio::test]
 async fn a_body_that_stops_arriving_is_answered_408() {
     let app = TestApp::with(with_limits(Limits {
         body_timeout: Duration::from_millis(300),
