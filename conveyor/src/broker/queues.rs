@@ -8,6 +8,7 @@
 
 use redis::Script;
 
+use super::registry::queue_names;
 use super::{Broker, BrokerError};
 use crate::job::PRIORITY_RANGE;
 
@@ -82,8 +83,7 @@ impl Broker {
         let mut queues: Vec<String> = lists
             .iter()
             .flatten()
-            .flat_map(|list| list.split(','))
-            .filter(|queue| !queue.is_empty())
+            .flat_map(|list| queue_names(list))
             .map(str::to_owned)
             .collect();
         queues.sort_unstable();
@@ -153,19 +153,23 @@ impl Broker {
     /// queue holding an id stays out of the set.
     pub async fn forget_idle_queues(&self) -> Result<usize, BrokerError> {
         let workers = self.registered_workers().await?;
-        let mut forgotten = 0;
+        let mut dropped = Vec::new();
         for queue in self.known_queues().await? {
-            if !self.is_idle(&queue, &workers).await? {
-                continue;
+            if self.is_idle(&queue, &workers).await? {
+                let mut conn = self.connection().await?;
+                let _: i64 = redis::cmd("SREM")
+                    .arg(self.keys.queues())
+                    .arg(&queue)
+                    .query_async(&mut conn)
+                    .await?;
+                dropped.push(queue);
             }
-            let mut conn = self.connection().await?;
-            let _: i64 = redis::cmd("SREM")
-                .arg(self.keys.queues())
-                .arg(&queue)
-                .query_async(&mut conn)
-                .await?;
-            // Workers that registered since the first look count too.
-            let workers = self.registered_workers().await?;
+        }
+        // Look again, with the workers that registered since the first
+        // look: a queue busy again goes back.
+        let workers = self.registered_workers().await?;
+        let mut forgotten = 0;
+        for queue in dropped {
             if self.is_idle(&queue, &workers).await? {
                 forgotten += 1;
             } else {

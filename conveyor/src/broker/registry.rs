@@ -22,6 +22,12 @@ local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms - tonumber(ARGV[1]))
 ";
 
+/// The queue names in a worker's `queues` detail (written joined by
+/// commas on each heartbeat).
+pub(crate) fn queue_names(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').filter(|queue| !queue.is_empty())
+}
+
 /// What a worker says about itself on each heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerInfo {
@@ -87,13 +93,8 @@ impl Broker {
             .query_async(&mut conn)
             .await?;
         Ok(queues
-            .map(|queues| {
-                queues
-                    .split(',')
-                    .filter(|queue| !queue.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .as_deref()
+            .map(|list| queue_names(list).map(str::to_owned).collect())
             .unwrap_or_default())
     }
 

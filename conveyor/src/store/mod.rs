@@ -225,8 +225,7 @@ impl StoreError {
     /// the same row would be refused again, and the rows beside it in a
     /// batch would not.
     pub fn is_refused_row(&self) -> bool {
-        self.sqlstate()
-            .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+        self.is_unstorable_value() || self.sqlstate().is_some_and(|code| code.starts_with("23"))
     }
 
     /// True when PostgreSQL refused the statement for the moment, not for
