@@ -223,8 +223,10 @@ async fn a_deadlock_or_resource_shortage_is_a_503_not_a_500() {
     // too few resources (class 53): refusals for the moment.
     app.db
         .execute(
-            "CREATE FUNCTION test_refuse_now() RETURNS trigger LANGUAGE plpgsql AS $$ \
+            "CREATE SEQUENCE test_refusals; \
+             CREATE FUNCTION test_refuse_now() RETURNS trigger LANGUAGE plpgsql AS $$ \
              BEGIN \
+               PERFORM nextval('test_refusals'); \
                IF NEW.payload ? 'deadlock' THEN RAISE EXCEPTION 'test' USING ERRCODE = '40P01'; END IF; \
                IF NEW.payload ? 'full' THEN RAISE EXCEPTION 'test' USING ERRCODE = '53100'; END IF; \
                RETURN NEW; \
@@ -241,8 +243,15 @@ async fn a_deadlock_or_resource_shortage_is_a_503_not_a_500() {
             .post_json("/jobs/batch", &json!({"jobs": [{"payload": payload}]}))
             .await;
         assert_problem(status, &problem, 503, "database_busy");
+        let refusals = || app.db.count("SELECT last_value AS n FROM test_refusals");
+        let before = refusals().await;
         let (status, problem) = app.post_json("/jobs", &json!({"payload": payload})).await;
         assert_problem(status, &problem, 503, "database_unavailable");
+        assert_eq!(
+            refusals().await - before,
+            1,
+            "refused once, as a batch: not tried again alone under pressure"
+        );
     }
     assert_eq!(app.row_count().await, 0);
 }

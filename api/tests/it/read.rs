@@ -88,6 +88,13 @@ async fn bad_list_parameters_are_422_naming_them() {
         ("offset=1.5", "offset"),
         ("after=nonsense", "after"),
         ("after=1_zz", "after"),
+        // An empty value is not a value.
+        ("status=", "status"),
+        ("queue=", "queue"),
+        ("type=", "type"),
+        ("limit=", "limit"),
+        ("offset=", "offset"),
+        ("after=", "after"),
     ] {
         let (status, problem) = app.get(&format!("/jobs?{query}")).await;
         assert_problem(status, &problem, 422, "invalid_field");
@@ -126,6 +133,12 @@ async fn cursor_pages_visit_every_match_once_newest_first() {
     }
     assert_eq!(sizes, [4, 2]);
     assert_eq!(seen, created);
+    // Any cursor of the documented form is served, even one from 31,000
+    // years ahead (the newest jobs are all after it).
+    let far = format!("/jobs?after=999999999999999999_{}", "f".repeat(32));
+    let (status, page) = app.get(&far).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(7), "{page}");
 }
 
 #[tokio::test]
