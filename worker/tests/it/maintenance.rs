@@ -178,3 +178,27 @@ async fn one_of_two_workers_leads_and_the_other_takes_over_when_it_stops() {
         .await;
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_ids_come_back_even_from_a_queue_that_left_the_known_set() {
+    let h = Harness::new().await;
+    let stranded = left_by_dead_worker(&h, "ghost").await;
+    let mut conn = h.redis_conn();
+    let keys = h.keys();
+    // The queue was dropped as idle just as the id moved into the list of
+    // a worker that had only just registered; its details name the queue.
+    let _: () = conn.srem(keys.queues(), "default").expect("srem");
+    let _: () = conn
+        .hset(keys.worker_info("ghost"), "queues", "default")
+        .expect("details");
+    let ctx = h.maintenance().await;
+    recover_dead_workers(&ctx).await.expect("recovered");
+    let ready: Vec<String> = conn
+        .lrange(keys.ready("default", 0), 0, -1)
+        .expect("lrange");
+    assert_eq!(
+        ready,
+        [stranded.id.to_string()],
+        "found through its own queues"
+    );
+}
