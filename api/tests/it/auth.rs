@@ -1,22 +1,14 @@
 //! The optional bearer token.
 
-use api::Settings;
 use serde_json::json;
 
-use crate::support::{Options, TestApp, assert_problem};
+use crate::support::{TestApp, assert_problem};
 
 const TOKEN: &str = "s3cret-token-for-tests";
 
 #[tokio::test]
 async fn with_a_token_configured_only_probes_are_open() {
-    let app = TestApp::with(Options {
-        settings: Settings {
-            api_token: Some(TOKEN.to_owned()),
-            ..Settings::default()
-        },
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::with_token(TOKEN).await;
     let (status, problem) = app.post_json("/jobs", &json!({"payload": {}})).await;
     assert_problem(status, &problem, 401, "unauthorized");
     let wrong = app
@@ -45,14 +37,7 @@ async fn with_a_token_configured_only_probes_are_open() {
 
 #[tokio::test]
 async fn the_bearer_scheme_is_matched_in_any_case() {
-    let app = TestApp::with(Options {
-        settings: Settings {
-            api_token: Some(TOKEN.to_owned()),
-            ..Settings::default()
-        },
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::with_token(TOKEN).await;
     for scheme in ["Bearer", "bearer", "BEARER"] {
         let response = app
             .client

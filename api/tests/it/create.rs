@@ -165,14 +165,7 @@ async fn a_body_over_the_limit_is_413() {
         "file",
         reqwest::multipart::Part::bytes(vec![b'a'; 3 * 1024 * 1024]).file_name("big.txt"),
     );
-    let response = app
-        .client
-        .post(app.url("/jobs"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    let (status, body) = crate::support::into_parts(response).await;
+    let (status, body) = app.post_form(form).await;
     assert_problem(status, &body, 413, "payload_too_large");
     assert_eq!(app.row_count().await, 0);
 }
@@ -186,14 +179,7 @@ async fn an_uploaded_text_file_becomes_a_char_count_job() {
             reqwest::multipart::Part::text("héllo wörld").file_name("a.txt"),
         )
         .text("priority", "3");
-    let response = app
-        .client
-        .post(app.url("/jobs"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    let (status, job) = crate::support::into_parts(response).await;
+    let (status, job) = app.post_form(form).await;
     assert_eq!(status, 201, "{job}");
     assert_eq!(job["type"], "char_count");
     assert_eq!(job["payload"], json!({"text": "héllo wörld"}));
@@ -203,14 +189,7 @@ async fn an_uploaded_text_file_becomes_a_char_count_job() {
         "file",
         reqwest::multipart::Part::bytes(vec![0xff, 0xfe, 0x00]).file_name("b.bin"),
     );
-    let response = app
-        .client
-        .post(app.url("/jobs"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    let (status, problem) = crate::support::into_parts(response).await;
+    let (status, problem) = app.post_form(form).await;
     assert_problem(status, &problem, 422, "invalid_field");
     assert_eq!(problem["field"], "file");
 
@@ -219,14 +198,7 @@ async fn an_uploaded_text_file_becomes_a_char_count_job() {
         // A misspelt part is named, not dropped.
         (reqwest::multipart::Form::new().text("other", "x"), "other"),
     ] {
-        let response = app
-            .client
-            .post(app.url("/jobs"))
-            .multipart(form)
-            .send()
-            .await
-            .expect("send");
-        let (status, problem) = crate::support::into_parts(response).await;
+        let (status, problem) = app.post_form(form).await;
         assert_problem(status, &problem, 422, "invalid_field");
         assert_eq!(problem["field"], field);
     }

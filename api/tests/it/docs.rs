@@ -1,9 +1,8 @@
 //! The OpenAPI document and the offline `/docs` page.
 
-use api::Settings;
 use serde_json::Value;
 
-use crate::support::{Options, TestApp};
+use crate::support::TestApp;
 
 /// Every operation of the document, as (method, path, operation).
 fn operations(doc: &Value) -> Vec<(String, String, Value)> {
@@ -66,14 +65,7 @@ async fn the_openapi_document_says_what_the_api_does() {
 
 #[tokio::test]
 async fn with_a_token_every_protected_operation_declares_it_and_its_401() {
-    let app = TestApp::with(Options {
-        settings: Settings {
-            api_token: Some("a-token-of-sixteen-chars".to_owned()),
-            ..Settings::default()
-        },
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::with_token("a-token-of-sixteen-chars").await;
     let doc: Value = app
         .client
         .get(app.url("/openapi.json"))

@@ -60,14 +60,7 @@ async fn an_uploaded_file_with_a_nul_character_is_refused() {
         "file",
         reqwest::multipart::Part::bytes(b"before\0after".to_vec()).file_name("a.txt"),
     );
-    let response = app
-        .client
-        .post(app.url("/jobs"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    let (status, problem) = crate::support::into_parts(response).await;
+    let (status, problem) = app.post_form(form).await;
     assert_problem(status, &problem, 422, "invalid_field");
     assert_eq!(problem["field"], "payload", "{problem}");
     assert_eq!(app.row_count().await, 0);

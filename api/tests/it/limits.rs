@@ -24,6 +24,30 @@ fn with_limits(limits: Limits) -> Options {
     }
 }
 
+/// A client that opens a new connection for every request: the server
+/// closes idle pooled ones after the header timeout, and a pooled one could
+/// be reused just as it closes.
+fn fresh_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(DEADLINE)
+        .build()
+        .expect("client")
+}
+
+/// Opens a connection and sends a `POST /jobs` whose body (100 bytes
+/// announced) stops after `started`: a request whose handler waits.
+async fn stalled_post(app: &TestApp, started: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(app.addr()).await.expect("connect");
+    let head = "POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\n\r\n";
+    stream
+        .write_all(format!("{head}{started}").as_bytes())
+        .await
+        .expect("write");
+    stream
+}
+
 /// Reads what the server sends until it closes the connection (or the
 /// deadline passes, which fails the test).
 async fn read_to_close(stream: &mut TcpStream) -> String {
@@ -64,10 +88,7 @@ async fn clients_trickling_their_headers_neither_block_others_nor_stay_open() {
     // A fresh connection: the server also closes idle pooled ones after
     // the header timeout, and a pooled one could be reused just as it
     // closes.
-    let fresh = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client");
+    let fresh = fresh_client();
     let response = fresh.get(app.url("/health")).send().await.expect("send");
     assert_eq!(response.status(), 200);
 }
@@ -96,10 +117,7 @@ async fn silent_and_idle_connections_are_closed_after_the_header_timeout() {
     let answer = read_to_close(&mut idle).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Every slot is free again.
-    let fresh = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client");
+    let fresh = fresh_client();
     let response = fresh.get(app.url("/health")).send().await.expect("send");
     assert_eq!(response.status(), 200);
 }
@@ -126,11 +144,7 @@ async fn a_client_that_stops_reading_its_response_is_cut_off() {
         .await
         .expect("write");
     // It never reads; it holds the only connection until it is cut off.
-    let fresh = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(DEADLINE)
-        .build()
-        .expect("client");
+    let fresh = fresh_client();
     let response = fresh.get(app.url("/health")).send().await.expect("served");
     assert_eq!(response.status(), 200);
     drop(reader);
@@ -143,14 +157,7 @@ async fn a_body_that_stops_arriving_is_answered_408() {
         ..Limits::default()
     }))
     .await;
-    let mut stream = TcpStream::connect(app.addr()).await.expect("connect");
-    stream
-        .write_all(
-            b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"payload\": ",
-        )
-        .await
-        .expect("write");
+    let mut stream = stalled_post(&app, "{\"payload\": ").await;
     let answer = read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
@@ -166,14 +173,7 @@ async fn requests_over_the_in_flight_limit_are_503_at_once() {
     }))
     .await;
     // This one holds the only slot: its handler waits for the body.
-    let mut holder = TcpStream::connect(app.addr()).await.expect("connect");
-    holder
-        .write_all(
-            b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{",
-        )
-        .await
-        .expect("write");
+    let holder = stalled_post(&app, "{").await;
     let (status, problem) = testkit::wait_until("the slot to be taken", DEADLINE, || async {
         let (status, problem) = app.get("/health").await;
         (status == 503).then_some((status, problem))
@@ -230,14 +230,7 @@ async fn shutdown_does_not_wait_for_a_client_that_never_finishes() {
         ..Limits::default()
     }))
     .await;
-    let mut stuck = TcpStream::connect(app.addr()).await.expect("connect");
-    stuck
-        .write_all(
-            b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{",
-        )
-        .await
-        .expect("write");
+    let mut stuck = stalled_post(&app, "{").await;
     // The request is in flight (its handler waits for the body) once it
     // holds the only slot.
     testkit::wait_until("the stuck request to be in flight", DEADLINE, || async {

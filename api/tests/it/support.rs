@@ -44,6 +44,18 @@ impl TestApp {
         TestApp::with(Options::default()).await
     }
 
+    /// The API with `CONVEYOR_API_TOKEN` set to `token`.
+    pub async fn with_token(token: &str) -> TestApp {
+        TestApp::with(Options {
+            settings: Settings {
+                api_token: Some(token.to_owned()),
+                ..Settings::default()
+            },
+            ..Options::default()
+        })
+        .await
+    }
+
     pub async fn with(options: Options) -> TestApp {
         let db = TestDb::new().await;
         let redis = TestRedis::new();
@@ -126,6 +138,18 @@ impl TestApp {
             .client
             .post(self.url(path))
             .json(body)
+            .send()
+            .await
+            .expect("send");
+        into_parts(response).await
+    }
+
+    /// `POST /jobs` with a multipart form.
+    pub async fn post_form(&self, form: reqwest::multipart::Form) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url("/jobs"))
+            .multipart(form)
             .send()
             .await
             .expect("send");
