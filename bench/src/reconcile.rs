@@ -44,6 +44,8 @@ pub async fn reconcile(
             promote_interval: Duration::from_secs(1),
             reconcile_interval: Duration::from_secs(10),
             epoch_check_interval: Duration::from_secs(1),
+            retention: Default::default(),
+            retention_interval: Duration::from_secs(3600),
         },
         Arc::new(Outages::default()),
     );

@@ -230,6 +230,30 @@ pub struct WorkerConfig {
           value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub shutdown_grace_secs: u64,
 
+    /// How long completed jobs are kept, in seconds, in queues without a
+    /// retention of their own (0: forever).
+    #[arg(long, env = "CONVEYOR_RETAIN_COMPLETED_SECS", value_name = "CONVEYOR_RETAIN_COMPLETED_SECS",
+          default_value_t = crate::maintenance::retention::DEFAULT_RETAIN_COMPLETED_SECS,
+          value_parser = clap::value_parser!(i64).range(0..=crate::store::MAX_RETENTION_SECS))]
+    pub retain_completed_secs: i64,
+
+    /// How long failed jobs are kept, in seconds (0: forever).
+    #[arg(long, env = "CONVEYOR_RETAIN_FAILED_SECS", value_name = "CONVEYOR_RETAIN_FAILED_SECS",
+          default_value_t = crate::maintenance::retention::DEFAULT_RETAIN_FAILED_SECS,
+          value_parser = clap::value_parser!(i64).range(0..=crate::store::MAX_RETENTION_SECS))]
+    pub retain_failed_secs: i64,
+
+    /// How long canceled jobs are kept, in seconds (0: forever).
+    #[arg(long, env = "CONVEYOR_RETAIN_CANCELED_SECS", value_name = "CONVEYOR_RETAIN_CANCELED_SECS",
+          default_value_t = crate::maintenance::retention::DEFAULT_RETAIN_CANCELED_SECS,
+          value_parser = clap::value_parser!(i64).range(0..=crate::store::MAX_RETENTION_SECS))]
+    pub retain_canceled_secs: i64,
+
+    /// How often the maintenance leader deletes jobs past their retention.
+    #[arg(long, env = "CONVEYOR_RETENTION_INTERVAL_SECS", value_name = "CONVEYOR_RETENTION_INTERVAL_SECS",
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub retention_interval_secs: u64,
+
     /// Where the worker serves `/metrics` and `/health`; unset: no listener.
     #[arg(
         long,
@@ -268,6 +292,14 @@ impl WorkerConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn retention(&self) -> crate::maintenance::retention::Retention {
+        crate::maintenance::retention::Retention {
+            completed_secs: self.retain_completed_secs,
+            failed_secs: self.retain_failed_secs,
+            canceled_secs: self.retain_canceled_secs,
+        }
     }
 }
 

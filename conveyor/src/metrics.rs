@@ -38,6 +38,11 @@ pub const QUEUES_KNOWN: &str = "conveyor_queues_known";
 pub const JANITOR_RECOVERIES: &str = "conveyor_janitor_recoveries_total";
 /// Jobs the reconciler published because Redis did not hold them.
 pub const RECONCILER_REPUBLISHED: &str = "conveyor_reconciler_republished_total";
+/// Finished jobs deleted by retention.
+pub const JOBS_PRUNED: &str = "conveyor_jobs_pruned_total";
+/// Starts a queue's concurrency or rate limit held back, by `queue` and
+/// `limit` (`concurrency`, `rate`).
+pub const QUEUE_THROTTLED: &str = "conveyor_queue_throttled_total";
 /// Items written per statement by a group commit, by `writer`
 /// (`completions` and `acks` in workers, `inserts` in the API).
 pub const GROUP_COMMIT_BATCH: &str = "conveyor_group_commit_batch_size";
@@ -184,6 +189,11 @@ fn describe() {
         "Jobs recovered by the lease rescuer or dead-worker recovery"
     );
     describe_counter!(RECONCILER_REPUBLISHED, "Jobs republished by the reconciler");
+    describe_counter!(JOBS_PRUNED, "Finished jobs deleted by retention");
+    describe_counter!(
+        QUEUE_THROTTLED,
+        "Fetches a queue's concurrency or rate limit held back"
+    );
     describe_histogram!(
         GROUP_COMMIT_BATCH,
         Unit::Count,
@@ -237,6 +247,17 @@ pub fn queue_depth(queue: &str, lane: &'static str, priority: Option<i16>, depth
 /// Sets the number of queues Redis knows of.
 pub fn queues_known(count: usize) {
     metrics::gauge!(QUEUES_KNOWN).set(count as f64);
+}
+
+/// Counts finished jobs deleted by retention.
+pub fn jobs_pruned(count: u64) {
+    metrics::counter!(JOBS_PRUNED).increment(count);
+}
+
+/// Counts a fetch that `queue`'s `limit` held back.
+pub fn queue_throttled(queue: &str, limit: &'static str) {
+    metrics::counter!(QUEUE_THROTTLED, "queue" => queue_label(queue), "limit" => limit)
+        .increment(1);
 }
 
 /// Counts janitor recoveries.

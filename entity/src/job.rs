@@ -39,6 +39,9 @@ pub struct Model {
     pub completed_at: Option<DateTimeUtc>,
     pub failed_at: Option<DateTimeUtc>,
     pub canceled_at: Option<DateTimeUtc>,
+    /// What the running attempt's handler last reported (written with the
+    /// heartbeat); cleared by the next claim.
+    pub progress: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

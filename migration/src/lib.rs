@@ -7,6 +7,7 @@
 //! - `m20260103_000001_waiting_index_with_id`: the reconciler's pages without a sort.
 //! - `m20261129_000001_claim_token`: the per-claim fencing token.
 //! - `m20261129_000002_list_indexes`: `GET /jobs` by queue and by type, newest first.
+//! - `m20261130_000001_operable_queues`: queue settings, attempt history, progress.
 //! - [`lock`]: [`migrate_locked`], migrations run under a PostgreSQL advisory lock.
 
 pub use sea_orm_migration::prelude::*;
@@ -17,6 +18,7 @@ mod m20260102_000001_jobs_queue_status_index;
 mod m20260103_000001_waiting_index_with_id;
 mod m20261129_000001_claim_token;
 mod m20261129_000002_list_indexes;
+mod m20261130_000001_operable_queues;
 
 pub use lock::{Command, migrate_locked};
 
@@ -33,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260103_000001_waiting_index_with_id::Migration),
             Box::new(m20261129_000001_claim_token::Migration),
             Box::new(m20261129_000002_list_indexes::Migration),
+            Box::new(m20261130_000001_operable_queues::Migration),
         ]
     }
 }

@@ -44,12 +44,14 @@ pub async fn beat(runtime: &Runtime, info: &WorkerInfo) {
         ..info.clone()
     };
     let presence = async {
-        match tokio::time::timeout(
-            limit,
-            runtime.broker.heartbeat(&info, runtime.settings.lease * 2),
-        )
-        .await
-        {
+        let presence = async {
+            runtime
+                .broker
+                .heartbeat(&info, runtime.settings.lease * 2)
+                .await?;
+            hold_places(runtime).await
+        };
+        match tokio::time::timeout(limit, presence).await {
             Ok(Ok(())) => runtime.outages.redis.succeeded("redis"),
             Ok(Err(err)) => runtime.outages.redis.failed("redis", &err),
             Err(_) => runtime
@@ -59,6 +61,20 @@ pub async fn beat(runtime: &Runtime, info: &WorkerInfo) {
         }
     };
     tokio::join!(presence, renew_leases(runtime, limit));
+}
+
+/// Keeps the places of the jobs running here under their queues'
+/// concurrency limits (and puts them back if Redis lost its data).
+async fn hold_places(runtime: &Runtime) -> Result<(), conveyor::BrokerError> {
+    for (queue, ids) in runtime.running_by_queue() {
+        if runtime.gates.of(&queue).limits.concurrency.is_some() {
+            runtime
+                .broker
+                .hold(&queue, &ids, runtime.settings.lease)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Stops, on a clock of its own (a renewal can take up to half a lease),
@@ -89,21 +105,24 @@ async fn renew_leases(runtime: &Runtime, limit: std::time::Duration) {
     // but that no task holds (its outcome write was refused, its claim
     // reply lost) must not be kept alive by us; its lease expires and the
     // lease rescuer moves it on.
-    let attempts = runtime.running_attempts();
-    if attempts.is_empty() {
+    let reports = runtime.attempts_reporting();
+    if reports.is_empty() {
         // Nothing to renew, and nothing learned about PostgreSQL.
         return;
     }
+    let attempts: Vec<(JobId, ClaimToken)> =
+        reports.iter().map(|(id, token, _)| (*id, *token)).collect();
     let sent = tokio::time::Instant::now();
-    let renewal = runtime.store.heartbeat(
+    let renewal = runtime.store.heartbeat_reporting(
         &runtime.settings.worker_id,
-        &attempts,
+        &reports,
         runtime.settings.lease,
     );
     let renewed = match tokio::time::timeout(limit, renewal).await {
         Ok(Ok(renewed)) => renewed,
         Ok(Err(err)) if err.is_unavailable() => {
             runtime.outages.postgres.failed("postgres", &err);
+            runtime.restore_progress(reports);
             return;
         }
         Ok(Err(err)) => {
@@ -115,6 +134,7 @@ async fn renew_leases(runtime: &Runtime, limit: std::time::Duration) {
                 .outages
                 .postgres
                 .failed("postgres", &"the lease renewal timed out");
+            runtime.restore_progress(reports);
             return;
         }
     };

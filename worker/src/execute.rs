@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
-use crate::handler::{Context, JobError};
+use crate::handler::{Context, JobError, Progress};
 use crate::retrying::{Unwritten, redis_call, store_call};
 use crate::runtime::{Runtime, StopReason, Stopper};
 
@@ -58,10 +58,13 @@ pub async fn process(
     match claim {
         Transition::Won(job) => run_claimed(runtime, job, give_up).await,
         Transition::Lost(job) if job.status.is_waiting() && !job.cancel_requested => {
-            // A waiting job loses its claim only when it is not due by
+            // A waiting job loses its claim when it is not due by
             // PostgreSQL's clock (delivered early: a promoter whose Redis
             // clock runs ahead, or a race): back to `delayed` until due.
-            tracing::debug!(event = "job_deferred", job.id = %id, "job {id} is not due yet");
+            // Or when its queue was paused after this worker last looked:
+            // back to its lane, and the worker looks again now.
+            tracing::debug!(event = "job_deferred", job.id = %id, "job {id} is not due yet, or its queue is paused");
+            runtime.gates.mark_stale();
             redis_call(&runtime, 5, || {
                 runtime.broker.ack_and_republish(runtime.me(), &job)
             })
@@ -72,7 +75,20 @@ pub async fn process(
             tracing::info!(event = "job_skipped", job.id = %id, job.r#type = %job.task_type,
                 job.queue = %job.queue, job.status = %job.status, worker.id = %me,
                 "skipped duplicate delivery of job {id} ({})", job.status);
-            ack(&runtime, &queue, &raw_id).await;
+            if job.status == JobStatus::Running {
+                // Running elsewhere: its place under the queue's
+                // concurrency limit is that attempt's, not ours to free.
+                if redis_call(&runtime, 5, || {
+                    runtime.broker.ack(&queue, runtime.me(), &raw_id)
+                })
+                .await
+                .is_none()
+                {
+                    tracing::warn!(job.id = %id, "could not acknowledge id {id}; it stays in this worker's processing list");
+                }
+            } else {
+                ack(&runtime, &queue, &raw_id).await;
+            }
         }
         Transition::NotFound => {
             conveyor::metrics::job_finished(&queue, "unknown", "skipped");
@@ -98,16 +114,16 @@ async fn run(runtime: Arc<Runtime>, job: Job, give_up: CancellationToken) {
         let waited = (started_at - job.run_at).to_std().unwrap_or_default();
         conveyor::metrics::wait_time(&job.queue, &job.task_type, waited);
     }
-    let (stopper, _running) = runtime.track(&fence);
+    let (stopper, progress, _running) = runtime.track(&fence, &job.queue);
     let started = std::time::Instant::now();
-    let outcome = execute(&runtime, &job, &stopper).await;
+    let outcome = execute(&runtime, &job, &stopper, progress).await;
     conveyor::metrics::attempt_duration(&job.queue, &job.task_type, started.elapsed());
     record(&runtime, &job, &fence, outcome, started.elapsed(), &give_up).await;
 }
 
 /// Runs the handler in a task of its own, so that a panic is caught, a
 /// timeout or a stop can abort it, and it cannot outlive this worker.
-async fn execute(runtime: &Runtime, job: &Job, stopper: &Stopper) -> Outcome {
+async fn execute(runtime: &Runtime, job: &Job, stopper: &Stopper, progress: Progress) -> Outcome {
     let Some(handler) = runtime.registry.get(&job.task_type) else {
         return Outcome::Failed(JobError::permanent(format!(
             "no handler for task type {:?} on this worker (it runs: {})",
@@ -115,7 +131,7 @@ async fn execute(runtime: &Runtime, job: &Job, stopper: &Stopper) -> Outcome {
             runtime.registry.task_types().join(", ")
         )));
     };
-    let context = Context::new(job, stopper.token.clone());
+    let context = Context::new(job, stopper.token.clone(), progress);
     let mut task = AbortOnDropHandle::new(tokio::spawn(
         std::panic::AssertUnwindSafe(handler.call(job.payload.clone(), context))
             .catch_unwind()

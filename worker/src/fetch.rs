@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::collections::HashMap;
 
+use conveyor::broker::Held;
 use conveyor::{ClaimToken, Job, JobId};
 
 use crate::execute::{process, run_claimed};
@@ -221,39 +222,90 @@ async fn adopt_orphans(
     true
 }
 
-/// Up to `want` ids: a sweep of every queue in order, each queue's lanes
-/// highest priority first; when everything is empty, one blocking pop on the
-/// first queue's default lane (priority 0), bounded by the poll interval so
-/// that other lanes are swept again soon.
+/// How long a worker whose queues are all paused, or held back by their
+/// limits, waits before it looks again (a blocking pop cannot wait for a
+/// limit to free up).
+pub const GATED_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Up to `want` ids: a sweep of every queue in order (paused ones
+/// skipped, limited ones within their limits), each queue's lanes highest
+/// priority first; when everything is empty, one blocking pop on the first
+/// open queue's default lane (priority 0), bounded by the poll interval so
+/// that other lanes are swept again soon. When a limit held ids back, no
+/// blocking pop: a short wait, then another sweep.
 async fn take_ids(
     runtime: &Runtime,
     conn: &mut MultiplexedConnection,
     want: usize,
 ) -> Result<Vec<(String, String)>, conveyor::BrokerError> {
     let me = runtime.me();
+    let lease = runtime.settings.lease;
     let mut taken = Vec::new();
+    let mut held = false;
     for queue in &runtime.settings.queues {
         let room = want - taken.len();
         if room == 0 {
             break;
         }
-        let ids = runtime.broker.sweep(conn, queue, me, room).await?;
+        let gate = runtime.gates.of(queue);
+        if gate.paused {
+            continue;
+        }
+        let ids = if gate.limits.is_limited() {
+            let swept = runtime
+                .broker
+                .sweep_limited(conn, queue, me, room, &gate.limits, lease)
+                .await?;
+            match swept.held {
+                Held::No => {}
+                Held::Concurrency => {
+                    held = true;
+                    conveyor::metrics::queue_throttled(queue, "concurrency");
+                }
+                Held::Rate => {
+                    held = true;
+                    conveyor::metrics::queue_throttled(queue, "rate");
+                }
+            }
+            swept.ids
+        } else {
+            runtime.broker.sweep(conn, queue, me, room).await?
+        };
         taken.extend(ids.into_iter().map(|id| (queue.clone(), id)));
     }
-    if taken.is_empty() {
-        let Some(first) = runtime.settings.queues.first() else {
-            return Ok(taken);
-        };
-        // Not raced against shutdown: dropping a BRPOPLPUSH in flight could
-        // lose the id it moved. It returns within the poll interval.
-        if let Some(id) = runtime
-            .broker
-            .wait_for_id(conn, first, 0, me, runtime.settings.poll_interval)
-            .await?
-        {
-            taken.push((first.clone(), id));
-        }
+    if !taken.is_empty() {
+        return Ok(taken);
     }
+    let open = runtime
+        .settings
+        .queues
+        .iter()
+        .find(|queue| !runtime.gates.of(queue).paused);
+    let (Some(first), false) = (open, held) else {
+        tokio::time::sleep(GATED_WAIT).await;
+        return Ok(taken);
+    };
+    // Not raced against shutdown: dropping a BRPOPLPUSH in flight could
+    // lose the id it moved. It returns within the poll interval.
+    let Some(id) = runtime
+        .broker
+        .wait_for_id(conn, first, 0, me, runtime.settings.poll_interval)
+        .await?
+    else {
+        return Ok(taken);
+    };
+    // Read again: the gate may have changed during the wait.
+    let gate = runtime.gates.of(first);
+    if gate.limits.is_limited()
+        && !runtime
+            .broker
+            .admit(conn, first, 0, me, &id, &gate.limits, lease)
+            .await?
+    {
+        // Put back where it was; the next sweep sees the limit.
+        return Ok(taken);
+    }
+    taken.push((first.clone(), id));
     Ok(taken)
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use conveyor::JobId;
 use futures::future::BoxFuture;
@@ -46,10 +46,51 @@ pub struct Context {
     pub task_type: String,
     pub queue: String,
     cancel: CancellationToken,
+    progress: Progress,
+}
+
+/// Largest progress report, serialized.
+pub const MAX_PROGRESS_BYTES: usize = 64 * 1024;
+
+/// Why a progress report was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProgressError {
+    #[error("progress is not representable as JSON: {0}")]
+    NotJson(String),
+    #[error("progress is {bytes} bytes as JSON; at most {MAX_PROGRESS_BYTES} are kept")]
+    TooLarge { bytes: usize },
+    #[error("progress contains a NUL character, which PostgreSQL cannot store")]
+    Unstorable,
+}
+
+/// The latest progress an attempt's handler reported, until the next
+/// heartbeat writes it.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<Mutex<Option<serde_json::Value>>>);
+
+impl Progress {
+    /// The report waiting to be written, if any.
+    pub fn take(&self) -> Option<serde_json::Value> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    /// Puts back a report a heartbeat could not write, unless a newer one
+    /// arrived meanwhile.
+    pub fn restore(&self, value: serde_json::Value) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert(value);
+        }
+    }
+
+    fn set(&self, value: serde_json::Value) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(value);
+        }
+    }
 }
 
 impl Context {
-    pub(crate) fn new(job: &conveyor::Job, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(job: &conveyor::Job, cancel: CancellationToken, progress: Progress) -> Self {
         Context {
             job_id: JobId::from(job.id),
             attempt: job.attempts,
@@ -57,7 +98,28 @@ impl Context {
             task_type: job.task_type.clone(),
             queue: job.queue.clone(),
             cancel,
+            progress,
         }
+    }
+
+    /// Reports how far the attempt has come (any JSON value, at most
+    /// [`MAX_PROGRESS_BYTES`]); `GET /jobs/{id}` shows it as `progress`.
+    /// Costs no write of its own: the latest report is written with the
+    /// worker's next heartbeat, so call it as often as you like. A report
+    /// made less than a heartbeat before the attempt ends may not be
+    /// written.
+    pub fn progress(&self, progress: impl Serialize) -> Result<(), ProgressError> {
+        let value = serde_json::to_value(progress)
+            .map_err(|err| ProgressError::NotJson(err.to_string()))?;
+        let text = value.to_string();
+        if text.len() > MAX_PROGRESS_BYTES {
+            return Err(ProgressError::TooLarge { bytes: text.len() });
+        }
+        if has_nul(&value) {
+            return Err(ProgressError::Unstorable);
+        }
+        self.progress.set(value);
+        Ok(())
     }
 
     /// True once the job was canceled, timed out, or the worker is shutting
@@ -70,6 +132,18 @@ impl Context {
     /// Completes when [`Context::is_canceled`] becomes true.
     pub async fn canceled(&self) {
         self.cancel.cancelled().await;
+    }
+}
+
+/// True if a string (or key) in `value` holds a NUL character.
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| key.contains('\0') || has_nul(value)),
+        _ => false,
     }
 }
 

@@ -32,6 +32,7 @@
 //! - [`observe`]: the `/metrics` and `/health` listener.
 //! - [`recover`]: `recover-stuck`, the manual recovery command.
 //! - `fetch`: taking ids from Redis.
+//! - `gates`: the worker's view of its queues' pauses and limits.
 //! - `execute`: one id from claim to acknowledgement.
 //! - `outcomes`: group commit of completed attempts.
 //! - `background`: heartbeat and cancellation listener (the maintenance
@@ -44,6 +45,7 @@ mod background;
 pub mod builtin;
 mod execute;
 mod fetch;
+mod gates;
 pub mod handler;
 pub mod observe;
 mod outcomes;
@@ -53,7 +55,7 @@ mod runtime;
 pub mod settings;
 pub mod worker;
 
-pub use handler::{Context, HandlerResult, JobError, Registry};
+pub use handler::{Context, HandlerResult, JobError, Progress, ProgressError, Registry};
 pub use settings::Settings;
 pub use worker::Worker;
 

@@ -8,7 +8,8 @@ use conveyor::{Broker, ClaimToken, Fence, JobId, Store};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::Registry;
+use crate::gates::Gates;
+use crate::handler::{Progress, Registry};
 use crate::outcomes::{Acks, Completions};
 use crate::settings::Settings;
 
@@ -66,6 +67,8 @@ pub struct Runtime {
     pub completions: Completions,
     /// The pipelining writer for acknowledgements.
     pub acks: Acks,
+    /// This worker's queues' settings, as last read.
+    pub gates: Gates,
     /// The attempts this worker's tasks are running, each by job and
     /// claim (one worker can run two attempts of one job: the first one's
     /// lease lost while it stalled, the second claimed after).
@@ -81,6 +84,7 @@ impl Runtime {
         Arc::new(Runtime {
             completions: Completions::new(store.clone()),
             acks: Acks::new(broker.clone(), settings.worker_id.as_str().to_owned()),
+            gates: Gates::default(),
             store,
             broker,
             settings,
@@ -95,13 +99,20 @@ impl Runtime {
         self.settings.worker_id.as_str()
     }
 
-    /// Registers an attempt as running here, its lease good for one lease
-    /// period from now; the guard unregisters it.
-    pub fn track(self: &Arc<Self>, fence: &Fence) -> (Stopper, RunningGuard) {
+    /// Registers an attempt of a job of `queue` as running here, its lease
+    /// good for one lease period from now; the guard unregisters it.
+    pub fn track(
+        self: &Arc<Self>,
+        fence: &Fence,
+        queue: &str,
+    ) -> (Stopper, Progress, RunningGuard) {
         let stopper = Stopper::new();
+        let progress = Progress::default();
         let attempt = Attempt {
             stopper: stopper.clone(),
             lease_until: Instant::now() + self.settings.lease,
+            queue: queue.to_owned(),
+            progress: progress.clone(),
         };
         if let Ok(mut running) = self.running.lock() {
             running.insert((fence.job_id, fence.token), attempt);
@@ -109,6 +120,7 @@ impl Runtime {
         }
         (
             stopper,
+            progress,
             RunningGuard {
                 runtime: self.clone(),
                 attempt: (fence.job_id, fence.token),
@@ -116,12 +128,44 @@ impl Runtime {
         )
     }
 
-    /// The attempts running here, with their claims' tokens.
-    pub fn running_attempts(&self) -> Vec<(JobId, ClaimToken)> {
+    /// The attempts running here, each with the progress its handler
+    /// reported since the last call (taken: give back what could not be
+    /// written with [`Runtime::restore_progress`]).
+    pub fn attempts_reporting(&self) -> Vec<(JobId, ClaimToken, Option<serde_json::Value>)> {
         self.running
             .lock()
-            .map(|running| running.keys().copied().collect())
+            .map(|running| {
+                running
+                    .iter()
+                    .map(|((id, token), attempt)| (*id, *token, attempt.progress.take()))
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// Gives back progress reports a heartbeat did not write.
+    pub fn restore_progress(&self, reports: Vec<(JobId, ClaimToken, Option<serde_json::Value>)>) {
+        if let Ok(running) = self.running.lock() {
+            for (id, token, report) in reports {
+                if let (Some(report), Some(attempt)) = (report, running.get(&(id, token))) {
+                    attempt.progress.restore(report);
+                }
+            }
+        }
+    }
+
+    /// The ids running here, by queue.
+    pub fn running_by_queue(&self) -> HashMap<String, Vec<String>> {
+        let mut by_queue: HashMap<String, Vec<String>> = HashMap::new();
+        if let Ok(running) = self.running.lock() {
+            for ((id, _), attempt) in running.iter() {
+                by_queue
+                    .entry(attempt.queue.clone())
+                    .or_default()
+                    .push(id.to_string());
+            }
+        }
+        by_queue
     }
 
     /// Records that the leases of `renewed` were extended by a heartbeat
@@ -256,6 +300,9 @@ struct Attempt {
     stopper: Stopper,
     /// Until when its lease surely holds, by this worker's last renewal.
     lease_until: Instant,
+    queue: String,
+    /// What its handler reported, until a heartbeat writes it.
+    progress: Progress,
 }
 
 /// Removes an attempt from the running set when its task ends, however it

@@ -37,6 +37,9 @@ pub struct Settings {
     pub stop_grace: Duration,
     pub reconcile_interval: Duration,
     pub epoch_check_interval: Duration,
+    /// How long finished jobs are kept unless their queue says otherwise.
+    pub retention: conveyor::maintenance::retention::Retention,
+    pub retention_interval: Duration,
 }
 
 impl Settings {
@@ -56,6 +59,8 @@ impl Settings {
             stop_grace: DEFAULT_STOP_GRACE,
             reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
             epoch_check_interval: DEFAULT_EPOCH_CHECK_INTERVAL,
+            retention: config.retention(),
+            retention_interval: Duration::from_secs(config.retention_interval_secs),
         }
     }
 
@@ -69,6 +74,8 @@ impl Settings {
             promote_interval: self.promote_interval,
             reconcile_interval: self.reconcile_interval,
             epoch_check_interval: self.epoch_check_interval,
+            retention: self.retention,
+            retention_interval: self.retention_interval,
         }
     }
 }

@@ -54,8 +54,10 @@ impl Worker {
             started_at: chrono::Utc::now().to_rfc3339(),
             running: 0,
         };
-        // Registered before fetching, so no one mistakes it for dead.
+        // Registered before fetching, so no one mistakes it for dead; its
+        // queues' settings read before the first fetch.
         beat(&runtime, &info).await;
+        crate::gates::refresh(&runtime).await;
         // Its queues keep labels of their own in its metrics, whatever
         // names the jobs it meets carry.
         conveyor::metrics::reserve_queue_labels(&settings.queues);
@@ -74,6 +76,10 @@ impl Worker {
         services.spawn(heartbeat_loop(runtime.clone(), stop_services.clone(), info));
         services.spawn(cancel_listener(runtime.clone(), stop_services.clone()));
         services.spawn(lease_watchdog(runtime.clone(), stop_services.clone()));
+        services.spawn(crate::gates::refresh_loop(
+            runtime.clone(),
+            stop_services.clone(),
+        ));
         let maintenance = Maintenance::new(
             runtime.store.clone(),
             runtime.broker.clone(),

@@ -50,6 +50,89 @@ pub struct ListParams {
     /// `next_cursor` of the previous page: the jobs after it.
     #[param(pattern = "^[0-9]{1,18}_[0-9a-f]{32}$")]
     pub after: Option<String>,
+    /// Only jobs created before this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub created_before: Option<String>,
+    /// Only jobs created at or after this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub created_after: Option<String>,
+}
+
+/// The filters `GET /jobs` and the bulk actions share, checked.
+#[derive(Debug, Default)]
+pub struct Filters {
+    pub status: Option<JobStatus>,
+    pub queue: Option<String>,
+    pub task_type: Option<String>,
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Filters {
+    /// Parses each filter, naming the one that is wrong.
+    pub fn parse(
+        status: Option<&str>,
+        queue: Option<String>,
+        task_type: Option<String>,
+        created_before: Option<&str>,
+        created_after: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let status = status
+            .map(str::parse::<JobStatus>)
+            .transpose()
+            .map_err(|err| ApiError::invalid("status", err.to_string()))?;
+        if let Some(queue) = &queue {
+            conveyor::job::check_queue_name(queue)?;
+        }
+        if let Some(task_type) = &task_type {
+            conveyor::job::check_task_type(task_type)?;
+        }
+        Ok(Filters {
+            status,
+            queue,
+            task_type,
+            created_before: created_before
+                .map(|at| parse_instant("created_before", at))
+                .transpose()?,
+            created_after: created_after
+                .map(|at| parse_instant("created_after", at))
+                .transpose()?,
+        })
+    }
+
+    /// As a store filter, with paging left empty.
+    pub fn into_filter(self) -> ListFilter {
+        ListFilter {
+            status: self.status,
+            queue: self.queue,
+            task_type: self.task_type,
+            created_before: self.created_before,
+            created_after: self.created_after,
+            ..ListFilter::default()
+        }
+    }
+}
+
+/// An RFC 3339 instant PostgreSQL can store.
+fn parse_instant(
+    field: &'static str,
+    raw: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    let refused = || {
+        ApiError::invalid(
+            field,
+            format!(
+                "{field} must be an RFC 3339 date and time between years 1 and 9999, such as 2026-11-29T12:00:00Z (got {raw:?})"
+            ),
+        )
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(raw).map_err(|_| refused())?;
+    let at = at.with_timezone(&chrono::Utc);
+    use chrono::Datelike;
+    if !(1..=9999).contains(&at.year()) {
+        return Err(refused());
+    }
+    Ok(at)
 }
 
 /// A job status, as the list filter takes it.
@@ -91,19 +174,13 @@ pub async fn list_jobs(
             rejection.body_text()
         ),
     })?;
-    let status = params
-        .status
-        .map(|status| status.parse::<JobStatus>())
-        .transpose()
-        .map_err(|err| ApiError::invalid("status", err.to_string()))?;
-    let queue = params.queue;
-    if let Some(queue) = &queue {
-        conveyor::job::check_queue_name(queue)?;
-    }
-    let task_type = params.task_type;
-    if let Some(task_type) = &task_type {
-        conveyor::job::check_task_type(task_type)?;
-    }
+    let filters = Filters::parse(
+        params.status.as_deref(),
+        params.queue,
+        params.task_type,
+        params.created_before.as_deref(),
+        params.created_after.as_deref(),
+    )?;
     let limit = parse_count(
         "limit",
         params.limit.as_deref(),
@@ -133,13 +210,11 @@ pub async fn list_jobs(
         })
         .transpose()?;
     let filter = ListFilter {
-        status,
-        queue,
-        task_type,
         // One more than the page tells whether there is a next page.
         limit: limit + 1,
         offset,
         after,
+        ..filters.into_filter()
     };
     let (page, matching) = tokio::join!(
         state.store.list(&filter),

@@ -97,7 +97,9 @@ impl Broker {
     }
 
     /// Forgets `id` from `worker`'s processing list: its outcome is
-    /// committed, or it was a duplicate delivery.
+    /// committed, or it was a duplicate delivery. Leaves its place under
+    /// the concurrency limit (a duplicate of a job running elsewhere must
+    /// not free that job's place; an abandoned place lapses by itself).
     pub async fn ack(&self, queue: &str, worker: &str, id: &str) -> Result<(), BrokerError> {
         let mut conn = self.connection().await?;
         let _: i64 = redis::cmd("LREM")
@@ -110,7 +112,8 @@ impl Broker {
     }
 
     /// [`Broker::ack`] for many `(queue, id)` pairs of `worker`, in one
-    /// pipeline (one round trip).
+    /// pipeline (one round trip), each also releasing its place under its
+    /// queue's concurrency limit.
     pub async fn ack_many(
         &self,
         worker: &str,
@@ -123,6 +126,8 @@ impl Broker {
         for (queue, id) in ids {
             pipe.lrem(self.keys.processing(queue, worker), 1, id)
                 .ignore();
+            // Its place under the queue's concurrency limit is free again.
+            pipe.zrem(self.keys.active(queue), id).ignore();
         }
         let mut conn = self.connection().await?;
         let () = pipe.query_async(&mut conn).await?;
@@ -142,6 +147,8 @@ impl Broker {
             job.id.to_string(),
         )
         .ignore();
+        pipe.zrem(self.keys.active(&job.queue), job.id.to_string())
+            .ignore();
         let mut conn = self.connection().await?;
         let () = pipe.query_async(&mut conn).await?;
         Ok(())

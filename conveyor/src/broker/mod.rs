@@ -10,6 +10,8 @@
 //! | `<p>:{q:<queue>}:ready:<priority>` | list | ids waiting; producers `LPUSH`, workers take from the right |
 //! | `<p>:{q:<queue>}:processing:<worker>` | list | ids a worker took and has not acknowledged |
 //! | `<p>:{q:<queue>}:delayed` | sorted set | `<id>:<priority>` due later, scored by due time in ms |
+//! | `<p>:{q:<queue>}:active` | sorted set | ids taken and not acknowledged, scored by when their hold lapses (concurrency limit) |
+//! | `<p>:{q:<queue>}:rate` | hash | the rate limit's token bucket: `tokens`, `at` (ms) |
 //! | `<p>:workers` | sorted set | worker ids scored by last heartbeat (ms) |
 //! | `<p>:worker:<worker>` | hash | a worker's host, pid, queues, concurrency, start, running jobs; expires |
 //! | `<p>:queues` | set | queues in use: added by every publish, dropped by the leader once idle |
@@ -27,13 +29,16 @@
 //!   promotion of due ids.
 //! - `registry`: worker heartbeats, presence and removal.
 //! - `queues`: the set of known queues, their depths, dropping idle ones.
+//! - `gates`: concurrency and rate limits, inside the scripts that take ids.
 //! - `reconcile`: what Redis holds, the epoch key, the reconciler lock.
 
 mod fetch;
+mod gates;
 mod queues;
 mod reconcile;
 mod registry;
 
+pub use gates::{GATE_REFRESH, Held, Limits, Taken};
 pub use queues::QueueDepths;
 pub use registry::WorkerInfo;
 
@@ -102,6 +107,17 @@ impl Keys {
     /// Ids of `queue` due later, scored by due time in ms since the epoch.
     pub fn delayed(&self, queue: &str) -> String {
         format!("{}:{{q:{queue}}}:delayed", self.prefix)
+    }
+
+    /// Ids of `queue` taken and not yet acknowledged, counted against its
+    /// concurrency limit.
+    pub fn active(&self, queue: &str) -> String {
+        format!("{}:{{q:{queue}}}:active", self.prefix)
+    }
+
+    /// The token bucket of `queue`'s rate limit.
+    pub fn rate(&self, queue: &str) -> String {
+        format!("{}:{{q:{queue}}}:rate", self.prefix)
     }
 
     pub fn workers(&self) -> String {

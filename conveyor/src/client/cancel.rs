@@ -80,7 +80,7 @@ impl Client {
     /// that no key keeps it until a worker happens by (a job delayed by a
     /// year, a queue nobody serves). If Redis is unreachable the id stays;
     /// a worker that pops it loses the claim and drops it.
-    async fn forget(&self, job: &Job) {
+    pub(super) async fn forget(&self, job: &Job) {
         if let Err(err) = self.broker.forget(job).await {
             tracing::warn!(job.id = %job.id, error = %err,
                 "could not remove a canceled job's id from Redis; a worker will skip it");

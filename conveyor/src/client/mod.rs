@@ -23,14 +23,20 @@
 //! - `enqueue`: inserts, one or many, and settling lost replies.
 //! - `cancel`: [`Canceled`], the cancel loop.
 //! - `retry`: the manual retry.
+//! - `bulk`: retry and cancel of every job matching a filter.
+//! - `queues`: pause, resume, limits and retention of a queue.
 
+mod bulk;
 mod cancel;
 mod enqueue;
+mod queues;
 mod retry;
 
 use std::sync::Arc;
 
+pub use bulk::BulkCanceled;
 pub use cancel::Canceled;
+pub use queues::check_change;
 
 use crate::group_commit::StoreGroup;
 use crate::job::{Job, NewJob};

@@ -9,6 +9,7 @@
 //! | [`dead_workers`] | the leader | ids in the processing lists of workers that stopped heartbeating go back to Redis, then the worker leaves the registry |
 //! | [`reconciler`] | the leader | waiting jobs no Redis key holds are published again |
 //! | [`idle_queues`] | the leader | queues that hold nothing leave the set of known queues |
+//! | [`retention`] | the leader | finished jobs past their retention are deleted, in bounded batches |
 //!
 //! The first two are safe to run anywhere at once (a guarded `UPDATE ...
 //! SKIP LOCKED`, an atomic script), and running them everywhere keeps a
@@ -25,7 +26,7 @@
 //! - this module: [`Maintenance`], the runner, and [`Settings`].
 //! - [`leader`]: the leader's lease.
 //! - [`lease_rescuer`], [`promoter`], [`dead_workers`], [`reconciler`],
-//!   [`idle_queues`]: one service each.
+//!   [`idle_queues`], [`retention`]: one service each.
 
 pub mod dead_workers;
 pub mod idle_queues;
@@ -33,6 +34,7 @@ pub mod leader;
 pub mod lease_rescuer;
 pub mod promoter;
 pub mod reconciler;
+pub mod retention;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,6 +65,10 @@ pub struct Settings {
     pub reconcile_interval: Duration,
     /// How often the reconciler looks for a Redis that lost its data.
     pub epoch_check_interval: Duration,
+    /// How long finished jobs are kept unless their queue says otherwise.
+    pub retention: retention::Retention,
+    /// How often the leader deletes finished jobs past their retention.
+    pub retention_interval: Duration,
 }
 
 impl Settings {
@@ -186,6 +192,7 @@ impl Maintenance {
             Arc::new(dead_workers::DeadWorkers),
             Arc::new(reconciler::Reconciler::default()),
             Arc::new(idle_queues::IdleQueues),
+            Arc::new(retention::Retainer),
         ]
     }
 

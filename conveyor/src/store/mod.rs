@@ -13,21 +13,33 @@
 //! # Layout
 //! - `insert`: idempotent inserts keyed by idempotency key and fingerprint.
 //! - `transitions`: every edge of the state machine.
-//! - `read`: lookups by id.
+//! - `read`: lookups by id, lists and counts.
+//! - `queues`: queue settings (paused, limits, retention).
+//! - `attempts`: attempt history.
+//! - `bulk`: retry and cancel of every job matching a filter.
+//! - `retention`: deleting finished jobs past their retention.
 
+mod attempts;
+mod bulk;
 mod insert;
+mod queues;
 mod read;
+mod retention;
 mod transitions;
 
 use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
+pub use attempts::{AttemptRecord, MAX_ATTEMPTS_LISTED};
+pub use bulk::MAX_BULK;
 pub use insert::Inserted;
+pub use queues::{Change, MAX_LIMIT, MAX_RETENTION_SECS, QueueChange, QueueSettings};
 pub use read::{
     COUNT_BUDGET, COUNT_EXACT_UP_TO, EXACT_COUNT_LIMIT, InvalidCursor, JobCounts, ListCursor,
     ListFilter, MatchCount, SAMPLE_ROWS, StatusCount,
 };
+pub use retention::QueueScope;
 pub use transitions::{LEASE_EXPIRED_ERROR, LeaseExpiry, LeaseRenewal, STUCK_ERROR, StuckAction};
 
 use crate::job::{ClaimToken, InvalidJob, Job, JobId, WorkerId};

@@ -23,6 +23,10 @@ pub struct ListFilter {
     pub status: Option<JobStatus>,
     pub queue: Option<String>,
     pub task_type: Option<String>,
+    /// Only jobs created before this instant.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only jobs created at or after this instant.
+    pub created_after: Option<DateTime<Utc>>,
     pub limit: u64,
     pub offset: u64,
     /// Only jobs after this one in the list's order (keyset paging: a deep
@@ -432,7 +436,7 @@ impl Store {
 
 /// The jobs `filter`'s status, queue and type select, unordered and
 /// unpaged.
-fn matching(filter: &ListFilter) -> Select<Entity> {
+pub(super) fn matching(filter: &ListFilter) -> Select<Entity> {
     let mut query = Entity::find();
     if let Some(status) = filter.status {
         query = query.filter(Column::Status.eq(status));
@@ -442,6 +446,12 @@ fn matching(filter: &ListFilter) -> Select<Entity> {
     }
     if let Some(task_type) = &filter.task_type {
         query = query.filter(Column::TaskType.eq(task_type.as_str()));
+    }
+    if let Some(before) = filter.created_before {
+        query = query.filter(Column::CreatedAt.lt(before));
+    }
+    if let Some(after) = filter.created_after {
+        query = query.filter(Column::CreatedAt.gte(after));
     }
     query
 }

@@ -335,12 +335,35 @@ impl Store {
         running: &[(JobId, ClaimToken)],
         lease: Duration,
     ) -> Result<Vec<LeaseRenewal>, StoreError> {
+        let running: Vec<(JobId, ClaimToken, Option<serde_json::Value>)> = running
+            .iter()
+            .map(|(id, token)| (*id, *token, None))
+            .collect();
+        self.heartbeat_reporting(worker, &running, lease).await
+    }
+
+    /// [`Store::heartbeat`] that also writes the progress reported for
+    /// some attempts (`Some`), in the same statement: progress costs no
+    /// write of its own. Only a current attempt's progress is written.
+    pub async fn heartbeat_reporting(
+        &self,
+        worker: &WorkerId,
+        running: &[(JobId, ClaimToken, Option<serde_json::Value>)],
+        lease: Duration,
+    ) -> Result<Vec<LeaseRenewal>, StoreError> {
         if running.is_empty() {
             return Ok(Vec::new());
         }
         let rows: Vec<serde_json::Value> = running
             .iter()
-            .map(|(id, token)| serde_json::json!({"id": id.as_uuid(), "token": token.as_uuid()}))
+            .map(|(id, token, progress)| {
+                serde_json::json!({
+                    "id": id.as_uuid(),
+                    "token": token.as_uuid(),
+                    "report": progress.is_some(),
+                    "progress": progress,
+                })
+            })
             .collect();
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -473,7 +496,7 @@ impl Store {
 }
 
 /// The claim edge without its id filter: `queued | retrying` (due, not
-/// canceled) → `running` for `worker`, attempts + 1, leased for `lease`.
+/// canceled, its queue not paused) → `running` for `worker`, attempts + 1, leased for `lease`.
 fn claim_update(worker: &WorkerId, lease: Duration) -> UpdateMany<Entity> {
     Entity::update_many()
         .col_expr(Column::Status, status(JobStatus::Running))
@@ -481,11 +504,19 @@ fn claim_update(worker: &WorkerId, lease: Duration) -> UpdateMany<Entity> {
         .col_expr(Column::WorkerId, Expr::value(worker.as_str()))
         .col_expr(Column::LeaseExpiresAt, now_plus(lease))
         .col_expr(Column::StartedAt, now())
+        .col_expr(Column::Progress, null())
         .col_expr(Column::UpdatedAt, now())
         .filter(Column::Status.is_in([JobStatus::Queued, JobStatus::Retrying]))
         .filter(Expr::col(Column::RunAt).lte(now()))
         .filter(Column::CancelRequested.eq(false))
+        .filter(Expr::cust(NOT_PAUSED))
 }
+
+/// No job of a paused queue is claimed: checked in the claim itself, so a
+/// pause holds from the moment it commits, whatever Redis holds or a
+/// worker last read.
+const NOT_PAUSED: &str =
+    "NOT EXISTS (SELECT 1 FROM queues WHERE queues.name = jobs.queue AND queues.paused)";
 
 /// A fenced write that matched no row, settled by the row as found. If the
 /// row still carries the fence's token (and worker) but is no longer
@@ -545,9 +576,10 @@ pub struct LeaseRenewal {
 const CLAIM_MANY: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
      worker_id = $3, claim_token = ($2::jsonb ->> id::text)::uuid, \
      lease_expires_at = now() + $4 * interval '1 millisecond', \
-     started_at = now(), updated_at = now() \
+     started_at = now(), progress = NULL, updated_at = now() \
      WHERE id = ANY ($1::text::uuid[]) AND status IN ('queued', 'retrying') \
      AND run_at <= now() AND NOT cancel_requested \
+     AND NOT EXISTS (SELECT 1 FROM queues WHERE queues.name = jobs.queue AND queues.paused) \
      RETURNING *";
 
 /// The statement behind [`Store::complete_many`]: the same columns and the
@@ -560,9 +592,11 @@ const COMPLETE_MANY: &str = "UPDATE jobs SET status = 'completed', result = COAL
      RETURNING jobs.*";
 
 /// The statement behind [`Store::heartbeat`]: the lease of each listed
-/// attempt that is still current, extended by $2 ms.
-const HEARTBEAT: &str = "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond' \
-     FROM jsonb_to_recordset($1::jsonb) AS h(id uuid, token uuid) \
+/// attempt that is still current, extended by $2 ms, and its progress
+/// where one was reported.
+const HEARTBEAT: &str = "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond', \
+     progress = CASE WHEN h.report THEN h.progress ELSE jobs.progress END \
+     FROM jsonb_to_recordset($1::jsonb) AS h(id uuid, token uuid, report boolean, progress jsonb) \
      WHERE jobs.id = h.id AND jobs.status = 'running' AND jobs.claim_token = h.token \
      AND jobs.worker_id = $3 \
      RETURNING jobs.id, jobs.claim_token AS token, jobs.cancel_requested";

@@ -4,6 +4,7 @@ mod client;
 mod example;
 mod idempotency;
 mod leases;
+mod operable;
 mod queues;
 mod races;
 mod support;

@@ -9,6 +9,7 @@ mod maintenance;
 mod observability;
 mod ordering;
 mod outages;
+mod queues;
 mod recovery;
 mod shutdown;
 mod support;

@@ -52,6 +52,8 @@ impl Harness {
             stop_grace: Duration::from_millis(200),
             reconcile_interval: Duration::from_millis(500),
             epoch_check_interval: Duration::from_millis(100),
+            retention: Default::default(),
+            retention_interval: Duration::from_secs(3600),
         }
     }
 

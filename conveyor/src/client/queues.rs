@@ -1,0 +1,85 @@
+//! Operating queues: pause, resume, limits and retention. PostgreSQL's
+//! `queues` table is the truth: a claim checks the pause itself, and
+//! workers read the limits from it (see the worker's `gates`), so nothing
+//! here writes Redis and nothing is lost when Redis loses its data.
+
+use super::Client;
+use crate::job::{InvalidJob, check_queue_name};
+use crate::store::{Change, MAX_LIMIT, MAX_RETENTION_SECS, QueueChange, QueueSettings, StoreError};
+
+impl Client {
+    /// Applies `change` to `queue`'s settings and returns them.
+    pub async fn configure_queue(
+        &self,
+        queue: &str,
+        change: &QueueChange,
+    ) -> Result<QueueSettings, StoreError> {
+        check_queue_name(queue)?;
+        check_change(change)?;
+        let settings = self.store.configure_queue(queue, change).await?;
+        tracing::info!(event = "queue_configured", job.queue = %queue, paused = settings.paused,
+            concurrency_limit = ?settings.concurrency_limit, rate_limit = ?settings.rate_limit,
+            "queue {queue} configured");
+        Ok(settings)
+    }
+
+    /// No worker starts a job of `queue` once this returns; running jobs
+    /// finish, new jobs are still accepted.
+    pub async fn pause_queue(&self, queue: &str) -> Result<QueueSettings, StoreError> {
+        let change = QueueChange {
+            paused: Some(true),
+            ..QueueChange::default()
+        };
+        self.configure_queue(queue, &change).await
+    }
+
+    /// Workers start `queue`'s jobs again (within a second).
+    pub async fn resume_queue(&self, queue: &str) -> Result<QueueSettings, StoreError> {
+        let change = QueueChange {
+            paused: Some(false),
+            ..QueueChange::default()
+        };
+        self.configure_queue(queue, &change).await
+    }
+}
+
+/// Refuses values the table would refuse, naming the field.
+pub fn check_change(change: &QueueChange) -> Result<(), InvalidJob> {
+    let whole = |field: &'static str, value: Change<i32>| match value {
+        Change::Set(n) if !(1..=MAX_LIMIT).contains(&n) => Err(InvalidJob::new(
+            field,
+            format!("must be a whole number between 1 and {MAX_LIMIT}, or null for none (got {n})"),
+        )),
+        _ => Ok(()),
+    };
+    whole("concurrency_limit", change.concurrency_limit)?;
+    whole("rate_burst", change.rate_burst)?;
+    if let Change::Set(rate) = change.rate_limit
+        && !(rate.is_finite() && rate > 0.0 && rate <= f64::from(MAX_LIMIT))
+    {
+        return Err(InvalidJob::new(
+            "rate_limit",
+            format!(
+                "must be a number of jobs per second above 0 and at most {MAX_LIMIT}, or null for none (got {rate})"
+            ),
+        ));
+    }
+    for (field, value) in [
+        ("retain_completed_secs", change.retain_completed_secs),
+        ("retain_failed_secs", change.retain_failed_secs),
+        ("retain_canceled_secs", change.retain_canceled_secs),
+    ] {
+        if let Change::Set(secs) = value
+            && !(0..=MAX_RETENTION_SECS).contains(&secs)
+        {
+            return Err(InvalidJob::new(
+                field,
+                format!(
+                    "must be a number of seconds between 0 (keep forever) and {MAX_RETENTION_SECS}, \
+                     or null for the global setting (got {secs})"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

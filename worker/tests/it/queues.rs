@@ -1,0 +1,227 @@
+//! Operable queues with real workers: a pause holds across restarts and
+//! Redis data loss, limits hold across three workers, progress shows while
+//! a job runs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use conveyor::store::{Change, QueueChange};
+use conveyor::{Client, JobStatus};
+use serde_json::json;
+use testkit::wait_until;
+
+use crate::support::{Harness, id, job};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+fn in_queue(queue: &str, task_type: &str, payload: serde_json::Value) -> conveyor::NewJob {
+    let mut new = job(task_type, payload);
+    new.queue = queue.to_owned();
+    new
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_holds_across_worker_restarts_and_redis_data_loss_until_resumed() {
+    let h = Harness::new().await;
+    let client = Client::new(h.store.clone(), h.broker.clone());
+    let mut settings = h.settings("w");
+    settings.queues = vec!["default".to_owned(), "probe".to_owned()];
+    let worker = h.spawn(settings.clone(), worker::builtin_registry());
+
+    // A job already running when the pause commits finishes.
+    let running = h.submit(job("sleep", json!({"ms": 300}))).await;
+    h.wait_for(id(&running), JobStatus::Running, DEADLINE).await;
+    client.pause_queue("default").await.expect("pause");
+    h.wait_for(id(&running), JobStatus::Completed, DEADLINE)
+        .await;
+
+    // A paused queue accepts jobs; a probe in another queue shows the
+    // worker fetching past it.
+    let held = h.submit(job("noop", json!({}))).await;
+    let probe = h.submit(in_queue("probe", "noop", json!({}))).await;
+    h.wait_for(id(&probe), JobStatus::Completed, DEADLINE).await;
+    assert_eq!(h.job(id(&held)).await.status, JobStatus::Queued);
+
+    // Redis loses everything and the worker restarts: the pause is in
+    // PostgreSQL. The reconciler puts the held id back in its lane.
+    worker.stop().await;
+    h.redis.delete_all().expect("wipe redis");
+    let worker = h.spawn(settings, worker::builtin_registry());
+    let lane = h.keys().ready("default", 0);
+    let held_id = held.id.to_string();
+    wait_until("the held id back in its lane", DEADLINE, || async {
+        let ids: Vec<String> = redis::Commands::lrange(&mut h.redis_conn(), &lane, 0, -1).ok()?;
+        ids.contains(&held_id).then_some(())
+    })
+    .await;
+    let probe = h.submit(in_queue("probe", "noop", json!({}))).await;
+    h.wait_for(id(&probe), JobStatus::Completed, DEADLINE).await;
+    assert_eq!(h.job(id(&held)).await.status, JobStatus::Queued);
+    assert!(
+        h.store
+            .attempts(id(&held))
+            .await
+            .expect("history")
+            .is_empty()
+    );
+
+    client.resume_queue("default").await.expect("resume");
+    h.wait_for(id(&held), JobStatus::Completed, DEADLINE).await;
+    worker.stop().await;
+}
+
+/// A handler that counts how many of its runs overlap and when each began.
+#[derive(Clone, Default)]
+struct Overlap {
+    now: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    starts: Arc<Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl Overlap {
+    fn registry(&self) -> worker::Registry {
+        let mut registry = worker::builtin_registry();
+        let overlap = self.clone();
+        registry.register(
+            "tracked",
+            move |_p: serde_json::Value, _ctx: worker::Context| {
+                let overlap = overlap.clone();
+                async move {
+                    overlap
+                        .starts
+                        .lock()
+                        .expect("lock")
+                        .push(tokio::time::Instant::now());
+                    let now = overlap.now.fetch_add(1, Ordering::SeqCst) + 1;
+                    overlap.most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                    overlap.now.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, worker::JobError>(json!({}))
+                }
+            },
+        );
+        registry
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_limit_holds_across_three_workers() {
+    let h = Harness::new().await;
+    let client = Client::new(h.store.clone(), h.broker.clone());
+    client
+        .configure_queue(
+            "default",
+            &QueueChange {
+                concurrency_limit: Change::Set(2),
+                ..QueueChange::default()
+            },
+        )
+        .await
+        .expect("limit");
+    let overlap = Overlap::default();
+    let workers: Vec<_> = (0..3)
+        .map(|n| h.spawn(h.settings(&format!("w{n}")), overlap.registry()))
+        .collect();
+    let mut jobs = Vec::new();
+    for _ in 0..16 {
+        jobs.push(h.submit(job("tracked", json!({}))).await);
+    }
+    for job in &jobs {
+        h.wait_for(id(job), JobStatus::Completed, DEADLINE).await;
+    }
+    let most = overlap.most.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&most),
+        "at most 2 at once across 3 workers of 4 slots, saw {most}"
+    );
+    for worker in workers {
+        worker.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_across_three_workers() {
+    let h = Harness::new().await;
+    let client = Client::new(h.store.clone(), h.broker.clone());
+    // 5 starts per second, bursts of 1, read by each worker before it
+    // fetches.
+    client
+        .configure_queue(
+            "default",
+            &QueueChange {
+                rate_limit: Change::Set(5.0),
+                rate_burst: Change::Set(1),
+                ..QueueChange::default()
+            },
+        )
+        .await
+        .expect("rate");
+    let overlap = Overlap::default();
+    let workers: Vec<_> = (0..3)
+        .map(|n| h.spawn(h.settings(&format!("w{n}")), overlap.registry()))
+        .collect();
+    let mut jobs = Vec::new();
+    for _ in 0..8 {
+        jobs.push(h.submit(job("tracked", json!({}))).await);
+    }
+    for job in &jobs {
+        h.wait_for(id(job), JobStatus::Completed, DEADLINE).await;
+    }
+    let starts = overlap.starts.lock().expect("lock").clone();
+    assert_eq!(starts.len(), 8);
+    let span = starts.iter().max().copied().expect("starts")
+        - starts.iter().min().copied().expect("starts");
+    // Eight starts at five per second after a burst of one take 1.4 s by
+    // Redis's clock; allow for the first start being recorded late.
+    assert!(
+        span >= Duration::from_millis(1_000),
+        "8 starts within {span:?}"
+    );
+    for worker in workers {
+        worker.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_shows_while_the_job_runs_and_bad_reports_are_refused() {
+    let h = Harness::new().await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let mut registry = worker::builtin_registry();
+    let gate = release.clone();
+    registry.register(
+        "reports",
+        move |_p: serde_json::Value, ctx: worker::Context| {
+            let gate = gate.clone();
+            async move {
+                let nul = ctx.progress(json!({"bad": "a\u{0}b"}));
+                let huge = ctx.progress("x".repeat(worker::handler::MAX_PROGRESS_BYTES + 1));
+                for step in 1..=3 {
+                    ctx.progress(json!({"step": step, "of": 3}))
+                        .map_err(worker::JobError::permanent)?;
+                }
+                gate.notified().await;
+                Ok::<_, worker::JobError>(json!({
+                    "nul_refused": matches!(nul, Err(worker::ProgressError::Unstorable)),
+                    "huge_refused": matches!(huge, Err(worker::ProgressError::TooLarge { .. })),
+                }))
+            }
+        },
+    );
+    let worker = h.spawn(h.settings("w"), registry);
+    let reporting = h.submit(job("reports", json!({}))).await;
+    wait_until("the progress report", DEADLINE, || async {
+        let job = h.job(id(&reporting)).await;
+        (job.progress == Some(json!({"step": 3, "of": 3}))).then_some(())
+    })
+    .await;
+    release.notify_one();
+    let done = h
+        .wait_for(id(&reporting), JobStatus::Completed, DEADLINE)
+        .await;
+    assert_eq!(
+        done.result,
+        Some(json!({"nul_refused": true, "huge_refused": true}))
+    );
+    worker.stop().await;
+}
