@@ -144,3 +144,28 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
             .map_err(|_| ApiError::invalid("id", format!("{raw:?} is not a valid job id (a UUID)")))
     }
 }
+
+/// The `{queue}` of a queue route, checked like a job's queue field; a bad
+/// one is a 422 problem naming `queue`.
+#[derive(Debug, Clone)]
+pub struct QueuePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueuePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::invalid(
+                    "queue",
+                    format!(
+                        "the queue name in the path cannot be read: {}",
+                        rejection.body_text()
+                    ),
+                )
+            })?;
+        conveyor::job::check_queue_name(&raw)?;
+        Ok(QueuePath(raw))
+    }
+}

@@ -42,6 +42,8 @@ pub fn router(state: AppState) -> Router {
     let limits = state.settings.limits.clone();
     let (protected, protected_doc) = OpenApiRouter::new()
         .merge(routes::jobs::router())
+        .merge(routes::attempts::router())
+        .merge(routes::bulk::router())
         .merge(routes::list::router())
         .merge(routes::batch::router())
         .merge(routes::summary::router())

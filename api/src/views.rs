@@ -36,6 +36,11 @@ pub struct JobView {
     pub completed_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
     pub canceled_at: Option<DateTime<Utc>>,
+    /// What the running attempt's handler last reported (any JSON), as of
+    /// the worker's latest heartbeat; kept after the attempt ends, cleared
+    /// by the next claim.
+    #[schema(value_type = Option<Object>)]
+    pub progress: Option<serde_json::Value>,
 }
 
 impl From<Job> for JobView {
@@ -63,8 +68,50 @@ impl From<Job> for JobView {
             completed_at: job.completed_at,
             failed_at: job.failed_at,
             canceled_at: job.canceled_at,
+            progress: job.progress,
         }
     }
+}
+
+/// One attempt of a job.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttemptView {
+    /// 1 for the first attempt; a manual retry starts again from 1.
+    pub attempt: i32,
+    pub worker_id: Option<String>,
+    pub started_at: DateTime<Utc>,
+    /// Absent while the attempt runs.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `running`, `completed`, `failed` (the handler's error; retried or
+    /// not), `lost` (its lease expired, or `recover-stuck`), `interrupted`
+    /// (a shutdown put it back; it does not count), `canceled`.
+    pub outcome: String,
+    pub error: Option<String>,
+    /// Absent while the attempt runs.
+    pub duration_ms: Option<i64>,
+}
+
+impl From<conveyor::store::AttemptRecord> for AttemptView {
+    fn from(record: conveyor::store::AttemptRecord) -> Self {
+        AttemptView {
+            attempt: record.attempt,
+            duration_ms: Some(record.duration_ms()),
+            worker_id: record.worker_id,
+            started_at: record.started_at,
+            ended_at: Some(record.ended_at),
+            outcome: record.outcome,
+            error: record.error,
+        }
+    }
+}
+
+/// `GET /jobs/{id}/attempts`: every attempt, oldest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttemptList {
+    pub job_id: Uuid,
+    /// Ended attempts (at most the newest 1,000), then the running one if
+    /// any.
+    pub items: Vec<AttemptView>,
 }
 
 /// Whether a count is exact or an estimate.

@@ -1,6 +1,8 @@
 //! The handlers, one module per resource.
 
+pub mod attempts;
 pub mod batch;
+pub mod bulk;
 pub mod health;
 pub mod jobs;
 pub mod list;

@@ -10,6 +10,7 @@ mod health;
 mod hostile;
 mod limits;
 mod observability;
+mod operate;
 mod outages;
 mod read;
 mod support;
