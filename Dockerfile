@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Conveyor: one image holding conveyor-api, conveyor-worker and conveyor-migrate.
+# Conveyor: one image holding conveyor-api, conveyor-worker, conveyor-migrate
+# and the operator's CLI, conveyor (docker compose exec api conveyor --help).
 # Build: docker build -t conveyor:local .   (or docker compose up --build)
 
 FROM rust:1.95-slim-bookworm AS builder
@@ -11,9 +12,10 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-        --bin conveyor-api --bin conveyor-worker --bin conveyor-migrate \
+        --bin conveyor-api --bin conveyor-worker --bin conveyor-migrate --bin conveyor \
  && mkdir -p /out \
- && cp target/release/conveyor-api target/release/conveyor-worker target/release/conveyor-migrate /out/
+ && cp target/release/conveyor-api target/release/conveyor-worker target/release/conveyor-migrate \
+       target/release/conveyor /out/
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

@@ -50,15 +50,17 @@ check("container_name" not in services.get("worker", {}), "worker must not set c
 # Binaries named in the compose file must be ones the Dockerfile copies and
 # the workspace builds.
 dockerfile = (ROOT / "Dockerfile").read_text()
-built = set(re.findall(r"--bin (conveyor-[a-z]+)", dockerfile))
+built = set(re.findall(r"--bin (conveyor(?:-[a-z]+)?)\b", dockerfile))
 declared = set()
 for manifest in ROOT.glob("*/Cargo.toml"):
-    declared.update(re.findall(r'name = "(conveyor-[a-z]+)"', manifest.read_text()))
-check(built == {"conveyor-api", "conveyor-worker", "conveyor-migrate"}, f"Dockerfile builds {sorted(built)}")
+    declared.update(re.findall(r'name = "(conveyor(?:-[a-z]+)?)"', manifest.read_text()))
+check(built == {"conveyor-api", "conveyor-worker", "conveyor-migrate", "conveyor"}, f"Dockerfile builds {sorted(built)}")
+copied = set(re.findall(r"target/release/(conveyor(?:-[a-z]+)?)\b", dockerfile))
+check(copied == built, f"Dockerfile builds {sorted(built)} but copies {sorted(copied)}")
 check(built <= declared, f"Dockerfile names binaries the workspace does not declare: {sorted(built - declared)}")
 for name, service in services.items():
     entry = service.get("entrypoint", [])
-    if entry and entry[0].startswith("conveyor-"):
+    if entry and entry[0].startswith("conveyor"):
         check(entry[0] in built, f"{name} runs {entry[0]}, which the image does not contain")
 
 # The worker's stop grace must outlast its own shutdown grace.

@@ -66,40 +66,13 @@ async fn main() -> anyhow::Result<()> {
                 },
                 dry_run,
             };
-            if let Err(err) = recover_stuck(&cli.connection, options).await {
+            if let Err(err) = recover::run(&cli.connection, options).await {
                 eprintln!("error: {err:#}");
                 std::process::exit(1);
             }
             Ok(())
         }
     }
-}
-
-async fn recover_stuck(
-    connection: &ConnectionConfig,
-    options: recover::Options,
-) -> anyhow::Result<()> {
-    let store = Store::connect(&connection.database_url, 2)
-        .await
-        .context("DATABASE_URL is not a usable PostgreSQL URL")?;
-    let broker = Broker::connect(&connection.redis_url, &connection.prefix, 2)
-        .context("REDIS_URL is not a usable Redis URL")?;
-    let report = recover::recover_stuck(&store, &broker, options)
-        .await
-        .context(
-            "could not recover stuck jobs: PostgreSQL (DATABASE_URL) refused or is unreachable",
-        )?;
-    for line in &report.lines {
-        println!("{}", line.render());
-    }
-    if let Some(err) = &report.publish_error {
-        eprintln!(
-            "warning: requeued jobs are safe in PostgreSQL but could not be published to Redis ({err}); \
-             a running worker's reconciler will publish them"
-        );
-    }
-    println!("{}", report.summary(options.dry_run));
-    Ok(())
 }
 
 async fn run(

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use conveyor::store::StuckAction;
 use conveyor::{Broker, Job, JobStatus, Store, StoreError, Transition};
 
@@ -138,4 +140,31 @@ pub async fn recover_stuck(
         report.publish_error = Some(err.to_string());
     }
     Ok(report)
+}
+
+/// The command: connects, recovers, prints a line per job and a summary.
+/// Shared by `conveyor-worker recover-stuck` and `conveyor recover-stuck`.
+pub async fn run(
+    connection: &conveyor::config::ConnectionConfig,
+    options: Options,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&connection.database_url, 2)
+        .await
+        .context("DATABASE_URL is not a usable PostgreSQL URL")?;
+    let broker = Broker::connect(&connection.redis_url, &connection.prefix, 2)
+        .context("REDIS_URL is not a usable Redis URL")?;
+    let report = recover_stuck(&store, &broker, options).await.context(
+        "could not recover stuck jobs: PostgreSQL (DATABASE_URL) refused or is unreachable",
+    )?;
+    for line in &report.lines {
+        println!("{}", line.render());
+    }
+    if let Some(err) = &report.publish_error {
+        eprintln!(
+            "warning: requeued jobs are safe in PostgreSQL but could not be published to Redis ({err}); \
+             a running worker's reconciler will publish them"
+        );
+    }
+    println!("{}", report.summary(options.dry_run));
+    Ok(())
 }

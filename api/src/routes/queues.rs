@@ -139,45 +139,32 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
             detail: "Redis is unavailable; try again".to_owned(),
         }
     };
-    let mut names = state.broker.known_queues().await.map_err(redis_down)?;
-    let running = state.store.running_by_queue().await?;
-    let mut settings: BTreeMap<String, QueueSettings> = state
-        .store
-        .queue_settings()
-        .await?
-        .into_iter()
-        .map(|settings| (settings.name.clone(), settings))
-        .collect();
-    for queue in running.keys().chain(settings.keys()) {
-        if !names.contains(queue) {
-            names.push(queue.clone());
-        }
-    }
-    names.sort();
-
-    let all_depths = state
-        .broker
-        .queue_depths_of(&names)
+    let overview = conveyor::client::overview(&state.store, &state.broker)
         .await
-        .map_err(redis_down)?;
-    let mut queues = Vec::with_capacity(names.len());
-    for (name, depths) in names.into_iter().zip(all_depths) {
-        let ready: BTreeMap<i16, u64> = PRIORITY_RANGE.zip(depths.ready.iter().copied()).collect();
-        let running = running.get(&name).copied().unwrap_or_default();
-        let own = settings.remove(&name).map_or_else(
-            || QueueSettingsView::defaults(&name),
-            QueueSettingsView::from,
-        );
-        queues.push(QueueView {
-            settings: own,
-            ready_total: ready.values().sum(),
-            delayed: depths.delayed,
-            in_flight: depths.processing,
-            ready,
-            running,
-            name,
-        });
-    }
+        .map_err(|err| match err {
+            conveyor::client::OverviewError::Store(err) => ApiError::from(err),
+            conveyor::client::OverviewError::Broker(err) => redis_down(err),
+        })?;
+    let queues = overview
+        .into_iter()
+        .map(|queue| {
+            let ready: BTreeMap<i16, u64> = PRIORITY_RANGE
+                .zip(queue.depths.ready.iter().copied())
+                .collect();
+            QueueView {
+                settings: queue.settings.map_or_else(
+                    || QueueSettingsView::defaults(&queue.name),
+                    QueueSettingsView::from,
+                ),
+                ready_total: ready.values().sum(),
+                delayed: queue.depths.delayed,
+                in_flight: queue.depths.processing,
+                ready,
+                running: queue.running,
+                name: queue.name,
+            }
+        })
+        .collect();
 
     let workers = state
         .broker

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 pub use bulk::BulkCanceled;
 pub use cancel::Canceled;
-pub use queues::check_change;
+pub use queues::{OverviewError, QueueOverview, check_change, overview};
 
 use crate::group_commit::StoreGroup;
 use crate::job::{Job, NewJob};

@@ -3,9 +3,65 @@
 //! workers read the limits from it (see the worker's `gates`), so nothing
 //! here writes Redis and nothing is lost when Redis loses its data.
 
+use std::collections::BTreeMap;
+
 use super::Client;
+use crate::broker::QueueDepths;
 use crate::job::{InvalidJob, check_queue_name};
 use crate::store::{Change, MAX_LIMIT, MAX_RETENTION_SECS, QueueChange, QueueSettings, StoreError};
+use crate::{Broker, BrokerError, Store};
+
+/// One queue as an operator sees it: its settings and its live state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueOverview {
+    pub name: String,
+    /// `None` for a queue never configured (the defaults).
+    pub settings: Option<QueueSettings>,
+    /// What Redis holds for it.
+    pub depths: QueueDepths,
+    /// Its jobs in `running` (PostgreSQL).
+    pub running: i64,
+}
+
+/// Why the overview could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum OverviewError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Every queue in use (known to Redis), running jobs, or configured, by
+/// name, with its settings and live state. Reads only: the set of known
+/// queues, one pipeline of depths, two small queries.
+pub async fn overview(store: &Store, broker: &Broker) -> Result<Vec<QueueOverview>, OverviewError> {
+    let mut names = broker.known_queues().await?;
+    let running = store.running_by_queue().await?;
+    let mut settings: BTreeMap<String, QueueSettings> = store
+        .queue_settings()
+        .await?
+        .into_iter()
+        .map(|settings| (settings.name.clone(), settings))
+        .collect();
+    for queue in running.keys().chain(settings.keys()) {
+        if !names.contains(queue) {
+            names.push(queue.clone());
+        }
+    }
+    names.sort();
+    let depths = broker.queue_depths_of(&names).await?;
+    Ok(names
+        .into_iter()
+        .zip(depths)
+        .map(|(name, depths)| QueueOverview {
+            settings: settings.remove(&name),
+            running: running.get(&name).copied().unwrap_or_default(),
+            depths,
+            name,
+        })
+        .collect())
+}
 
 impl Client {
     /// Applies `change` to `queue`'s settings and returns them.
