@@ -166,6 +166,15 @@ pub struct Report {
     /// Hostile probes sent, and slow connections the API closed on its own.
     pub hostile_probes: usize,
     pub slow_clients_closed: usize,
+    /// Pauses the operator made, and attempts of the paused queue that
+    /// started inside one (more than a second after it was answered).
+    pub pauses: usize,
+    pub started_while_paused: usize,
+    /// The most attempts of the limited queue that overlapped (its
+    /// concurrency limit is 4; a Redis that lost its data forgets the
+    /// count until the heartbeats rebuild it, so this is a figure, not an
+    /// invariant).
+    pub limited_most_concurrent: usize,
     pub problems: Vec<String>,
 }
 
@@ -182,6 +191,7 @@ impl Report {
             && self.server_errors == 0
             && self.read_back_mismatches == 0
             && self.bad_input_mishandled == 0
+            && self.started_while_paused == 0
     }
 
     pub fn print(&self) {
@@ -227,6 +237,17 @@ impl Report {
             "hostile inputs taken or mishandled",
             n(self.bad_input_mishandled),
             true,
+        );
+        line(
+            "attempts started inside a queue's pause",
+            n(self.started_while_paused),
+            true,
+        );
+        line("queue pauses (3 s each)", n(self.pauses), false);
+        line(
+            "most running at once in the limited queue (4)",
+            n(self.limited_most_concurrent),
+            false,
         );
         line("hostile probes sent", n(self.hostile_probes), false);
         line(
@@ -433,7 +454,9 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
             | Kind::LongSleep
             | Kind::HangUp
             | Kind::RefuseOnce
-            | Kind::EdgeFloats => row.status == "completed" || exhausted,
+            | Kind::EdgeFloats
+            | Kind::Paused
+            | Kind::Limited => row.status == "completed" || exhausted,
             Kind::RetryAfterLoss => {
                 row.status == "completed"
                     || (row.status == "failed" && row.error.as_deref() == Some(LEASE_EXPIRED))
@@ -767,6 +790,25 @@ mod tests {
             ),
             (2, 1, 1, 1),
             "{report:?}"
+        );
+    }
+
+    #[test]
+    fn a_start_inside_a_pause_fails_the_run() {
+        let report = Report {
+            pauses: 3,
+            started_while_paused: 1,
+            ..Report::default()
+        };
+        assert!(!report.passed());
+        let report = Report {
+            pauses: 3,
+            limited_most_concurrent: 9,
+            ..Report::default()
+        };
+        assert!(
+            report.passed(),
+            "the limited queue's overlap is a figure, not an invariant"
         );
     }
 

@@ -47,6 +47,12 @@ pub enum Kind {
     /// `noop` whose payload holds numbers at the edges of the float range:
     /// completes, and reads back exactly as sent.
     EdgeFloats,
+    /// `noop` in the queue the operator pauses and resumes: completes, and
+    /// never starts inside a pause.
+    Paused,
+    /// `sleep` of 50-300 ms in the queue under concurrency and rate
+    /// limits: completes.
+    Limited,
 }
 
 impl Kind {
@@ -62,7 +68,9 @@ impl Kind {
 
     fn pick(rng: &mut impl Rng) -> Kind {
         match rng.random_range(0..100) {
-            0..37 => Kind::Noop,
+            0..29 => Kind::Noop,
+            29..33 => Kind::Paused,
+            33..37 => Kind::Limited,
             37..40 => Kind::EdgeFloats,
             40..58 => Kind::Sleep,
             58..63 => Kind::LongSleep,
@@ -77,6 +85,11 @@ impl Kind {
     }
 
     fn body(self, n: u64, key: &str) -> Value {
+        let queue = match self {
+            Kind::Paused => crate::queue_ops::PAUSABLE,
+            Kind::Limited => crate::queue_ops::LIMITED,
+            _ => "default",
+        };
         let (task_type, payload, delay) = match self {
             Kind::Noop => ("noop", json!({ "n": n }), 0),
             Kind::Sleep => ("sleep", json!({ "ms": 50 + n % 250 }), 0),
@@ -89,8 +102,11 @@ impl Kind {
             Kind::RefuseOnce => ("noop", json!({ "n": n, REFUSE_ONCE: true }), 0),
             Kind::RetryAfterLoss => ("sleep", json!({ "ms": 4_000, RETRY_AFTER_LOSS: true }), 0),
             Kind::EdgeFloats => ("noop", edge_floats(n), 0),
+            Kind::Paused => ("noop", json!({ "n": n }), 0),
+            Kind::Limited => ("sleep", json!({ "ms": 50 + n % 250 }), 0),
         };
         json!({
+            "queue": queue,
             "type": task_type,
             "payload": payload,
             "max_attempts": self.max_attempts(),

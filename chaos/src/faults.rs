@@ -120,6 +120,14 @@ impl Stack {
         let mut env = self.env();
         env.extend([
             ("CONVEYOR_CONCURRENCY", "20".to_owned()),
+            (
+                "CONVEYOR_QUEUES",
+                format!(
+                    "default,{},{}",
+                    crate::queue_ops::PAUSABLE,
+                    crate::queue_ops::LIMITED
+                ),
+            ),
             ("CONVEYOR_DB_POOL_SIZE", "8".to_owned()),
             ("CONVEYOR_LEASE_SECS", LEASE_SECS.to_string()),
             ("CONVEYOR_HEARTBEAT_SECS", "1".to_owned()),
@@ -454,6 +462,7 @@ pub async fn run(
         stack.seed,
     ));
     let hostile = tokio::spawn(crate::hostile::run(stack.api_url(), started + duration));
+    let operator = tokio::spawn(crate::queue_ops::run(stack.api_url(), started + duration));
     for (at, fault) in schedule(duration) {
         tokio::time::sleep_until(started + at).await;
         match fault {
@@ -476,6 +485,7 @@ pub async fn run(
     }
     let submissions = client.await.context("the client panicked")?;
     let findings = hostile.await.context("the hostile prober panicked")?;
+    let operated = operator.await.context("the queue operator panicked")?;
     println!(
         "[{:>6.1} s] client done: {} submissions; waiting up to {} s for every job to finish",
         started.elapsed().as_secs_f64(),
@@ -511,9 +521,17 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // The attempt history, while PostgreSQL still runs.
+    let (inside_pauses, most) = crate::queue_ops::audit(db, &operated.pauses).await?;
     // Stop the workers so that every log is complete before it is read.
     stack.shutdown().await;
     let mut report = check::check(&submissions, &rows, &stack.lives);
+    report.pauses = operated.pauses.len();
+    report.started_while_paused = inside_pauses.len();
+    report.limited_most_concurrent = most;
+    report.problems.extend(inside_pauses);
+    report.server_errors += operated.server_errors.len();
+    report.problems.extend(operated.server_errors);
     report.slow_exits = stack.slow_exits.len();
     report.hostile_probes = findings.probes;
     report.slow_clients_closed = findings.slow_clients_closed;

@@ -8,6 +8,8 @@
 //! - `procs`: the API and worker processes.
 //! - `client`: the submitting (and canceling) client.
 //! - `faults`: the schedule of faults and the stack they act on.
+//! - `hostile`: requests no client should send, and what they must get.
+//! - `queue_ops`: the operator pausing one queue and limiting another.
 //! - `check`: the invariants and the table.
 
 mod check;
@@ -15,6 +17,7 @@ mod client;
 mod faults;
 mod hostile;
 mod procs;
+mod queue_ops;
 mod services;
 
 use std::path::PathBuf;

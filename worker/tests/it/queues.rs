@@ -225,3 +225,42 @@ async fn progress_shows_while_the_job_runs_and_bad_reports_are_refused() {
     );
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_jobs_table_bounded_under_a_steady_load() {
+    let h = Harness::new().await;
+    let mut settings = h.settings("w");
+    settings.retention = conveyor::maintenance::retention::Retention {
+        completed_secs: 1,
+        failed_secs: 1,
+        canceled_secs: 1,
+    };
+    settings.retention_interval = Duration::from_millis(200);
+    let worker = h.spawn(settings, worker::builtin_registry());
+
+    // 50 jobs a second for 6 seconds: 300 jobs, each kept about a second
+    // after it completes.
+    let total = 300;
+    let mut most = 0;
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    for _ in 0..total / 5 {
+        ticker.tick().await;
+        for _ in 0..5 {
+            h.submit(job("noop", json!({}))).await;
+        }
+        most = most.max(h.db.count("SELECT count(*) AS n FROM jobs").await);
+    }
+    assert!(
+        most < total * 6 / 10,
+        "the table held {most} of {total} jobs at once; retention keeps about 60"
+    );
+    wait_until("every job pruned", DEADLINE, || async {
+        (h.db.count("SELECT count(*) AS n FROM jobs").await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.db.count("SELECT count(*) AS n FROM job_attempts").await,
+        0
+    );
+    worker.stop().await;
+}
