@@ -55,6 +55,14 @@ pub struct Filters {
 }
 
 impl Filters {
+    fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.queue.is_none()
+            && self.task_type.is_none()
+            && self.created_before.is_none()
+            && self.created_after.is_none()
+    }
+
     fn into_filter(self) -> anyhow::Result<ListFilter> {
         if let Some(queue) = &self.queue {
             conveyor::job::check_queue_name(queue)?;
@@ -200,6 +208,11 @@ fn bulk_report(json: bool, action: &str, changed: usize, limit: u64) {
 fn require_ids(action: &Action) -> anyhow::Result<()> {
     if action.ids.is_empty() && !action.matching {
         bail!("give job ids, or --matching with filters to act on every matching job");
+    }
+    if action.matching && action.filters.is_empty() {
+        bail!(
+            "--matching needs at least one filter (--status, --queue, --type, --created-before, --created-after)"
+        );
     }
     Ok(())
 }

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS queues (
 
     CONSTRAINT queues_name_check CHECK (name ~ '^[a-z0-9_-]{1,64}$'),
     CONSTRAINT queues_concurrency_check CHECK (concurrency_limit BETWEEN 1 AND 1000000),
-    CONSTRAINT queues_rate_check CHECK (rate_limit > 0 AND rate_limit <= 1000000),
+    -- At least one job a day: slower rates break the token bucket's arithmetic.
+    CONSTRAINT queues_rate_check CHECK (rate_limit >= 1.0 / 86400 AND rate_limit <= 1000000),
     CONSTRAINT queues_burst_check CHECK (rate_burst BETWEEN 1 AND 1000000),
     CONSTRAINT queues_retention_check CHECK (
         retain_completed_secs BETWEEN 0 AND 3153600000

@@ -113,11 +113,24 @@ async fn renew_leases(runtime: &Runtime, limit: std::time::Duration) {
     let attempts: Vec<(JobId, ClaimToken)> =
         reports.iter().map(|(id, token, _)| (*id, *token)).collect();
     let sent = tokio::time::Instant::now();
-    let renewal = runtime.store.heartbeat_reporting(
-        &runtime.settings.worker_id,
-        &reports,
-        runtime.settings.lease,
-    );
+    let renewal = async {
+        let worker = &runtime.settings.worker_id;
+        let lease = runtime.settings.lease;
+        match runtime
+            .store
+            .heartbeat_reporting(worker, &reports, lease)
+            .await
+        {
+            // A progress report PostgreSQL will not store must not cost
+            // every attempt here its lease: renew without the reports
+            // (they are dropped).
+            Err(err) if !err.is_unavailable() && reports.iter().any(|(_, _, p)| p.is_some()) => {
+                tracing::warn!(error = %err, "a progress report was refused; renewing leases without it");
+                runtime.store.heartbeat(worker, &attempts, lease).await
+            }
+            other => other,
+        }
+    };
     let renewed = match tokio::time::timeout(limit, renewal).await {
         Ok(Ok(renewed)) => renewed,
         Ok(Err(err)) if err.is_unavailable() => {

@@ -78,14 +78,7 @@ pub async fn process(
             if job.status == JobStatus::Running {
                 // Running elsewhere: its place under the queue's
                 // concurrency limit is that attempt's, not ours to free.
-                if redis_call(&runtime, 5, || {
-                    runtime.broker.ack(&queue, runtime.me(), &raw_id)
-                })
-                .await
-                .is_none()
-                {
-                    tracing::warn!(job.id = %id, "could not acknowledge id {id}; it stays in this worker's processing list");
-                }
+                ack_keeping_place(&runtime, &queue, &raw_id).await;
             } else {
                 ack(&runtime, &queue, &raw_id).await;
             }
@@ -249,7 +242,7 @@ async fn record(
             conveyor::metrics::job_finished(&job.queue, &job.task_type, "lease_lost");
             tracing::warn!(event = "job_abandoned", worker.id = %runtime.me(), duration_ms,
                 "stopped job {} attempt {}: its lease was lost, so nothing is written", job.id, fence.attempt);
-            ack(runtime, &job.queue, &job.id.to_string()).await;
+            ack_keeping_place(runtime, &job.queue, &job.id.to_string()).await;
             return;
         }
     };
@@ -283,7 +276,7 @@ async fn record(
                 job.current_attempt = found.attempts, duration_ms,
                 "discarded the outcome of job {} attempt {}: the attempt was taken from this worker",
                 job.id, fence.attempt);
-            ack(runtime, &job.queue, &job.id.to_string()).await;
+            ack_keeping_place(runtime, &job.queue, &job.id.to_string()).await;
         }
         Transition::NotFound => ack(runtime, &job.queue, &job.id.to_string()).await,
     }
@@ -331,6 +324,20 @@ fn log_outcome(after: &Job, outcome: &Outcome, duration_ms: u64, me: &str) {
     }
 }
 
+/// Acknowledges an id whose job another attempt may now hold (a duplicate
+/// delivery of a running job, an attempt taken from this worker): its place
+/// under the queue's concurrency limit belongs to that attempt and stays.
+async fn ack_keeping_place(runtime: &Runtime, queue: &str, id: &str) {
+    if redis_call(runtime, 5, || runtime.broker.ack(queue, runtime.me(), id))
+        .await
+        .is_none()
+    {
+        tracing::warn!(job.id = %id, "could not acknowledge id {id}; it stays in this worker's processing list");
+    }
+}
+
+/// Acknowledges an id whose attempt ended here, freeing its place under
+/// the queue's concurrency limit.
 async fn ack(runtime: &Runtime, queue: &str, id: &str) {
     if redis_call(runtime, 5, || runtime.acks.ack(queue, id))
         .await

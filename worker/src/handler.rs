@@ -61,6 +61,8 @@ pub enum ProgressError {
     TooLarge { bytes: usize },
     #[error("progress contains a NUL character, which PostgreSQL cannot store")]
     Unstorable,
+    #[error("progress nests deeper than {MAX_PROGRESS_DEPTH} levels")]
+    TooDeep,
 }
 
 /// The latest progress an attempt's handler reported, until the next
@@ -115,9 +117,7 @@ impl Context {
         if text.len() > MAX_PROGRESS_BYTES {
             return Err(ProgressError::TooLarge { bytes: text.len() });
         }
-        if has_nul(&value) {
-            return Err(ProgressError::Unstorable);
-        }
+        storable(&value, 0)?;
         self.progress.set(value);
         Ok(())
     }
@@ -135,15 +135,28 @@ impl Context {
     }
 }
 
-/// True if a string (or key) in `value` holds a NUL character.
-fn has_nul(value: &serde_json::Value) -> bool {
+/// Deepest nesting of a progress report: PostgreSQL's parser, like any,
+/// has a stack limit, and a report it refused would be dropped.
+pub const MAX_PROGRESS_DEPTH: usize = 32;
+
+/// Refuses what PostgreSQL's `jsonb` cannot take: a NUL character in a
+/// string or key, nesting past [`MAX_PROGRESS_DEPTH`].
+fn storable(value: &serde_json::Value, depth: usize) -> Result<(), ProgressError> {
+    if depth > MAX_PROGRESS_DEPTH {
+        return Err(ProgressError::TooDeep);
+    }
     match value {
-        serde_json::Value::String(text) => text.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(has_nul),
-        serde_json::Value::Object(map) => map
-            .iter()
-            .any(|(key, value)| key.contains('\0') || has_nul(value)),
-        _ => false,
+        serde_json::Value::String(text) if text.contains('\0') => Err(ProgressError::Unstorable),
+        serde_json::Value::Array(items) => {
+            items.iter().try_for_each(|item| storable(item, depth + 1))
+        }
+        serde_json::Value::Object(map) => map.iter().try_for_each(|(key, value)| {
+            if key.contains('\0') {
+                return Err(ProgressError::Unstorable);
+            }
+            storable(value, depth + 1)
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -75,13 +75,15 @@ impl Acks {
         }
     }
 
-    /// [`Broker::ack`], sent with whatever other acknowledgements are
-    /// waiting. When the pipeline fails, this one is sent alone, so the
-    /// caller sees its own error.
+    /// [`Broker::ack_many`] (the id out of the processing list, its place
+    /// under the queue's concurrency limit freed), sent with whatever other
+    /// acknowledgements are waiting. When the pipeline fails, this one is
+    /// sent alone, so the caller sees its own error.
     pub async fn ack(&self, queue: &str, id: &str) -> Result<(), BrokerError> {
-        match self.group.write((queue.to_owned(), id.to_owned())).await {
+        let item = (queue.to_owned(), id.to_owned());
+        match self.group.write(item.clone()).await {
             Ok(()) => Ok(()),
-            Err(_) => self.broker.ack(queue, &self.worker, id).await,
+            Err(_) => self.broker.ack_many(&self.worker, &[item]).await,
         }
     }
 }

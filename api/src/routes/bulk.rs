@@ -23,8 +23,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_matching))
 }
 
-/// Which jobs a bulk action applies to: the filters of `GET /jobs`. Every
-/// filter is optional; unknown fields are refused, so a misspelt filter
+/// Which jobs a bulk action applies to: the filters of `GET /jobs`, at
+/// least one of them. Unknown fields are refused, so a misspelt filter
 /// cannot widen the action to every job.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +77,21 @@ impl BulkRequest {
                     allowed.join(", ")
                 ),
             ));
+        }
+        if self.status.is_none()
+            && self.queue.is_none()
+            && self.task_type.is_none()
+            && self.created_before.is_none()
+            && self.created_after.is_none()
+        {
+            return Err(ApiError::Invalid {
+                field: None,
+                detail: format!(
+                    "give at least one filter (status, queue, type, created_before, created_after): \
+                     a {action} of every job is one filter away, e.g. {{\"status\": \"{}\"}}",
+                    allowed[0]
+                ),
+            });
         }
         let limit = match self.limit {
             None => DEFAULT_BULK_LIMIT,

@@ -222,8 +222,14 @@ fn parse_patch(body: serde_json::Map<String, serde_json::Value>) -> Result<Queue
     fn whole<T: TryFrom<i64>>(field: &str, value: &Value) -> Result<Change<T>, ApiError> {
         match value {
             Value::Null => Ok(Change::Clear),
+            // 1e6 is a whole number too.
             Value::Number(n) => n
                 .as_i64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                        .map(|f| f as i64)
+                })
                 .and_then(|n| T::try_from(n).ok())
                 .map(Change::Set)
                 .ok_or_else(|| {

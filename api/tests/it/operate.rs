@@ -56,6 +56,12 @@ async fn queues_are_listed_with_their_settings_and_can_be_paused_configured_and_
         ),
         (&json!(true), &json!(3), &json!(2.5), &json!(0))
     );
+    let (status, burst) = patch(&app, "/queues/mail", &json!({"rate_burst": 1e6})).await;
+    assert_eq!(
+        (status, &burst["rate_burst"]),
+        (200, &json!(1_000_000)),
+        "{burst}"
+    );
     let (_, cleared) = patch(&app, "/queues/mail", &json!({"concurrency_limit": null})).await;
     assert_eq!(
         (&cleared["concurrency_limit"], &cleared["rate_limit"]),
@@ -87,6 +93,7 @@ async fn bad_queue_settings_are_refused_naming_the_field() {
         (json!({"concurrency_limit": "3"}), "concurrency_limit"),
         (json!({"rate_limit": -1}), "rate_limit"),
         (json!({"rate_limit": 1e300}), "rate_limit"),
+        (json!({"rate_limit": 1e-17}), "rate_limit"),
         (json!({"rate_burst": 99999999999_i64}), "rate_burst"),
         (json!({"retain_failed_secs": -5}), "retain_failed_secs"),
         (json!({"paused": "yes"}), "paused"),
@@ -221,9 +228,11 @@ async fn bulk_actions_change_matching_jobs_up_to_the_limit_and_say_how_many() {
 
     for (body, field) in [
         (json!({"stauts": "failed"}), None),
+        (json!({}), None),
+        (json!({"limit": 5}), None),
         (json!({"status": "completed"}), Some("status")),
-        (json!({"limit": 0}), Some("limit")),
-        (json!({"limit": 10001}), Some("limit")),
+        (json!({"queue": "a", "limit": 0}), Some("limit")),
+        (json!({"queue": "a", "limit": 10001}), Some("limit")),
         (json!({"created_after": "yesterday"}), Some("created_after")),
         (json!({"queue": "Bad Queue"}), Some("queue")),
     ] {

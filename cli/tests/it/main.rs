@@ -224,6 +224,9 @@ async fn jobs_are_listed_shown_canceled_and_retried_one_by_one_or_by_filter() {
         .expect("count");
     assert_eq!(waiting.count, 3);
 
+    let unfiltered = setup.run(&["jobs", "cancel", "--matching"]).await;
+    assert!(!unfiltered.status.success());
+    assert!(String::from_utf8_lossy(&unfiltered.stderr).contains("at least one filter"));
     let neither = setup.run(&["jobs", "retry"]).await;
     assert!(!neither.status.success());
     assert!(String::from_utf8_lossy(&neither.stderr).contains("--matching"));

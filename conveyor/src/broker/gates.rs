@@ -88,17 +88,27 @@ local function budget(active, bucket)
   return now, free, tokens
 end
 
+-- Extends KEY's time to live to at least MS (never shortens it: workers
+-- with a longer lease share the key). MS is a whole number of ms, capped.
+local function keep_for(key, ms)
+  ms = math.min(math.floor(ms), 604800000)
+  if redis.call('PTTL', key) < ms then
+    redis.call('PEXPIRE', key, ms)
+  end
+end
+
 local function spend(active, bucket, now, tokens, ids)
   local limit, rate, burst, lease = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
   if limit > 0 then
     for _, id in ipairs(ids) do
       redis.call('ZADD', active, now + lease, id)
     end
-    redis.call('PEXPIRE', active, lease * 2)
+    keep_for(active, lease * 2)
   end
   if rate > 0 then
     redis.call('HSET', bucket, 'tokens', tostring(tokens - #ids), 'at', now)
-    redis.call('PEXPIRE', bucket, math.ceil(burst / rate * 1000) + 1000)
+    -- Idle longer than a refill, the bucket is full again: let it go.
+    keep_for(bucket, burst / rate * 1000 + 1000)
   end
 end
 ";
@@ -159,7 +169,9 @@ local lease = tonumber(ARGV[1])
 for i = 2, #ARGV do
   redis.call('ZADD', KEYS[1], now + lease, ARGV[i])
 end
-redis.call('PEXPIRE', KEYS[1], lease * 2)
+if redis.call('PTTL', KEYS[1]) < lease * 2 then
+  redis.call('PEXPIRE', KEYS[1], lease * 2)
+end
 return #ARGV - 1
 ";
 

@@ -3,9 +3,14 @@
 //! (commit, then publish; a canceled waiting job leaves Redis; a running
 //! one is told to stop).
 
+use futures::StreamExt;
+
 use super::Client;
 use crate::job::Job;
 use crate::store::{ListFilter, StoreError};
+
+/// Canceled jobs' ids taken out of Redis at once by a bulk cancel.
+const FORGETS_AT_ONCE: usize = 16;
 
 /// What a bulk cancel did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,9 +59,11 @@ impl Client {
         let client = self.clone();
         self.detached(async move {
             let canceled = client.store.cancel_waiting_matching(&filter, limit).await?;
-            for job in &canceled {
-                client.forget(job).await;
-            }
+            // A few at a time: 10,000 ids one after another would take
+            // seconds of round trips.
+            futures::stream::iter(&canceled)
+                .for_each_concurrent(FORGETS_AT_ONCE, |job| client.forget(job))
+                .await;
             let room = limit.saturating_sub(canceled.len() as u64);
             let requested = if room > 0 {
                 client.store.request_cancel_matching(&filter, room).await?

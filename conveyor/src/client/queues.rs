@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use super::Client;
 use crate::broker::QueueDepths;
 use crate::job::{InvalidJob, check_queue_name};
-use crate::store::{Change, MAX_LIMIT, MAX_RETENTION_SECS, QueueChange, QueueSettings, StoreError};
+use crate::store::{
+    Change, MAX_LIMIT, MAX_RETENTION_SECS, MIN_RATE, QueueChange, QueueSettings, StoreError,
+};
 use crate::{Broker, BrokerError, Store};
 
 /// One queue as an operator sees it: its settings and its live state.
@@ -111,12 +113,13 @@ pub fn check_change(change: &QueueChange) -> Result<(), InvalidJob> {
     whole("concurrency_limit", change.concurrency_limit)?;
     whole("rate_burst", change.rate_burst)?;
     if let Change::Set(rate) = change.rate_limit
-        && !(rate.is_finite() && rate > 0.0 && rate <= f64::from(MAX_LIMIT))
+        && !(rate.is_finite() && rate >= MIN_RATE && rate <= f64::from(MAX_LIMIT))
     {
         return Err(InvalidJob::new(
             "rate_limit",
             format!(
-                "must be a number of jobs per second above 0 and at most {MAX_LIMIT}, or null for none (got {rate})"
+                "must be a number of jobs per second from {MIN_RATE:.8} (one a day) to {MAX_LIMIT}, \
+                 or null for none (got {rate})"
             ),
         ));
     }

@@ -1,8 +1,11 @@
 //! Retention: the leader deletes finished jobs once they are older than
 //! their queue's retention for their status (or the global one), with their
 //! attempt history, in batches of [`BATCH`] rows, each its own short
-//! statement, so no pass holds a lock for long and the jobs table stays
-//! bounded under any steady load. A retention of 0 keeps jobs forever.
+//! statement, so no pass holds a lock for long. A pass goes on while
+//! batches come back full, for up to [`PASS_BUDGET`], so it deletes far
+//! faster than workers finish jobs (tens of thousands of rows a second
+//! against a few thousand jobs) and the table stays bounded under any
+//! steady load. A retention of 0 keeps jobs forever.
 
 use std::time::Duration;
 
@@ -19,9 +22,9 @@ pub const DEFAULT_RETAIN_CANCELED_SECS: i64 = 7 * 24 * 3600;
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Rows deleted per statement.
 pub const BATCH: u64 = 1_000;
-/// Most statements per queue and status in one pass: a backlog older than
-/// that is worked off over the next passes.
-pub const MAX_BATCHES_PER_PASS: usize = 50;
+/// Longest a pass deletes for; a larger backlog (the first pass after an
+/// upgrade) is worked off over the next passes.
+pub const PASS_BUDGET: Duration = Duration::from_secs(30);
 
 /// The global retention, per finished status, in seconds (0: forever).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +88,7 @@ impl Service for Retainer {
 pub async fn prune(ctx: &Context) -> Result<u64, MaintenanceError> {
     ctx.still_leader()?;
     let queues = ctx.store.queue_settings().await?;
+    let deadline = tokio::time::Instant::now() + PASS_BUDGET;
     let mut deleted = 0;
     for status in [JobStatus::Completed, JobStatus::Failed, JobStatus::Canceled] {
         let mut own_queues = Vec::new();
@@ -92,11 +96,12 @@ pub async fn prune(ctx: &Context) -> Result<u64, MaintenanceError> {
             if let Some(keep) = own(settings, status) {
                 own_queues.push(settings.name.clone());
                 let scope = QueueScope::Only(settings.name.clone());
-                deleted += prune_scope(ctx, status, &scope, keep).await?;
+                deleted += prune_scope(ctx, status, &scope, keep, deadline).await?;
             }
         }
         let keep = ctx.settings.retention.global(status);
-        deleted += prune_scope(ctx, status, &QueueScope::AllBut(own_queues), keep).await?;
+        let others = QueueScope::AllBut(own_queues);
+        deleted += prune_scope(ctx, status, &others, keep, deadline).await?;
     }
     if deleted > 0 {
         tracing::info!(
@@ -114,9 +119,10 @@ async fn prune_scope(
     status: JobStatus,
     scope: &QueueScope,
     keep_secs: i64,
+    deadline: tokio::time::Instant,
 ) -> Result<u64, MaintenanceError> {
     let mut deleted = 0;
-    for _ in 0..MAX_BATCHES_PER_PASS {
+    while tokio::time::Instant::now() < deadline {
         let pruned = ctx
             .store
             .prune_finished(status, scope, keep_secs, BATCH)

@@ -67,11 +67,55 @@ impl Store {
             job.validate()?;
         }
         let fingerprints: Vec<String> = jobs.iter().map(|job| job.fingerprint()).collect();
+        let mut outcomes = self.insert_once(&jobs, &fingerprints).await?;
+        // A job neither inserted nor found met a row that retention deleted
+        // between the insert and the read (its key is free now): the next
+        // try inserts it or finds whoever took the key meanwhile.
+        for _ in 0..INSERT_TRIES {
+            let unsettled: Vec<usize> = (0..jobs.len())
+                .filter(|index| outcomes[*index].is_none())
+                .collect();
+            if unsettled.is_empty() {
+                break;
+            }
+            let again: Vec<&NewJob> = unsettled.iter().map(|index| jobs[*index]).collect();
+            let prints: Vec<String> = unsettled
+                .iter()
+                .map(|index| fingerprints[*index].clone())
+                .collect();
+            for (index, outcome) in unsettled
+                .into_iter()
+                .zip(self.insert_once(&again, &prints).await?)
+            {
+                outcomes[index] = outcome;
+            }
+        }
+        outcomes
+            .into_iter()
+            .zip(&jobs)
+            .map(|(outcome, job)| {
+                outcome.ok_or_else(|| {
+                    sea_orm::DbErr::RecordNotFound(format!(
+                        "job {} was neither inserted nor found",
+                        job.id
+                    ))
+                    .into()
+                })
+            })
+            .collect()
+    }
 
+    /// One try of [`Store::insert_many`]: `None` for a job that was neither
+    /// inserted nor found.
+    async fn insert_once(
+        &self,
+        jobs: &[&NewJob],
+        fingerprints: &[String],
+    ) -> Result<Vec<Option<Inserted>>, StoreError> {
         // One statement is one transaction: every row or none. No explicit
         // BEGIN/COMMIT, which would add two round trips to every batch and
         // to the latency of every single submission (they come here too).
-        let statement = insert_statement(&jobs, &fingerprints)?;
+        let statement = insert_statement(jobs, fingerprints)?;
         let mut created: HashMap<uuid::Uuid, Job> = Entity::find()
             .from_raw_sql(statement)
             .all(&self.db)
@@ -82,7 +126,8 @@ impl Store {
 
         // A job the insert skipped met a committed row (ON CONFLICT waited
         // for its transaction), so this read, a new statement, sees it: its
-        // own id (an earlier try) or its key. Rows are never deleted here.
+        // own id (an earlier try) or its key, unless retention deleted the
+        // row in between (the caller tries again).
         let skipped: Vec<&NewJob> = jobs
             .iter()
             .copied()
@@ -110,40 +155,40 @@ impl Store {
             .collect();
 
         let mut outcomes = Vec::with_capacity(jobs.len());
-        for (job, fingerprint) in jobs.iter().zip(&fingerprints) {
+        for (job, fingerprint) in jobs.iter().zip(fingerprints) {
             let id = job.id.as_uuid();
             if let Some(row) = created.remove(&id) {
-                outcomes.push(Inserted::Created(row));
+                outcomes.push(Some(Inserted::Created(row)));
                 continue;
             }
             let same_request =
                 |row: &Job| row.request_hash.as_deref() == Some(fingerprint.as_str());
             if let Some(row) = by_id.get(&id) {
-                outcomes.push(if same_request(row) {
+                outcomes.push(Some(if same_request(row) {
                     Inserted::Created((*row).clone())
                 } else {
                     Inserted::Conflict((*row).clone())
-                });
+                }));
                 continue;
             }
             let found = job
                 .idempotency_key
                 .as_deref()
-                .and_then(|key| by_key.get(key))
-                .ok_or_else(|| {
-                    sea_orm::DbErr::RecordNotFound(format!(
-                        "job {id} was neither inserted nor found"
-                    ))
-                })?;
-            outcomes.push(if same_request(found) {
-                Inserted::Replayed((*found).clone())
-            } else {
-                Inserted::Conflict((*found).clone())
-            });
+                .and_then(|key| by_key.get(key));
+            outcomes.push(found.map(|found| {
+                if same_request(found) {
+                    Inserted::Replayed((*found).clone())
+                } else {
+                    Inserted::Conflict((*found).clone())
+                }
+            }));
         }
         Ok(outcomes)
     }
 }
+
+/// Tries of an insert that met a row deleted before it could be read.
+const INSERT_TRIES: usize = 3;
 
 /// `INSERT INTO jobs (...) SELECT ... FROM jsonb_to_recordset($1) ON
 /// CONFLICT DO NOTHING RETURNING *` for `jobs`.

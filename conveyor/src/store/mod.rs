@@ -34,7 +34,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 pub use attempts::{AttemptRecord, MAX_ATTEMPTS_LISTED};
 pub use bulk::MAX_BULK;
 pub use insert::Inserted;
-pub use queues::{Change, MAX_LIMIT, MAX_RETENTION_SECS, QueueChange, QueueSettings};
+pub use queues::{Change, MAX_LIMIT, MAX_RETENTION_SECS, MIN_RATE, QueueChange, QueueSettings};
 pub use read::{
     COUNT_BUDGET, COUNT_EXACT_UP_TO, EXACT_COUNT_LIMIT, InvalidCursor, JobCounts, ListCursor,
     ListFilter, MatchCount, SAMPLE_ROWS, StatusCount,

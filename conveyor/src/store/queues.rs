@@ -75,6 +75,9 @@ pub struct QueueChange {
 
 /// Largest value of each limit, as the table's checks allow.
 pub const MAX_LIMIT: i32 = 1_000_000;
+/// Smallest rate limit: one job a day. Slower rates would make the token
+/// bucket's arithmetic meaningless (and its expiry overflow).
+pub const MIN_RATE: f64 = 1.0 / 86_400.0;
 /// Longest retention, in seconds (100 years).
 pub const MAX_RETENTION_SECS: i64 = 3_153_600_000;
 

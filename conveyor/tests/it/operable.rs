@@ -412,6 +412,10 @@ async fn the_concurrency_limit_is_shared_by_every_taker_and_freed_by_acks() {
         .expect("sweep");
     assert_eq!((b.ids.len(), b.held), (0, Held::Concurrency));
     assert_eq!(broker.held_count("q").await.expect("count"), 2);
+    // A plain ack (a stale attempt's, a duplicate's) keeps the place: it
+    // may belong to the attempt running elsewhere.
+    broker.ack("q", "a", &a.ids[1]).await.expect("ack");
+    assert_eq!(broker.held_count("q").await.expect("count"), 2);
     broker
         .ack_many("a", &[("q".to_owned(), a.ids[0].clone())])
         .await

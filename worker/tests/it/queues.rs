@@ -196,6 +196,11 @@ async fn progress_shows_while_the_job_runs_and_bad_reports_are_refused() {
             async move {
                 let nul = ctx.progress(json!({"bad": "a\u{0}b"}));
                 let huge = ctx.progress("x".repeat(worker::handler::MAX_PROGRESS_BYTES + 1));
+                let mut deep = json!(1);
+                for _ in 0..100 {
+                    deep = json!([deep]);
+                }
+                let deep = ctx.progress(deep);
                 for step in 1..=3 {
                     ctx.progress(json!({"step": step, "of": 3}))
                         .map_err(worker::JobError::permanent)?;
@@ -204,6 +209,7 @@ async fn progress_shows_while_the_job_runs_and_bad_reports_are_refused() {
                 Ok::<_, worker::JobError>(json!({
                     "nul_refused": matches!(nul, Err(worker::ProgressError::Unstorable)),
                     "huge_refused": matches!(huge, Err(worker::ProgressError::TooLarge { .. })),
+                    "deep_refused": matches!(deep, Err(worker::ProgressError::TooDeep)),
                 }))
             }
         },
@@ -221,7 +227,7 @@ async fn progress_shows_while_the_job_runs_and_bad_reports_are_refused() {
         .await;
     assert_eq!(
         done.result,
-        Some(json!({"nul_refused": true, "huge_refused": true}))
+        Some(json!({"nul_refused": true, "huge_refused": true, "deep_refused": true}))
     );
     worker.stop().await;
 }
