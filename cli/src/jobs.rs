@@ -109,7 +109,7 @@ pub async fn run(client: &Client, command: JobsCommand, json: bool) -> anyhow::R
             let attempts = client.store().attempts(id).await?;
             if json {
                 let mut shown = render::job_json(&job);
-                shown["attempts_history"] = attempts.iter().map(render::attempt_json).collect();
+                shown["attempts_history"] = render::attempts_json(&job, &attempts);
                 println!("{shown}");
             } else {
                 print!("{}", render::job_detail(&job, &attempts));

@@ -67,6 +67,7 @@ enum Command {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    conveyor::logging::init_for_cli(conveyor::config::LogFormat::Pretty);
     if let Err(err) = run(cli).await {
         eprintln!("error: {err:#}");
         std::process::exit(1);
@@ -86,6 +87,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             requeue,
             dry_run,
         } => {
+            if cli.json {
+                anyhow::bail!("recover-stuck prints text only; run it without --json");
+            }
             let options = worker::recover::Options {
                 older_than: std::time::Duration::from_secs(timeout_minutes * 60),
                 action: if requeue {

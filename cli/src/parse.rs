@@ -57,8 +57,12 @@ pub fn retention(text: &str) -> Result<Change<i64>, String> {
 pub fn instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|at| at.with_timezone(&chrono::Utc))
-        .map_err(|_| {
-            format!("expected an RFC 3339 instant such as 2026-11-29T12:00:00Z, got {text:?}")
+        .ok()
+        .filter(|at| conveyor::job::is_writable_instant(*at))
+        .ok_or_else(|| {
+            format!(
+                "expected an RFC 3339 instant in years 1 to 9999, such as 2026-11-29T12:00:00Z, got {text:?}"
+            )
         })
 }
 

@@ -2,7 +2,7 @@
 
 use conveyor::Job;
 use conveyor::client::QueueOverview;
-use conveyor::store::{AttemptRecord, QueueSettings};
+use conveyor::store::{AttemptRecord, QueueSettings, RunningAttempt};
 use serde_json::{Value, json};
 
 fn at(time: Option<chrono::DateTime<chrono::Utc>>) -> String {
@@ -109,7 +109,34 @@ pub fn job_detail(job: &Job, attempts: &[AttemptRecord]) -> String {
             attempt.error.as_deref().unwrap_or(""),
         ));
     }
+    if let Some(running) = RunningAttempt::of(job) {
+        out.push_str(&format!(
+            "{:>7}  {:<11}  {:<24}  {:<24}  {:>10}\n",
+            running.attempt,
+            "running",
+            at(Some(running.started_at)),
+            running.worker_id.as_deref().unwrap_or("-"),
+            "-",
+        ));
+    }
     out
+}
+
+/// A job's attempts as JSON: the ended ones, then the running one.
+pub fn attempts_json(job: &Job, attempts: &[AttemptRecord]) -> Value {
+    let mut items: Vec<Value> = attempts.iter().map(attempt_json).collect();
+    if let Some(running) = RunningAttempt::of(job) {
+        items.push(json!({
+            "attempt": running.attempt,
+            "worker_id": running.worker_id,
+            "started_at": running.started_at,
+            "ended_at": null,
+            "outcome": "running",
+            "error": null,
+            "duration_ms": null,
+        }));
+    }
+    Value::Array(items)
 }
 
 pub fn settings_json(name: &str, settings: Option<&QueueSettings>) -> Value {

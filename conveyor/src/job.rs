@@ -36,6 +36,16 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// 10000) an instant cannot be written back as a timestamp clients parse.
 pub const RUN_AT_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
 
+/// True for an instant PostgreSQL stores and writes back as sent: in years
+/// [`RUN_AT_YEARS`] to the microsecond, not on a leap second. For filters
+/// that take instants (`created_before`, ...), as `run_at` is checked.
+pub fn is_writable_instant(at: chrono::DateTime<chrono::Utc>) -> bool {
+    chrono::Timelike::nanosecond(&at) < 1_000_000_000
+        && RUN_AT_YEARS.contains(&chrono::Datelike::year(
+            &chrono::SubsecRound::trunc_subsecs(at, 6),
+        ))
+}
+
 /// A job's identifier: a UUIDv7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use conveyor::JobStatus;
+use conveyor::store::RunningAttempt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,13 +32,11 @@ pub async fn list_attempts(
     let (job, ended) = tokio::join!(state.store.find(id), state.store.attempts(id));
     let job = job?.ok_or_else(|| ApiError::job_not_found(id))?;
     let mut items: Vec<AttemptView> = ended?.into_iter().map(AttemptView::from).collect();
-    if job.status == JobStatus::Running
-        && let Some(started_at) = job.started_at
-    {
+    if let Some(running) = RunningAttempt::of(&job) {
         items.push(AttemptView {
-            attempt: job.attempts,
-            worker_id: job.worker_id.clone(),
-            started_at,
+            attempt: running.attempt,
+            worker_id: running.worker_id,
+            started_at: running.started_at,
             ended_at: None,
             outcome: "running".to_owned(),
             error: None,

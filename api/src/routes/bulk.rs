@@ -41,6 +41,7 @@ pub struct BulkRequest {
     pub created_after: Option<String>,
     /// Most jobs changed by this request: 1..=10000, default 1000. Repeat
     /// the request while `more` is true.
+    #[schema(minimum = 1, maximum = 10000)]
     pub limit: Option<u64>,
 }
 
@@ -62,46 +63,12 @@ pub struct BulkResult {
 }
 
 impl BulkRequest {
-    fn parse(
-        self,
-        allowed: &[&str],
-        action: &str,
-    ) -> Result<(conveyor::store::ListFilter, u64), ApiError> {
-        if let Some(status) = &self.status
-            && !allowed.contains(&status.as_str())
-        {
-            return Err(ApiError::invalid(
-                "status",
-                format!(
-                    "{action} applies to jobs that are {} (got {status:?})",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-        if self.status.is_none()
-            && self.queue.is_none()
-            && self.task_type.is_none()
-            && self.created_before.is_none()
-            && self.created_after.is_none()
-        {
-            return Err(ApiError::Invalid {
-                field: None,
-                detail: format!(
-                    "give at least one filter (status, queue, type, created_before, created_after): \
-                     a {action} of every job is one filter away, e.g. {{\"status\": \"{}\"}}",
-                    allowed[0]
-                ),
-            });
-        }
+    /// The filter and limit, parsed; the action's own rules (at least one
+    /// filter, statuses it can move) are the core client's.
+    fn parse(self) -> Result<(conveyor::store::ListFilter, u64), ApiError> {
         let limit = match self.limit {
             None => DEFAULT_BULK_LIMIT,
-            Some(limit) if (1..=MAX_BULK_LIMIT).contains(&limit) => limit,
-            Some(limit) => {
-                return Err(ApiError::invalid(
-                    "limit",
-                    format!("limit must be between 1 and {MAX_BULK_LIMIT} (got {limit})"),
-                ));
-            }
+            Some(limit) => limit,
         };
         let filters = Filters::parse(
             self.status.as_deref(),
@@ -126,7 +93,7 @@ pub async fn retry_matching(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<BulkRequest>,
 ) -> Result<Json<BulkResult>, ApiError> {
-    let (filter, limit) = request.parse(&["failed", "canceled"], "retry")?;
+    let (filter, limit) = request.parse()?;
     let retried = state.client.retry_matching(filter, limit).await?;
     let changed = retried.len() as u64;
     Ok(Json(BulkResult {
@@ -150,7 +117,7 @@ pub async fn cancel_matching(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<BulkRequest>,
 ) -> Result<Json<BulkResult>, ApiError> {
-    let (filter, limit) = request.parse(&["queued", "retrying", "running"], "cancel")?;
+    let (filter, limit) = request.parse()?;
     let done = state.client.cancel_matching(filter, limit).await?;
     let (canceled, requested) = (done.canceled.len() as u64, done.requested.len() as u64);
     Ok(Json(BulkResult {

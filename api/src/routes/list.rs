@@ -122,14 +122,13 @@ fn parse_instant(
         ApiError::invalid(
             field,
             format!(
-                "{field} must be an RFC 3339 date and time between years 1 and 9999, such as 2026-11-29T12:00:00Z (got {raw:?})"
+                "{field} must be an RFC 3339 date and time between years 1 and 9999, not on a leap second, such as 2026-11-29T12:00:00Z (got {raw:?})"
             ),
         )
     };
     let at = chrono::DateTime::parse_from_rfc3339(raw).map_err(|_| refused())?;
     let at = at.with_timezone(&chrono::Utc);
-    use chrono::Datelike;
-    if !(1..=9999).contains(&at.year()) {
+    if !conveyor::job::is_writable_instant(at) {
         return Err(refused());
     }
     Ok(at)

@@ -195,23 +195,25 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
 /// back to its default, a field left out is kept. Unknown fields are
 /// refused.
 #[derive(Debug, Default, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct QueuePatch {
     pub paused: Option<bool>,
     /// 1..=1000000, or null for no limit.
-    #[schema(value_type = Option<i32>, nullable)]
+    #[schema(value_type = Option<i32>, nullable, minimum = 1, maximum = 1000000)]
     pub concurrency_limit: Option<i32>,
-    /// Jobs per second, above 0 and at most 1000000, or null for no limit.
-    #[schema(value_type = Option<f64>, nullable)]
+    /// Jobs per second, from one a day (1/86400) to 1000000, or null for
+    /// no limit.
+    #[schema(value_type = Option<f64>, nullable, minimum = 0.0000116, maximum = 1000000)]
     pub rate_limit: Option<f64>,
     /// 1..=1000000, or null for the rate rounded up.
-    #[schema(value_type = Option<i32>, nullable)]
+    #[schema(value_type = Option<i32>, nullable, minimum = 1, maximum = 1000000)]
     pub rate_burst: Option<i32>,
     /// Seconds, 0 (forever) to 3153600000, or null for the global setting.
-    #[schema(value_type = Option<i64>, nullable)]
+    #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 3153600000_i64)]
     pub retain_completed_secs: Option<i64>,
-    #[schema(value_type = Option<i64>, nullable)]
+    #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 3153600000_i64)]
     pub retain_failed_secs: Option<i64>,
-    #[schema(value_type = Option<i64>, nullable)]
+    #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 3153600000_i64)]
     pub retain_canceled_secs: Option<i64>,
 }
 
@@ -294,7 +296,7 @@ fn parse_patch(body: serde_json::Map<String, serde_json::Value>) -> Result<Queue
 /// apply new limits within a second; a pause holds from the moment this
 /// answers.
 #[utoipa::path(patch, path = "/queues/{queue}", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", pattern = "^[a-z0-9_-]{1,64}$")),
     request_body = QueuePatch,
     responses(
         (status = 200, description = "The queue's settings", body = QueueSettingsView),
@@ -314,7 +316,7 @@ pub async fn configure_queue(
 /// Pause a queue: it still accepts jobs, running ones finish, and no
 /// worker starts one of its jobs until it is resumed.
 #[utoipa::path(post, path = "/queues/{queue}/pause", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", pattern = "^[a-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "The queue's settings", body = QueueSettingsView),
         (status = 422, description = "Malformed queue name", body = Problem),
@@ -328,7 +330,7 @@ pub async fn pause_queue(
 
 /// Resume a paused queue: workers start its jobs again within a second.
 #[utoipa::path(post, path = "/queues/{queue}/resume", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", pattern = "^[a-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "The queue's settings", body = QueueSettingsView),
         (status = 422, description = "Malformed queue name", body = Problem),

@@ -6,8 +6,75 @@
 use futures::StreamExt;
 
 use super::Client;
-use crate::job::Job;
-use crate::store::{ListFilter, StoreError};
+use crate::JobStatus;
+use crate::job::{InvalidJob, Job};
+use crate::store::{ListFilter, MAX_BULK, StoreError};
+
+/// A bulk action, and the statuses it moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkAction {
+    Retry,
+    Cancel,
+}
+
+impl BulkAction {
+    pub fn statuses(self) -> &'static [JobStatus] {
+        match self {
+            BulkAction::Retry => &[JobStatus::Failed, JobStatus::Canceled],
+            BulkAction::Cancel => &[JobStatus::Queued, JobStatus::Retrying, JobStatus::Running],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BulkAction::Retry => "retry",
+            BulkAction::Cancel => "cancel",
+        }
+    }
+}
+
+/// Refuses what a bulk action must not run with: no filter at all (every
+/// job would match), a status the action cannot move, a limit outside
+/// 1..=[`MAX_BULK`].
+pub fn check_bulk(filter: &ListFilter, action: BulkAction, limit: u64) -> Result<(), InvalidJob> {
+    let allowed = action.statuses();
+    let names: Vec<&str> = allowed.iter().map(|status| status.as_str()).collect();
+    if let Some(status) = filter.status
+        && !allowed.contains(&status)
+    {
+        return Err(InvalidJob::new(
+            "status",
+            format!(
+                "a {} applies to jobs that are {} (got {status})",
+                action.name(),
+                names.join(", ")
+            ),
+        ));
+    }
+    if filter.status.is_none()
+        && filter.queue.is_none()
+        && filter.task_type.is_none()
+        && filter.created_before.is_none()
+        && filter.created_after.is_none()
+    {
+        return Err(InvalidJob::new(
+            "filters",
+            format!(
+                "give at least one filter (status, queue, type, created_before, created_after); \
+                 to {} every such job, filter by status ({})",
+                action.name(),
+                names.join(" or ")
+            ),
+        ));
+    }
+    if !(1..=MAX_BULK).contains(&limit) {
+        return Err(InvalidJob::new(
+            "limit",
+            format!("limit must be between 1 and {MAX_BULK} (got {limit})"),
+        ));
+    }
+    Ok(())
+}
 
 /// Canceled jobs' ids taken out of Redis at once by a bulk cancel.
 const FORGETS_AT_ONCE: usize = 16;
@@ -30,6 +97,7 @@ impl Client {
         filter: ListFilter,
         limit: u64,
     ) -> Result<Vec<Job>, StoreError> {
+        check_bulk(&filter, BulkAction::Retry, limit)?;
         let client = self.clone();
         self.detached(async move {
             let jobs = client.store.requeue_matching(&filter, limit).await?;
@@ -56,6 +124,7 @@ impl Client {
         filter: ListFilter,
         limit: u64,
     ) -> Result<BulkCanceled, StoreError> {
+        check_bulk(&filter, BulkAction::Cancel, limit)?;
         let client = self.clone();
         self.detached(async move {
             let canceled = client.store.cancel_waiting_matching(&filter, limit).await?;

@@ -34,7 +34,7 @@ mod retry;
 
 use std::sync::Arc;
 
-pub use bulk::BulkCanceled;
+pub use bulk::{BulkAction, BulkCanceled, check_bulk};
 pub use cancel::Canceled;
 pub use queues::{OverviewError, QueueOverview, check_change, overview};
 

@@ -77,7 +77,9 @@ impl Client {
         let settings = self.store.configure_queue(queue, change).await?;
         tracing::info!(event = "queue_configured", job.queue = %queue, paused = settings.paused,
             concurrency_limit = ?settings.concurrency_limit, rate_limit = ?settings.rate_limit,
-            "queue {queue} configured");
+            rate_burst = ?settings.rate_burst, retain_completed_secs = ?settings.retain_completed_secs,
+            retain_failed_secs = ?settings.retain_failed_secs,
+            retain_canceled_secs = ?settings.retain_canceled_secs, "queue {queue} configured");
         Ok(settings)
     }
 

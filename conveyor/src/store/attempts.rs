@@ -28,6 +28,29 @@ impl AttemptRecord {
     }
 }
 
+/// The attempt a job is running now: what its history adds after the
+/// ended ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningAttempt {
+    pub attempt: i32,
+    pub worker_id: Option<String>,
+    pub started_at: DateTime<Utc>,
+}
+
+impl RunningAttempt {
+    /// `job`'s running attempt, if it is running.
+    pub fn of(job: &crate::Job) -> Option<Self> {
+        match (job.status, job.started_at) {
+            (entity::JobStatus::Running, Some(started_at)) => Some(RunningAttempt {
+                attempt: job.attempts,
+                worker_id: job.worker_id.clone(),
+                started_at,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Most attempts one job's history returns (a job has at most 100 attempts
 /// per run; manual retries add runs).
 pub const MAX_ATTEMPTS_LISTED: u64 = 1_000;

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
-pub use attempts::{AttemptRecord, MAX_ATTEMPTS_LISTED};
+pub use attempts::{AttemptRecord, MAX_ATTEMPTS_LISTED, RunningAttempt};
 pub use bulk::MAX_BULK;
 pub use insert::Inserted;
 pub use queues::{Change, MAX_LIMIT, MAX_RETENTION_SECS, MIN_RATE, QueueChange, QueueSettings};
