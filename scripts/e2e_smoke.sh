@@ -132,6 +132,33 @@ post_json /jobs '{"type": "demo", "payload": {"order": 2}}' -H "Idempotency-Key:
 expect_status 409 "different request under the same key"
 ok "same key: 201, then 200 with job $first_id, then 409 for a changed request"
 
+step "every attempt is kept; a failed job is retried by filter"
+request GET "/jobs/$retry_id/attempts"; expect_status 200 "GET attempts"
+attempts=$(grep -o '"outcome":"failed"' <<<"$body" | wc -l)
+[[ $attempts == 4 ]] || fail "expected 4 failed attempts: $body"
+ok "job $retry_id has 4 failed attempts on record"
+post_json /jobs/retry '{"status": "failed", "type": "nonexistent-smoke-type"}'
+expect_status 200 "bulk retry"
+[[ $(json .changed <<<"$body") == 0 ]] || fail "bulk retry changed jobs it should not: $body"
+post_json /jobs/retry '{}'
+expect_status 422 "bulk retry without a filter"
+ok "bulk retry by filter answers how many changed; without a filter it is 422"
+
+step "a queue is paused, limited and resumed"
+queue="smoke-$RANDOM"
+request POST "/queues/$queue/pause"; expect_status 200 "pause"
+[[ $(json .paused <<<"$body") == true ]] || fail "not paused: $body"
+held_id=$(create "{\"type\": \"demo\", \"payload\": {}, \"queue\": \"$queue\"}")
+request PATCH "/queues/$queue" -H 'content-type: application/json' --data '{"concurrency_limit": 2, "rate_limit": 50}'
+expect_status 200 "configure"
+[[ $(json .concurrency_limit <<<"$body") == 2 ]] || fail "limit not set: $body"
+request GET /queues; expect_status 200 "GET /queues"
+[[ $body == *"\"$queue\""* ]] || fail "GET /queues does not list $queue"
+request GET "/jobs/$held_id"
+[[ $(json .status <<<"$body") == queued ]] || fail "a job of a paused queue left queued: $body"
+request POST "/queues/$queue/resume"; expect_status 200 "resume"
+ok "queue $queue paused with job $held_id waiting, limited, listed and resumed"
+
 step "listing by status"
 for pair in "canceled:$delayed_id" "completed:$ok_id" "failed:$fail_id"; do
   wanted=${pair%%:*} id=${pair#*:}

@@ -197,6 +197,7 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
 #[derive(Debug, Default, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueuePatch {
+    /// true to pause, false (or null) to resume.
     pub paused: Option<bool>,
     /// 1..=1000000, or null for no limit.
     #[schema(value_type = Option<i32>, nullable, minimum = 1, maximum = 1000000)]
@@ -249,13 +250,17 @@ fn parse_patch(body: serde_json::Map<String, serde_json::Value>) -> Result<Queue
     let mut change = QueueChange::default();
     for (field, value) in &body {
         match field.as_str() {
+            // null: back to the default, running.
             "paused" => {
-                change.paused = Some(value.as_bool().ok_or_else(|| {
-                    ApiError::invalid(
-                        "paused",
-                        format!("paused must be true or false (got {value})"),
-                    )
-                })?)
+                change.paused = Some(match value {
+                    Value::Null => false,
+                    other => other.as_bool().ok_or_else(|| {
+                        ApiError::invalid(
+                            "paused",
+                            format!("paused must be true, false or null (got {value})"),
+                        )
+                    })?,
+                })
             }
             "concurrency_limit" => change.concurrency_limit = whole("concurrency_limit", value)?,
             "rate_burst" => change.rate_burst = whole("rate_burst", value)?,
