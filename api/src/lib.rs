@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::jobs::router())
         .merge(routes::attempts::router())
         .merge(routes::bulk::router())
+        .merge(routes::schedules::router())
         .merge(routes::list::router())
         .merge(routes::batch::router())
         .merge(routes::summary::router())

@@ -41,6 +41,10 @@ pub struct JobView {
     /// by the next claim.
     #[schema(value_type = Option<Object>)]
     pub progress: Option<serde_json::Value>,
+    /// The periodic schedule that made this job, and the tick (when it was
+    /// due) it was made for.
+    pub schedule: Option<String>,
+    pub schedule_tick: Option<DateTime<Utc>>,
 }
 
 impl From<Job> for JobView {
@@ -69,6 +73,8 @@ impl From<Job> for JobView {
             failed_at: job.failed_at,
             canceled_at: job.canceled_at,
             progress: job.progress,
+            schedule: job.schedule_name,
+            schedule_tick: job.schedule_tick,
         }
     }
 }

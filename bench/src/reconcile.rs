@@ -46,6 +46,7 @@ pub async fn reconcile(
             epoch_check_interval: Duration::from_secs(1),
             retention: Default::default(),
             retention_interval: Duration::from_secs(3600),
+            schedule_interval: Duration::from_secs(1),
         },
         Arc::new(Outages::default()),
     );

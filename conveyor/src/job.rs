@@ -225,6 +225,16 @@ pub struct NewJob {
     pub timeout_seconds: i32,
     pub schedule: Schedule,
     pub idempotency_key: Option<String>,
+    /// The periodic schedule and tick this job is made for, if any.
+    pub origin: Option<Origin>,
+}
+
+/// The periodic schedule and tick a job was made for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub schedule: String,
+    /// The instant the tick was due.
+    pub tick: DateTime<Utc>,
 }
 
 impl NewJob {
@@ -240,6 +250,7 @@ impl NewJob {
             timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
             schedule: Schedule::Now,
             idempotency_key: None,
+            origin: None,
         }
     }
 

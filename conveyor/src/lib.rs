@@ -18,6 +18,8 @@
 //! - [`outage`]: a dependency's outage, logged once.
 //! - [`config`]: every setting, read once from the environment or flags.
 //! - [`group_commit`]: many callers' writes made as one statement.
+//! - [`periodic`]: cron expressions, time zones and the tick rule of
+//!   periodic jobs.
 //! - [`retry`]: exponential backoff with jitter for failed attempts and
 //!   for reconnecting after an outage.
 //! - [`signals`]: SIGINT/SIGTERM as a future.
@@ -33,6 +35,7 @@ pub mod logging;
 pub mod maintenance;
 pub mod metrics;
 pub mod outage;
+pub mod periodic;
 pub mod retry;
 pub mod signals;
 pub mod store;

@@ -42,6 +42,10 @@ pub struct Model {
     /// What the running attempt's handler last reported (written with the
     /// heartbeat); cleared by the next claim.
     pub progress: Option<Json>,
+    /// The schedule that made this job, if one did, and the tick (the
+    /// instant it was due) it was made for.
+    pub schedule_name: Option<String>,
+    pub schedule_tick: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@
 //! - `m20261129_000001_claim_token`: the per-claim fencing token.
 //! - `m20261129_000002_list_indexes`: `GET /jobs` by queue and by type, newest first.
 //! - `m20261130_000001_operable_queues`: queue settings, attempt history, progress.
+//! - `m20261130_000002_schedules`: periodic jobs (cron schedules).
 //! - [`lock`]: [`migrate_locked`], migrations run under a PostgreSQL advisory lock.
 
 pub use sea_orm_migration::prelude::*;
@@ -19,6 +20,7 @@ mod m20260103_000001_waiting_index_with_id;
 mod m20261129_000001_claim_token;
 mod m20261129_000002_list_indexes;
 mod m20261130_000001_operable_queues;
+mod m20261130_000002_schedules;
 
 pub use lock::{Command, migrate_locked};
 
@@ -36,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_claim_token::Migration),
             Box::new(m20261129_000002_list_indexes::Migration),
             Box::new(m20261130_000001_operable_queues::Migration),
+            Box::new(m20261130_000002_schedules::Migration),
         ]
     }
 }

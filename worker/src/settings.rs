@@ -40,6 +40,11 @@ pub struct Settings {
     /// How long finished jobs are kept unless their queue says otherwise.
     pub retention: conveyor::maintenance::retention::Retention,
     pub retention_interval: Duration,
+    /// How often the maintenance leader fires due periodic schedules.
+    pub schedule_interval: Duration,
+    /// Schedules this worker declares at start-up (created, or their
+    /// definitions replaced, by name).
+    pub schedules: Vec<conveyor::store::ScheduleSpec>,
 }
 
 impl Settings {
@@ -61,6 +66,8 @@ impl Settings {
             epoch_check_interval: DEFAULT_EPOCH_CHECK_INTERVAL,
             retention: config.retention(),
             retention_interval: Duration::from_secs(config.retention_interval_secs),
+            schedule_interval: conveyor::maintenance::scheduler::DEFAULT_SCHEDULE_INTERVAL,
+            schedules: Vec::new(),
         }
     }
 
@@ -76,6 +83,7 @@ impl Settings {
             epoch_check_interval: self.epoch_check_interval,
             retention: self.retention,
             retention_interval: self.retention_interval,
+            schedule_interval: self.schedule_interval,
         }
     }
 }

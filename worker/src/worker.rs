@@ -58,6 +58,7 @@ impl Worker {
         // queues' settings read before the first fetch.
         beat(&runtime, &info).await;
         crate::gates::refresh(&runtime).await;
+        declare_schedules(&runtime).await;
         // Its queues keep labels of their own in its metrics, whatever
         // names the jobs it meets carry.
         conveyor::metrics::reserve_queue_labels(&settings.queues);
@@ -132,6 +133,23 @@ impl Worker {
                 "some ids could not be handed back; leaving this worker registered so dead-worker recovery takes them");
         }
         tracing::info!(event = "worker_stopped", worker.id = %runtime.me(), "worker {} stopped", runtime.me());
+    }
+}
+
+/// Creates the schedules this worker declares, or replaces their
+/// definitions (by name); one that cannot be written is logged, not fatal.
+async fn declare_schedules(runtime: &Runtime) {
+    if runtime.settings.schedules.is_empty() {
+        return;
+    }
+    let client = conveyor::Client::new(runtime.store.clone(), runtime.broker.clone());
+    for spec in &runtime.settings.schedules {
+        match client.declare_schedule(spec).await {
+            Ok(row) => tracing::info!(event = "schedule_declared", schedule = %row.name,
+                cron = %row.cron, timezone = %row.timezone, "declared schedule {}", row.name),
+            Err(err) => tracing::error!(schedule = %spec.name, error = %err,
+                "could not declare schedule {}", spec.name),
+        }
     }
 }
 

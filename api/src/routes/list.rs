@@ -56,6 +56,9 @@ pub struct ListParams {
     /// Only jobs created at or after this instant (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
     pub created_after: Option<String>,
+    /// Only jobs made by this periodic schedule.
+    #[param(pattern = "^[a-z0-9_.:-]{1,64}$")]
+    pub schedule: Option<String>,
 }
 
 /// The filters `GET /jobs` and the bulk actions share, checked.
@@ -173,6 +176,14 @@ pub async fn list_jobs(
             rejection.body_text()
         ),
     })?;
+    if let Some(schedule) = &params.schedule
+        && !conveyor::client::is_schedule_name(schedule)
+    {
+        return Err(ApiError::invalid(
+            "schedule",
+            format!("{schedule:?} is not a schedule name"),
+        ));
+    }
     let filters = Filters::parse(
         params.status.as_deref(),
         params.queue,
@@ -214,6 +225,10 @@ pub async fn list_jobs(
         offset,
         after,
         ..filters.into_filter()
+    };
+    let filter = ListFilter {
+        schedule: params.schedule,
+        ..filter
     };
     let (page, matching) = tokio::join!(
         state.store.list(&filter),

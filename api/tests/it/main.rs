@@ -13,4 +13,5 @@ mod observability;
 mod operate;
 mod outages;
 mod read;
+mod schedules;
 mod support;

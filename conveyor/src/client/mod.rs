@@ -25,18 +25,21 @@
 //! - `retry`: the manual retry.
 //! - `bulk`: retry and cancel of every job matching a filter.
 //! - `queues`: pause, resume, limits and retention of a queue.
+//! - `schedules`: periodic schedules, and firing their ticks.
 
 mod bulk;
 mod cancel;
 mod enqueue;
 mod queues;
 mod retry;
+mod schedules;
 
 use std::sync::Arc;
 
 pub use bulk::{BulkAction, BulkCanceled, check_bulk};
 pub use cancel::Canceled;
 pub use queues::{OverviewError, QueueOverview, check_change, overview};
+pub use schedules::{Created, MAX_CATCH_UP, check_schedule, is_schedule_name, spec_of};
 
 use crate::group_commit::StoreGroup;
 use crate::job::{Job, NewJob};

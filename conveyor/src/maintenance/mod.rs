@@ -10,6 +10,7 @@
 //! | [`reconciler`] | the leader | waiting jobs no Redis key holds are published again |
 //! | [`idle_queues`] | the leader | queues that hold nothing leave the set of known queues |
 //! | [`retention`] | the leader | finished jobs past their retention are deleted, in bounded batches |
+//! | [`scheduler`] | the leader | periodic schedules' due ticks are fired, one job per tick |
 //!
 //! The first two are safe to run anywhere at once (a guarded `UPDATE ...
 //! SKIP LOCKED`, an atomic script), and running them everywhere keeps a
@@ -26,7 +27,7 @@
 //! - this module: [`Maintenance`], the runner, and [`Settings`].
 //! - [`leader`]: the leader's lease.
 //! - [`lease_rescuer`], [`promoter`], [`dead_workers`], [`reconciler`],
-//!   [`idle_queues`], [`retention`]: one service each.
+//!   [`idle_queues`], [`retention`], [`scheduler`]: one service each.
 
 pub mod dead_workers;
 pub mod idle_queues;
@@ -35,6 +36,7 @@ pub mod lease_rescuer;
 pub mod promoter;
 pub mod reconciler;
 pub mod retention;
+pub mod scheduler;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -69,6 +71,8 @@ pub struct Settings {
     pub retention: retention::Retention,
     /// How often the leader deletes finished jobs past their retention.
     pub retention_interval: Duration,
+    /// How often the leader fires due periodic schedules.
+    pub schedule_interval: Duration,
 }
 
 impl Settings {
@@ -193,6 +197,7 @@ impl Maintenance {
             Arc::new(reconciler::Reconciler::default()),
             Arc::new(idle_queues::IdleQueues),
             Arc::new(retention::Retainer),
+            Arc::new(scheduler::Scheduler),
         ]
     }
 

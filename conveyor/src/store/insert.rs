@@ -216,6 +216,8 @@ fn insert_statement(jobs: &[&NewJob], fingerprints: &[String]) -> Result<Stateme
         delay_ms: Option<i64>,
         idempotency_key: Option<&'a str>,
         request_hash: &'a str,
+        schedule_name: Option<&'a str>,
+        schedule_tick: Option<chrono::DateTime<chrono::Utc>>,
     }
     let rows: Vec<Row<'_>> = jobs
         .iter()
@@ -240,6 +242,8 @@ fn insert_statement(jobs: &[&NewJob], fingerprints: &[String]) -> Result<Stateme
                 delay_ms,
                 idempotency_key: job.idempotency_key.as_deref(),
                 request_hash: fingerprint,
+                schedule_name: job.origin.as_ref().map(|origin| origin.schedule.as_str()),
+                schedule_tick: job.origin.as_ref().map(|origin| origin.tick),
             }
         })
         .collect();
@@ -253,11 +257,13 @@ fn insert_statement(jobs: &[&NewJob], fingerprints: &[String]) -> Result<Stateme
 }
 
 const INSERT_JOBS: &str = "INSERT INTO jobs (id, queue, type, payload, priority, \
-     max_attempts, timeout_seconds, run_at, idempotency_key, request_hash) \
+     max_attempts, timeout_seconds, run_at, idempotency_key, request_hash, \
+     schedule_name, schedule_tick) \
      SELECT id, queue, task_type, payload, priority, max_attempts, timeout_seconds, \
      COALESCE(run_at, now() + COALESCE(delay_ms, 0) * interval '1 millisecond'), \
-     idempotency_key, request_hash \
+     idempotency_key, request_hash, schedule_name, schedule_tick \
      FROM jsonb_to_recordset($1::text::jsonb) AS r(id uuid, queue text, task_type text, \
      payload jsonb, priority smallint, max_attempts integer, timeout_seconds integer, \
-     run_at timestamptz, delay_ms bigint, idempotency_key text, request_hash text) \
+     run_at timestamptz, delay_ms bigint, idempotency_key text, request_hash text, \
+     schedule_name text, schedule_tick timestamptz) \
      ON CONFLICT DO NOTHING RETURNING *";

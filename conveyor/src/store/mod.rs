@@ -18,6 +18,7 @@
 //! - `attempts`: attempt history.
 //! - `bulk`: retry and cancel of every job matching a filter.
 //! - `retention`: deleting finished jobs past their retention.
+//! - `schedules`: periodic schedules.
 
 mod attempts;
 mod bulk;
@@ -25,6 +26,7 @@ mod insert;
 mod queues;
 mod read;
 mod retention;
+mod schedules;
 mod transitions;
 
 use std::time::Duration;
@@ -40,6 +42,7 @@ pub use read::{
     ListFilter, MatchCount, SAMPLE_ROWS, StatusCount,
 };
 pub use retention::QueueScope;
+pub use schedules::{Position, ScheduleRow, ScheduleSpec};
 pub use transitions::{LEASE_EXPIRED_ERROR, LeaseExpiry, LeaseRenewal, STUCK_ERROR, StuckAction};
 
 use crate::job::{ClaimToken, InvalidJob, Job, JobId, WorkerId};

@@ -27,6 +27,8 @@ pub struct ListFilter {
     pub created_before: Option<DateTime<Utc>>,
     /// Only jobs created at or after this instant.
     pub created_after: Option<DateTime<Utc>>,
+    /// Only jobs made by this periodic schedule.
+    pub schedule: Option<String>,
     pub limit: u64,
     pub offset: u64,
     /// Only jobs after this one in the list's order (keyset paging: a deep
@@ -452,6 +454,9 @@ pub(super) fn matching(filter: &ListFilter) -> Select<Entity> {
     }
     if let Some(after) = filter.created_after {
         query = query.filter(Column::CreatedAt.gte(after));
+    }
+    if let Some(schedule) = &filter.schedule {
+        query = query.filter(Column::ScheduleName.eq(schedule.as_str()));
     }
     query
 }

@@ -11,5 +11,6 @@ mod ordering;
 mod outages;
 mod queues;
 mod recovery;
+mod schedules;
 mod shutdown;
 mod support;

@@ -54,6 +54,8 @@ impl Harness {
             epoch_check_interval: Duration::from_millis(100),
             retention: Default::default(),
             retention_interval: Duration::from_secs(3600),
+            schedule_interval: Duration::from_millis(100),
+            schedules: Vec::new(),
         }
     }
 

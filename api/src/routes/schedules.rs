@@ -1,0 +1,410 @@
+//! `/schedules`: periodic jobs. Every write goes through the core client,
+//! which checks the cron expression, the zone and the job template, and
+//! the leader's scheduler fires them.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use conveyor::client::Created;
+use conveyor::job::{DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, DEFAULT_TIMEOUT_SECONDS};
+use conveyor::periodic::Missed;
+use conveyor::store::{ScheduleRow, ScheduleSpec};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, Problem};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+use crate::views::JobView;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_schedule, list_schedules))
+        .routes(routes!(get_schedule, update_schedule, delete_schedule))
+        .routes(routes!(pause_schedule))
+        .routes(routes!(resume_schedule))
+        .routes(routes!(trigger_schedule))
+}
+
+/// The job a schedule makes at each tick.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobTemplate {
+    #[serde(rename = "type")]
+    #[schema(pattern = "^[a-z0-9_.:-]{1,64}$")]
+    pub task_type: String,
+    /// Default `default`.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
+    pub queue: Option<String>,
+    /// A JSON object; default `{}`.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
+    /// 0..=9, default 0.
+    #[schema(minimum = 0, maximum = 9)]
+    pub priority: Option<i16>,
+    /// 1..=100, default 4.
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_attempts: Option<i32>,
+    /// 1..=86400, default 300.
+    #[schema(minimum = 1, maximum = 86400)]
+    pub timeout_seconds: Option<i32>,
+}
+
+/// A ticks-missed policy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MissedPolicy {
+    /// Fire none of the ticks missed while nothing ran (the default).
+    Skip,
+    /// Fire the latest missed tick once.
+    Once,
+    /// Fire each missed tick, up to `max_catch_up`.
+    All,
+}
+
+impl From<MissedPolicy> for Missed {
+    fn from(policy: MissedPolicy) -> Self {
+        match policy {
+            MissedPolicy::Skip => Missed::Skip,
+            MissedPolicy::Once => Missed::Once,
+            MissedPolicy::All => Missed::All,
+        }
+    }
+}
+
+/// `POST /schedules`. Unknown fields are refused (a misspelt `timezone`
+/// must not leave a schedule in UTC).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSchedule {
+    /// 1..=64 of a-z, 0-9, `_`, `.`, `:`, `-`.
+    #[schema(pattern = "^[a-z0-9_.:-]{1,64}$")]
+    pub name: String,
+    /// Five fields (minute hour day-of-month month day-of-week), or six
+    /// with seconds first.
+    pub cron: String,
+    /// An IANA zone name; default `UTC`.
+    pub timezone: Option<String>,
+    pub job: JobTemplate,
+    /// Default true.
+    pub enabled: Option<bool>,
+    pub missed: Option<MissedPolicy>,
+    /// Most missed ticks fired with `missed: all`, 1..=1000; default 10.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_catch_up: Option<i32>,
+}
+
+/// `PATCH /schedules/{name}`: the fields given are changed. A new `cron`
+/// or `timezone` starts the schedule's clock from now.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSchedule {
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    /// Replaces the whole template.
+    pub job: Option<JobTemplate>,
+    pub enabled: Option<bool>,
+    pub missed: Option<MissedPolicy>,
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_catch_up: Option<i32>,
+}
+
+/// A schedule, with where its clock stands.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScheduleView {
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub job: JobTemplate,
+    pub enabled: bool,
+    pub missed: MissedPolicy,
+    pub max_catch_up: i32,
+    /// Wall-clock time (in `timezone`) of the last tick passed.
+    #[schema(value_type = Option<String>, example = "2026-11-29T02:30:00")]
+    pub last_tick: Option<NaiveDateTime>,
+    pub last_fired_at: Option<DateTime<Utc>>,
+    /// Wall-clock time (in `timezone`) of the next tick.
+    #[schema(value_type = Option<String>, example = "2026-11-30T02:30:00")]
+    pub next_tick: Option<NaiveDateTime>,
+    /// When the next tick fires.
+    pub next_fire_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ScheduleRow> for ScheduleView {
+    fn from(row: ScheduleRow) -> Self {
+        let missed = match row.missed.parse::<Missed>().unwrap_or_default() {
+            Missed::Skip => MissedPolicy::Skip,
+            Missed::Once => MissedPolicy::Once,
+            Missed::All => MissedPolicy::All,
+        };
+        ScheduleView {
+            job: JobTemplate {
+                task_type: row.job_type,
+                queue: Some(row.job_queue),
+                payload: Some(row.job_payload),
+                priority: Some(row.job_priority),
+                max_attempts: Some(row.job_max_attempts),
+                timeout_seconds: Some(row.job_timeout_seconds),
+            },
+            name: row.name,
+            cron: row.cron,
+            timezone: row.timezone,
+            enabled: row.enabled,
+            missed,
+            max_catch_up: row.max_catch_up,
+            last_tick: row.last_tick,
+            last_fired_at: row.last_fired_at,
+            next_tick: row.next_tick,
+            next_fire_at: row.next_fire_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// Every schedule.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScheduleList {
+    pub items: Vec<ScheduleView>,
+}
+
+fn apply_template(spec: &mut ScheduleSpec, job: &JobTemplate) {
+    spec.job_type = job.task_type.clone();
+    spec.job_queue = job
+        .queue
+        .clone()
+        .unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+    spec.job_payload = job.payload.clone().unwrap_or_else(|| serde_json::json!({}));
+    spec.job_priority = job.priority.unwrap_or(0);
+    spec.job_max_attempts = job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    spec.job_timeout_seconds = job.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+}
+
+/// The `{name}` of a schedule route; a bad one is a 422 naming `name`.
+#[derive(Debug, Clone)]
+pub struct SchedulePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SchedulePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::invalid(
+                    "name",
+                    format!(
+                        "the schedule name in the path cannot be read: {}",
+                        rejection.body_text()
+                    ),
+                )
+            })?;
+        if !conveyor::client::is_schedule_name(&raw) {
+            return Err(ApiError::invalid(
+                "name",
+                format!("{raw:?} is not a schedule name (1 to 64 of a-z, 0-9, `_`, `.`, `:`, `-`)"),
+            ));
+        }
+        Ok(SchedulePath(raw))
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "schedule_not_found",
+        detail: format!("no schedule named {name:?}"),
+    }
+}
+
+/// Create a periodic schedule; its first tick is the first after now.
+#[utoipa::path(post, path = "/schedules", tag = "schedules",
+    request_body = CreateSchedule,
+    responses(
+        (status = 201, description = "Created", body = ScheduleView),
+        (status = 409, description = "The name is taken", body = Problem),
+        (status = 422, description = "A field is invalid (cron, timezone, job.*)", body = Problem),
+    ))]
+pub async fn create_schedule(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateSchedule>,
+) -> Result<Response, ApiError> {
+    let mut spec = ScheduleSpec {
+        name: body.name,
+        cron: body.cron,
+        timezone: body.timezone.unwrap_or_else(|| "UTC".to_owned()),
+        job_type: String::new(),
+        job_queue: String::new(),
+        job_payload: serde_json::json!({}),
+        job_priority: 0,
+        job_max_attempts: DEFAULT_MAX_ATTEMPTS,
+        job_timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+        enabled: body.enabled.unwrap_or(true),
+        missed: body.missed.map(Missed::from).unwrap_or_default(),
+        max_catch_up: body.max_catch_up.unwrap_or(10),
+    };
+    apply_template(&mut spec, &body.job);
+    match state.client.create_schedule(&spec).await? {
+        Created::Created(row) => {
+            Ok((StatusCode::CREATED, Json(ScheduleView::from(row))).into_response())
+        }
+        Created::Exists(row) => Err(ApiError::Conflict {
+            code: "schedule_exists",
+            detail: format!(
+                "a schedule named {:?} exists; change it with PATCH /schedules/{}",
+                row.name, row.name
+            ),
+            job_id: None,
+        }),
+    }
+}
+
+/// Every schedule, by name.
+#[utoipa::path(get, path = "/schedules", tag = "schedules",
+    responses((status = 200, body = ScheduleList)))]
+pub async fn list_schedules(State(state): State<AppState>) -> Result<Json<ScheduleList>, ApiError> {
+    let items = state.store.schedules().await?;
+    Ok(Json(ScheduleList {
+        items: items.into_iter().map(ScheduleView::from).collect(),
+    }))
+}
+
+/// One schedule, with its next tick.
+#[utoipa::path(get, path = "/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,64}$")),
+    responses(
+        (status = 200, body = ScheduleView),
+        (status = 404, body = Problem),
+        (status = 422, description = "Malformed name", body = Problem),
+    ))]
+pub async fn get_schedule(
+    State(state): State<AppState>,
+    SchedulePath(name): SchedulePath,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let row = state
+        .store
+        .schedule(&name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(Json(row.into()))
+}
+
+/// Change a schedule: the fields given.
+#[utoipa::path(patch, path = "/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,64}$")),
+    request_body = UpdateSchedule,
+    responses(
+        (status = 200, body = ScheduleView),
+        (status = 404, body = Problem),
+        (status = 422, description = "A field is invalid", body = Problem),
+    ))]
+pub async fn update_schedule(
+    State(state): State<AppState>,
+    SchedulePath(name): SchedulePath,
+    JsonBody(body): JsonBody<UpdateSchedule>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let row = state
+        .client
+        .update_schedule(&name, |spec| {
+            if let Some(cron) = &body.cron {
+                spec.cron = cron.clone();
+            }
+            if let Some(timezone) = &body.timezone {
+                spec.timezone = timezone.clone();
+            }
+            if let Some(job) = &body.job {
+                apply_template(spec, job);
+            }
+            if let Some(enabled) = body.enabled {
+                spec.enabled = enabled;
+            }
+            if let Some(missed) = body.missed {
+                spec.missed = missed.into();
+            }
+            if let Some(max_catch_up) = body.max_catch_up {
+                spec.max_catch_up = max_catch_up;
+            }
+        })
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(Json(row.into()))
+}
+
+/// Delete a schedule; the jobs it made stay.
+#[utoipa::path(delete, path = "/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,64}$")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem),
+    ))]
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    SchedulePath(name): SchedulePath,
+) -> Result<StatusCode, ApiError> {
+    if state.client.delete_schedule(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&name))
+    }
+}
+
+async fn set_enabled(
+    state: &AppState,
+    name: &str,
+    enabled: bool,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let row = state
+        .client
+        .update_schedule(name, |spec| spec.enabled = enabled)
+        .await?
+        .ok_or_else(|| not_found(name))?;
+    Ok(Json(row.into()))
+}
+
+/// Pause a schedule: no tick fires until it is resumed.
+#[utoipa::path(post, path = "/schedules/{name}/pause", tag = "schedules",
+    params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,64}$")),
+    responses((status = 200, body = ScheduleView), (status = 404, body = Problem)))]
+pub async fn pause_schedule(
+    State(state): State<AppState>,
+    SchedulePath(name): SchedulePath,
+) -> Result<Json<ScheduleView>, ApiError> {
+    set_enabled(&state, &name, false).await
+}
+
+/// Resume a schedule from its next tick after now (ticks while it was
+/// paused are not fired).
+#[utoipa::path(post, path = "/schedules/{name}/resume", tag = "schedules",
+    params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,64}$")),
+    responses((status = 200, body = ScheduleView), (status = 404, body = Problem)))]
+pub async fn resume_schedule(
+    State(state): State<AppState>,
+    SchedulePath(name): SchedulePath,
+) -> Result<Json<ScheduleView>, ApiError> {
+    set_enabled(&state, &name, true).await
+}
+
+/// Enqueue the schedule's job now, outside its ticks.
+#[utoipa::path(post, path = "/schedules/{name}/trigger", tag = "schedules",
+    params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,64}$")),
+    responses(
+        (status = 201, description = "The job made", body = JobView),
+        (status = 404, body = Problem),
+    ))]
+pub async fn trigger_schedule(
+    State(state): State<AppState>,
+    SchedulePath(name): SchedulePath,
+) -> Result<Response, ApiError> {
+    let made = state
+        .client
+        .trigger_schedule(&name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    Ok((StatusCode::CREATED, Json(JobView::from(made.job().clone()))).into_response())
+}
