@@ -175,6 +175,10 @@ pub struct Report {
     /// count until the heartbeats rebuild it, so this is a figure, not an
     /// invariant).
     pub limited_most_concurrent: usize,
+    /// Jobs the every-second schedule made, and ticks with two jobs, ticks
+    /// lost between the first and the last, or jobs of ticks not finished.
+    pub scheduled_jobs: usize,
+    pub schedule_violations: usize,
     pub problems: Vec<String>,
 }
 
@@ -192,6 +196,7 @@ impl Report {
             && self.read_back_mismatches == 0
             && self.bad_input_mishandled == 0
             && self.started_while_paused == 0
+            && self.schedule_violations == 0
     }
 
     pub fn print(&self) {
@@ -244,6 +249,16 @@ impl Report {
             true,
         );
         line("queue pauses (3 s each)", n(self.pauses), false);
+        line(
+            "schedule ticks doubled, lost or unfinished",
+            n(self.schedule_violations),
+            true,
+        );
+        line(
+            "jobs of the every-second schedule",
+            n(self.scheduled_jobs),
+            false,
+        );
         line(
             "most running at once in the limited queue (4)",
             n(self.limited_most_concurrent),
@@ -809,6 +824,15 @@ mod tests {
         assert!(
             report.passed(),
             "the limited queue's overlap is a figure, not an invariant"
+        );
+        let report = Report {
+            scheduled_jobs: 59,
+            schedule_violations: 1,
+            ..Report::default()
+        };
+        assert!(
+            !report.passed(),
+            "a doubled, lost or unfinished tick fails the run"
         );
     }
 

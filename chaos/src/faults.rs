@@ -463,6 +463,10 @@ pub async fn run(
     ));
     let hostile = tokio::spawn(crate::hostile::run(stack.api_url(), started + duration));
     let operator = tokio::spawn(crate::queue_ops::run(stack.api_url(), started + duration));
+    let scheduler = tokio::spawn(crate::schedule_ops::run(
+        stack.api_url(),
+        started + duration,
+    ));
     for (at, fault) in schedule(duration) {
         tokio::time::sleep_until(started + at).await;
         match fault {
@@ -486,6 +490,7 @@ pub async fn run(
     let submissions = client.await.context("the client panicked")?;
     let findings = hostile.await.context("the hostile prober panicked")?;
     let operated = operator.await.context("the queue operator panicked")?;
+    let schedule_errors = scheduler.await.context("the schedule driver panicked")?;
     println!(
         "[{:>6.1} s] client done: {} submissions; waiting up to {} s for every job to finish",
         started.elapsed().as_secs_f64(),
@@ -521,14 +526,30 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    // The attempt history, while PostgreSQL still runs.
+    // The attempt history and the schedule's jobs, while PostgreSQL still
+    // runs (the quiescence wait above covers them: give their last ones
+    // the same chance to finish).
     let (inside_pauses, most) = crate::queue_ops::audit(db, &operated.pauses).await?;
+    let quiesced = Instant::now() + Duration::from_secs(args.quiesce_secs);
+    let (tick_problems, scheduled) = loop {
+        let (problems, scheduled) = crate::schedule_ops::audit(db).await?;
+        let unfinished = problems.iter().any(|p| p.contains("did not finish"));
+        if !unfinished || Instant::now() > quiesced {
+            break (problems, scheduled);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     // Stop the workers so that every log is complete before it is read.
     stack.shutdown().await;
     let mut report = check::check(&submissions, &rows, &stack.lives);
     report.pauses = operated.pauses.len();
     report.started_while_paused = inside_pauses.len();
     report.limited_most_concurrent = most;
+    report.scheduled_jobs = scheduled;
+    report.schedule_violations = tick_problems.len();
+    report.problems.extend(tick_problems);
+    report.server_errors += schedule_errors.len();
+    report.problems.extend(schedule_errors);
     report.problems.extend(inside_pauses);
     report.server_errors += operated.server_errors.len();
     report.problems.extend(operated.server_errors);

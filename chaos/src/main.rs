@@ -10,6 +10,7 @@
 //! - `faults`: the schedule of faults and the stack they act on.
 //! - `hostile`: requests no client should send, and what they must get.
 //! - `queue_ops`: the operator pausing one queue and limiting another.
+//! - `schedule_ops`: a periodic schedule firing every second.
 //! - `check`: the invariants and the table.
 
 mod check;
@@ -18,6 +19,7 @@ mod faults;
 mod hostile;
 mod procs;
 mod queue_ops;
+mod schedule_ops;
 mod services;
 
 use std::path::PathBuf;

@@ -342,6 +342,7 @@ pub async fn update_schedule(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = Problem),
+        (status = 422, description = "Malformed name", body = Problem),
     ))]
 pub async fn delete_schedule(
     State(state): State<AppState>,
@@ -370,7 +371,11 @@ async fn set_enabled(
 /// Pause a schedule: no tick fires until it is resumed.
 #[utoipa::path(post, path = "/schedules/{name}/pause", tag = "schedules",
     params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,64}$")),
-    responses((status = 200, body = ScheduleView), (status = 404, body = Problem)))]
+    responses(
+        (status = 200, body = ScheduleView),
+        (status = 404, body = Problem),
+        (status = 422, description = "Malformed name", body = Problem),
+    ))]
 pub async fn pause_schedule(
     State(state): State<AppState>,
     SchedulePath(name): SchedulePath,
@@ -382,7 +387,11 @@ pub async fn pause_schedule(
 /// paused are not fired).
 #[utoipa::path(post, path = "/schedules/{name}/resume", tag = "schedules",
     params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,64}$")),
-    responses((status = 200, body = ScheduleView), (status = 404, body = Problem)))]
+    responses(
+        (status = 200, body = ScheduleView),
+        (status = 404, body = Problem),
+        (status = 422, description = "Malformed name", body = Problem),
+    ))]
 pub async fn resume_schedule(
     State(state): State<AppState>,
     SchedulePath(name): SchedulePath,
@@ -396,6 +405,7 @@ pub async fn resume_schedule(
     responses(
         (status = 201, description = "The job made", body = JobView),
         (status = 404, body = Problem),
+        (status = 422, description = "Malformed name", body = Problem),
     ))]
 pub async fn trigger_schedule(
     State(state): State<AppState>,
