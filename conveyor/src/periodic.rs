@@ -7,8 +7,9 @@
 //! A tick is a **wall-clock time** in the schedule's zone that the cron
 //! expression matches, and it fires once, ever: ticks are told apart by
 //! their wall time, and each job a tick makes carries an idempotency key
-//! built from the schedule's name and that wall time, so a second firing
-//! (another leader, a retried pass) is a replay, not a new job.
+//! built from the schedule's name and the instant the tick fires, so a
+//! second firing (another leader, a retried pass) is a replay, not a new
+//! job.
 //!
 //! Daylight-saving changes:
 //! - **A wall time that happens twice** (clocks go back: 02:30 exists in
@@ -17,10 +18,10 @@
 //!   the repeated hour: its wall times have all fired already.
 //! - **A wall time that never happens** (clocks go forward: 02:30 is
 //!   skipped) fires once, at the same wall time moved forward by the gap
-//!   (03:30 new time), unless the schedule fires at that moved time anyway
-//!   (an hourly or every-minute schedule), in which case the skipped wall
-//!   time has no tick of its own: those schedules lose the hour that did not
-//!   happen, and nothing fires twice.
+//!   (03:30 new time), unless the schedule has a real tick by then (an
+//!   hourly or every-minute schedule), in which case the skipped wall time
+//!   has no tick of its own: those schedules lose the hour that did not
+//!   happen, nothing fires twice, and ticks fire in order.
 //!
 //! Cron expressions have five fields (minute, hour, day of month, month,
 //! day of week, with the usual ranges, steps, lists and names; Sunday is 0
@@ -34,6 +35,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 use crate::job::InvalidJob;
+use crate::store::Position;
 
 /// What a schedule does with ticks that fell due while nothing fired them
 /// (no worker was running, PostgreSQL was down, the leader was changing).
@@ -75,9 +77,10 @@ impl FromStr for Missed {
 }
 
 /// A tick older than this when the scheduler first sees it counts as
-/// missed: the scheduler runs every quarter second, so a tick it sees this
-/// late was not fired while it was due.
-pub const MISSED_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+/// missed. Longer than a leader change takes (the leader's lease lasts at
+/// most four heartbeats or one job lease, 15 s by default), so a change of
+/// leader loses no tick; a minute of nothing running does.
+pub const MISSED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Most ticks looked at in one pass of one schedule (a schedule that fires
 /// every second and was stopped for a day is not walked tick by tick).
@@ -114,6 +117,17 @@ pub fn parse_cron(text: &str) -> Result<Cron, InvalidJob> {
             ),
         ));
     }
+    // croner skips empty list items (`1,,2`, a lone `,`) and reads a lone
+    // `+` as nothing: an expression that can never match.
+    if text
+        .split_whitespace()
+        .any(|field| field.split(',').any(|item| item.is_empty() || item == "+"))
+    {
+        return Err(InvalidJob::new(
+            "cron",
+            format!("{text:?} has an empty list item"),
+        ));
+    }
     CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
@@ -140,41 +154,92 @@ impl Timing {
         })
     }
 
-    /// The wall-clock time of `at` in the zone.
+    /// The wall-clock time of `at` in the zone, to the whole second (ticks
+    /// fall on whole seconds).
     pub fn wall_of(&self, at: DateTime<Utc>) -> NaiveDateTime {
-        at.with_timezone(&self.zone).naive_local()
+        chrono::SubsecRound::trunc_subsecs(at.with_timezone(&self.zone).naive_local(), 0)
     }
 
     /// The first tick whose wall time is after `wall`, by the tick rule.
     pub fn next_after(&self, wall: NaiveDateTime) -> Option<Tick> {
+        let candidate = self.next_wall(wall)?;
+        if let Some(at) = self.existing(candidate) {
+            return Some(Tick {
+                wall: candidate,
+                at,
+            });
+        }
+        // Skipped by the clocks: it fires moved forward by the gap, unless
+        // the schedule has a real tick by then (which then comes first,
+        // and keeps ticks in order).
+        let moved = self.existing(candidate + self.gap_at(candidate))?;
+        let following = self.first_existing_after(candidate)?;
+        if following.at <= moved {
+            return Some(following);
+        }
+        Some(Tick {
+            wall: candidate,
+            at: moved,
+        })
+    }
+
+    /// The instant of `wall` if the zone's clocks show it (the first time,
+    /// if twice).
+    fn existing(&self, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
+        self.zone
+            .from_local_datetime(&wall)
+            .earliest()
+            .map(|at| at.with_timezone(&Utc))
+    }
+
+    /// The first wall time after `wall` that the expression matches and
+    /// the clocks show.
+    fn first_existing_after(&self, wall: NaiveDateTime) -> Option<Tick> {
         let mut from = wall;
         // A gap holds at most an hour or two of wall times: 7,200 of a
         // schedule that fires every second.
         for _ in 0..MAX_GAP_WALLS {
             let candidate = self.next_wall(from)?;
-            match self.zone.from_local_datetime(&candidate) {
-                chrono::LocalResult::Single(at) | chrono::LocalResult::Ambiguous(at, _) => {
-                    return Some(Tick {
-                        wall: candidate,
-                        at: at.with_timezone(&Utc),
-                    });
-                }
-                chrono::LocalResult::None => {
-                    let moved = candidate + self.gap_at(candidate);
-                    if self.matches(moved) {
-                        // The schedule fires at the moved time anyway.
-                        from = candidate;
-                        continue;
-                    }
-                    let at = self.zone.from_local_datetime(&moved).earliest()?;
-                    return Some(Tick {
-                        wall: candidate,
-                        at: at.with_timezone(&Utc),
-                    });
+            if let Some(at) = self.existing(candidate) {
+                return Some(Tick {
+                    wall: candidate,
+                    at,
+                });
+            }
+            from = candidate;
+        }
+        None
+    }
+
+    /// The first tick that fires after `now`, for a schedule starting then
+    /// (ticks whose wall time comes later but whose instant is already past,
+    /// in a repeated hour, are not its).
+    pub fn first_after(&self, now: DateTime<Utc>) -> Position {
+        let mut last = self.wall_of(now);
+        for _ in 0..MAX_GAP_WALLS {
+            match self.next_after(last) {
+                Some(tick) if tick.at <= now => last = tick.wall,
+                next => {
+                    return Position {
+                        last_tick: last,
+                        next,
+                    };
                 }
             }
         }
-        None
+        Position {
+            last_tick: last,
+            next: None,
+        }
+    }
+
+    /// Whether the expression can match in the next ten years from `now`:
+    /// one that never does (the 31st of February, an empty list) is
+    /// refused rather than stored to never fire.
+    pub fn fires_after(&self, now: DateTime<Utc>) -> bool {
+        self.first_after(now)
+            .next
+            .is_some_and(|tick| tick.at - now < Duration::days(3_660))
     }
 
     /// Ticks after `last` (a wall time) due by `now`, oldest first, at most
@@ -202,12 +267,6 @@ impl Timing {
             .find_next_occurrence(&Utc.from_utc_datetime(&wall), false)
             .ok()
             .map(|at| at.naive_utc())
-    }
-
-    fn matches(&self, wall: NaiveDateTime) -> bool {
-        self.cron
-            .is_time_matching(&Utc.from_utc_datetime(&wall))
-            .unwrap_or(false)
     }
 
     /// How far the clocks jumped forward around `wall` (which they skipped).
@@ -249,11 +308,16 @@ pub fn to_fire(due: &[Tick], now: DateTime<Utc>, policy: Missed, max_catch_up: u
     fire
 }
 
-/// The idempotency key of the job `schedule` makes for the tick at `wall`:
-/// the same for every firing of that tick, whoever fires it.
-pub fn tick_key(schedule: &str, wall: NaiveDateTime) -> String {
-    format!("schedule:{schedule}:{}", wall.format("%Y-%m-%dT%H:%M:%S"))
+/// The idempotency key of the job `schedule` makes for the tick firing at
+/// `at`: the same for every firing of that tick, whoever fires it, and,
+/// being an instant, the same across a change of the schedule's zone (a
+/// wall time would name two instants then).
+pub fn tick_key(schedule: &str, at: DateTime<Utc>) -> String {
+    format!("schedule:{schedule}:{}", at.format("%Y-%m-%dT%H:%M:%SZ"))
 }
+
+/// The prefix of tick keys: clients' own idempotency keys may not use it.
+pub const TICK_KEY_PREFIX: &str = "schedule:";
 
 #[cfg(test)]
 mod tests {
@@ -386,33 +450,74 @@ mod tests {
         assert_eq!(fired.len(), 4);
         assert!(fired.windows(2).all(|pair| pair[0].at < pair[1].at));
         assert_eq!(
-            tick_key("nightly", fired[0].wall),
-            "schedule:nightly:2026-01-01T00:00:15"
+            tick_key("nightly", fired[0].at),
+            "schedule:nightly:2026-01-01T00:00:15Z"
         );
     }
 
     #[test]
     fn missed_ticks_follow_the_policy_and_current_ones_always_fire() {
         let timing = Timing::new("* * * * * *", "UTC").expect("timing");
-        let now = utc(2026, 1, 1, 0, 0, 30);
+        let now = utc(2026, 1, 1, 0, 2, 0);
         let (due, next) = timing.due(wall(2026, 1, 1, 0, 0, 0), now);
-        assert_eq!(due.len(), 30);
-        assert_eq!(next.map(|t| t.at), Some(utc(2026, 1, 1, 0, 0, 31)));
-        // Due within MISSED_AFTER (2 s): 00:00:28 .. 00:00:30.
+        assert_eq!(due.len(), 120);
+        assert_eq!(next.map(|t| t.at), Some(utc(2026, 1, 1, 0, 2, 1)));
+        // Due within MISSED_AFTER (60 s): 00:01:00 .. 00:02:00, 61 ticks.
         let skip = to_fire(&due, now, Missed::Skip, 10);
-        assert_eq!(
-            skip.iter().map(|t| t.at).collect::<Vec<_>>(),
-            vec![
-                utc(2026, 1, 1, 0, 0, 28),
-                utc(2026, 1, 1, 0, 0, 29),
-                utc(2026, 1, 1, 0, 0, 30)
-            ]
-        );
+        assert_eq!(skip.len(), 61);
+        assert_eq!(skip[0].at, utc(2026, 1, 1, 0, 1, 0));
         let once = to_fire(&due, now, Missed::Once, 10);
-        assert_eq!(once.len(), 4);
-        assert_eq!(once[0].at, utc(2026, 1, 1, 0, 0, 27));
+        assert_eq!(once.len(), 62);
+        assert_eq!(once[0].at, utc(2026, 1, 1, 0, 0, 59));
         let all = to_fire(&due, now, Missed::All, 10);
-        assert_eq!(all.len(), 13, "the last 10 missed, then the 3 current");
-        assert_eq!(all[0].at, utc(2026, 1, 1, 0, 0, 18));
+        assert_eq!(all.len(), 71, "the last 10 missed, then the 61 current");
+        assert_eq!(all[0].at, utc(2026, 1, 1, 0, 0, 50));
+    }
+
+    #[test]
+    fn in_a_half_hour_gap_ticks_stay_in_order_and_a_real_tick_comes_first() {
+        // Australia/Lord_Howe, 2026-10-04: 02:00 becomes 02:30.
+        let timing = Timing::new("10,35 2 * * *", "Australia/Lord_Howe").expect("timing");
+        let fired = ticks(
+            &timing,
+            utc(2026, 10, 2, 12, 0, 0),
+            utc(2026, 10, 4, 12, 0, 0),
+        );
+        assert!(
+            fired.windows(2).all(|pair| pair[0].at < pair[1].at),
+            "{fired:?}"
+        );
+        let on_the_day: Vec<String> = fired
+            .iter()
+            .filter(|t| t.wall.date() == NaiveDate::from_ymd_opt(2026, 10, 4).expect("date"))
+            .map(|t| t.wall.format("%H:%M").to_string())
+            .collect();
+        // 02:10 never happens and 02:35, a real tick, comes before 02:40.
+        assert_eq!(on_the_day, vec!["02:35".to_owned()]);
+    }
+
+    #[test]
+    fn a_schedule_started_in_a_repeated_hour_fires_nothing_from_before_it() {
+        // Berlin, 2026-10-25, 00:45 UTC: 02:45 CEST; the clocks will show
+        // 02:00 to 02:59 again from 01:00 UTC.
+        let timing = Timing::new("* * * * *", "Europe/Berlin").expect("timing");
+        let now = utc(2026, 10, 25, 1, 30, 0); // 02:30 CET, the second time
+        let start = timing.first_after(now);
+        let next = start.next.expect("a next tick");
+        assert!(next.at > now, "{next:?} is before {now}");
+    }
+
+    #[test]
+    fn an_expression_that_never_matches_is_refused_or_found_out() {
+        for bad in [", * * * *", "0 , * * *", "0 0 * * +", "1,,2 * * * *"] {
+            assert!(parse_cron(bad).is_err(), "{bad:?}");
+        }
+        let never = Timing::new("0 0 31 2 *", "UTC").expect("parses");
+        assert!(!never.fires_after(utc(2026, 1, 1, 0, 0, 0)));
+        let yearly = Timing::new("0 0 29 2 *", "UTC").expect("parses");
+        assert!(
+            yearly.fires_after(utc(2026, 1, 1, 0, 0, 0)),
+            "the next 29 February"
+        );
     }
 }

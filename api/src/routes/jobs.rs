@@ -160,15 +160,31 @@ fn in_range<T: TryFrom<i64>>(field: &str, value: i64, min: i64, max: i64) -> Res
     }
 }
 
-/// The body's key and the header's key must agree when both are given.
+/// The body's key and the header's key must agree when both are given,
+/// and neither may take the prefix periodic schedules key their ticks with
+/// (a client's key must not stand in for a tick's job).
 fn merge_keys(body: Option<String>, header: Option<String>) -> Result<Option<String>, ApiError> {
-    match (body, header) {
-        (Some(body), Some(header)) if body != header => Err(ApiError::invalid(
+    let key = match (body, header) {
+        (Some(body), Some(header)) if body != header => {
+            return Err(ApiError::invalid(
+                "idempotency_key",
+                "the idempotency_key field and the Idempotency-Key header differ; send one, or the same in both",
+            ));
+        }
+        (body, header) => body.or(header),
+    };
+    if let Some(key) = &key
+        && key.starts_with(conveyor::periodic::TICK_KEY_PREFIX)
+    {
+        return Err(ApiError::invalid(
             "idempotency_key",
-            "the idempotency_key field and the Idempotency-Key header differ; send one, or the same in both",
-        )),
-        (body, header) => Ok(body.or(header)),
+            format!(
+                "keys starting with {:?} are reserved for periodic schedules",
+                conveyor::periodic::TICK_KEY_PREFIX
+            ),
+        ));
     }
+    Ok(key)
 }
 
 fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

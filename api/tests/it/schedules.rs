@@ -110,6 +110,8 @@ async fn bad_schedules_are_refused_naming_the_field() {
         (with(json!({"cron": "61 * * * *"})), "cron"),
         (with(json!({"cron": "* * * *"})), "cron"),
         (with(json!({"cron": "every day"})), "cron"),
+        (with(json!({"cron": "0 0 31 2 *"})), "cron"),
+        (with(json!({"cron": "0 , * * *"})), "cron"),
         (with(json!({"timezone": "Mars/Olympus"})), "timezone"),
         (with(json!({"name": "Nightly Report"})), "name"),
         (with(json!({"job": {"type": "Bad Type"}})), "job.type"),
@@ -148,4 +150,13 @@ async fn bad_schedules_are_refused_naming_the_field() {
     assert_problem(status, &problem, 422, "invalid_field");
     let (status, problem) = app.get("/jobs?schedule=BAD%20NAME").await;
     assert_problem(status, &problem, 422, "invalid_field");
+    // A client's key cannot stand in for a tick's job.
+    let (status, problem) = app
+        .post_json(
+            "/jobs",
+            &json!({"type": "demo", "payload": {}, "idempotency_key": "schedule:nightly-report:2026-12-01T01:30:00Z"}),
+        )
+        .await;
+    assert_problem(status, &problem, 422, "invalid_field");
+    assert_eq!(problem["field"], "idempotency_key");
 }

@@ -89,14 +89,32 @@ pub fn spec_of(row: &ScheduleRow) -> ScheduleSpec {
     }
 }
 
-/// A schedule's clock started at `now`: the ticks before it are not its.
-fn start(timing: &Timing, now: DateTime<Utc>) -> Position {
-    let last_tick = timing.wall_of(now);
-    Position {
-        last_tick,
-        next: timing.next_after(last_tick),
-    }
+/// Checks `spec` and starts its clock at `now` (the ticks before are not
+/// its), off the async threads: finding that an expression never matches
+/// walks years of wall times.
+async fn checked_start(
+    spec: &ScheduleSpec,
+    now: DateTime<Utc>,
+) -> Result<(Timing, Position), StoreError> {
+    let spec = spec.clone();
+    tokio::task::spawn_blocking(move || {
+        let timing = check_schedule(&spec)?;
+        if !timing.fires_after(now) {
+            return Err(InvalidJob::new(
+                "cron",
+                format!("{:?} never matches in the next ten years", spec.cron),
+            ));
+        }
+        let position = timing.first_after(now);
+        Ok((timing, position))
+    })
+    .await
+    .map_err(|_| StoreError::Interrupted("schedule check"))?
+    .map_err(StoreError::from)
 }
+
+/// Jobs a schedule's catch-up inserts per statement.
+const FIRE_BATCH: usize = 100;
 
 /// What creating a schedule did.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,8 +127,7 @@ pub enum Created {
 impl Client {
     /// Creates a schedule; its first tick is the first after now.
     pub async fn create_schedule(&self, spec: &ScheduleSpec) -> Result<Created, StoreError> {
-        let timing = check_schedule(spec)?;
-        let position = start(&timing, self.store.db_now().await?);
+        let (_, position) = checked_start(spec, self.store.db_now().await?).await?;
         if let Some(row) = self.store.create_schedule(spec, &position).await? {
             tracing::info!(event = "schedule_created", schedule = %spec.name, cron = %spec.cron,
                 timezone = %spec.timezone, "schedule {} created", spec.name);
@@ -127,8 +144,7 @@ impl Client {
     /// unless its timing changed: for applications that declare their
     /// schedules in code at start-up.
     pub async fn declare_schedule(&self, spec: &ScheduleSpec) -> Result<ScheduleRow, StoreError> {
-        let timing = check_schedule(spec)?;
-        let position = start(&timing, self.store.db_now().await?);
+        let (_, position) = checked_start(spec, self.store.db_now().await?).await?;
         self.store.upsert_schedule(spec, &position).await
     }
 
@@ -149,7 +165,7 @@ impl Client {
             let mut spec = before.clone();
             change(&mut spec);
             spec.name = row.name.clone();
-            let timing = check_schedule(&spec)?;
+            let (timing, fresh) = checked_start(&spec, self.store.db_now().await?).await?;
             let restart = spec.cron != before.cron
                 || spec.timezone != before.timezone
                 || (spec.enabled && !before.enabled);
@@ -158,7 +174,7 @@ impl Client {
                     last_tick,
                     next: timing.next_after(last_tick),
                 },
-                _ => start(&timing, self.store.db_now().await?),
+                _ => fresh,
             };
             if let Some(row) = self
                 .store
@@ -212,6 +228,23 @@ impl Client {
         let timing = check_schedule(&spec)?;
         let last = row.last_tick.unwrap_or_else(|| timing.wall_of(now));
         let (due, next) = timing.due(last, now);
+        // More ticks than one pass looks at (a long outage of a frequent
+        // schedule): this window is all missed; step over it without
+        // firing, so the policy applies once, to the ticks before now.
+        if due.len() >= crate::periodic::MAX_TICKS_SCANNED
+            && next.is_some_and(|tick| tick.at <= now)
+        {
+            if let Some(newest) = due.last() {
+                let position = Position {
+                    last_tick: newest.wall,
+                    next,
+                };
+                self.store
+                    .advance_schedule(&row.name, row.updated_at, &position, false)
+                    .await?;
+            }
+            return Ok(Vec::new());
+        }
         let Some(newest) = due.last() else {
             // Not due after all (its next fire time was stale): re-aim it.
             let position = Position {
@@ -235,14 +268,26 @@ impl Client {
                         tick: tick.at,
                     }),
                 );
-                job.idempotency_key = Some(tick_key(&row.name, tick.wall));
+                job.idempotency_key = Some(tick_key(&row.name, tick.at));
                 job
             })
             .collect();
         let mut made = Vec::with_capacity(jobs.len());
-        if !jobs.is_empty() {
-            for outcome in self.enqueue_many(jobs).await? {
-                made.push(outcome?.job().clone());
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let chunk: Vec<NewJob> = jobs.by_ref().take(FIRE_BATCH).collect();
+            for outcome in self.enqueue_many(chunk).await? {
+                match outcome? {
+                    Inserted::Conflict(job) => {
+                        // The tick's key names a job made from another
+                        // definition (the schedule was changed since), or
+                        // taken otherwise: that job stands for the tick.
+                        tracing::warn!(event = "schedule_tick_taken", schedule = %row.name,
+                            job.id = %job.id, "a job already holds this tick's key; not making another");
+                        made.push(job);
+                    }
+                    other => made.push(other.job().clone()),
+                }
             }
         }
         let skipped = due.len() - fire.len();
@@ -255,6 +300,10 @@ impl Client {
             tracing::info!(event = "schedule_fired", schedule = %row.name, job.id = %job.id,
                 tick = ?job.schedule_tick, "schedule {} fired job {}", row.name, job.id);
         }
+        if next.is_none() {
+            tracing::error!(event = "schedule_ended", schedule = %row.name,
+                "schedule {} has no tick after this one; it will not fire again", row.name);
+        }
         let position = Position {
             last_tick: newest.wall,
             next,
@@ -263,5 +312,19 @@ impl Client {
             .advance_schedule(&row.name, row.updated_at, &position, !made.is_empty())
             .await?;
         Ok(made)
+    }
+
+    /// Stops a schedule that cannot fire (stored before a rule it breaks
+    /// existed) from being picked up again: its next fire time is cleared,
+    /// so it waits for a person to fix it (`PATCH`).
+    pub async fn park_schedule(&self, row: &ScheduleRow) -> Result<(), StoreError> {
+        let position = Position {
+            last_tick: row.last_tick.unwrap_or_default(),
+            next: None,
+        };
+        self.store
+            .advance_schedule(&row.name, row.updated_at, &position, false)
+            .await?;
+        Ok(())
     }
 }

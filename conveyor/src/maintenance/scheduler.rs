@@ -47,7 +47,9 @@ pub async fn fire_due(ctx: &Context) -> Result<usize, MaintenanceError> {
             // A schedule stored before a rule it breaks existed: say so,
             // and fire the others.
             Err(crate::StoreError::Invalid(err)) => {
-                tracing::error!(schedule = %row.name, error = %err, "schedule cannot fire");
+                tracing::error!(schedule = %row.name, error = %err,
+                    "schedule cannot fire; it waits until it is changed");
+                ctx.client.park_schedule(&row).await?;
             }
             Err(err) => return Err(err.into()),
         }

@@ -168,8 +168,9 @@ impl Store {
     }
 
     /// Creates the schedule or, if its name is taken, replaces its
-    /// definition keeping its position unless `moved` (the timing changed):
-    /// how an application declares its schedules at start-up.
+    /// definition, keeping its position unless its timing changed and
+    /// keeping whether it is paused (an operator's pause outlives a
+    /// restart): how an application declares its schedules at start-up.
     pub async fn upsert_schedule(
         &self,
         spec: &ScheduleSpec,
@@ -180,14 +181,14 @@ impl Store {
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (name) DO UPDATE SET \
              job_type = $4, job_queue = $5, job_payload = $6, job_priority = $7, \
-             job_max_attempts = $8, job_timeout_seconds = $9, enabled = $10, missed = $11, \
+             job_max_attempts = $8, job_timeout_seconds = $9, missed = $11, \
              max_catch_up = $12, \
              last_tick = CASE WHEN schedules.cron = $2 AND schedules.timezone = $3 \
-                 AND schedules.enabled = $10 THEN schedules.last_tick ELSE $13 END, \
+                 THEN schedules.last_tick ELSE $13 END, \
              next_tick = CASE WHEN schedules.cron = $2 AND schedules.timezone = $3 \
-                 AND schedules.enabled = $10 THEN schedules.next_tick ELSE $14 END, \
+                 THEN schedules.next_tick ELSE $14 END, \
              next_fire_at = CASE WHEN schedules.cron = $2 AND schedules.timezone = $3 \
-                 AND schedules.enabled = $10 THEN schedules.next_fire_at ELSE $15 END, \
+                 THEN schedules.next_fire_at ELSE $15 END, \
              cron = $2, timezone = $3, updated_at = now() \
              RETURNING *"
         );

@@ -48,8 +48,8 @@ async fn concurrent_migrations_of_an_empty_database_all_succeed_once() {
             "SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'jobs'"
         )
         .await,
-        8,
-        "primary key, idempotency key and six query indexes"
+        9,
+        "primary key, idempotency key, six query indexes and the schedule index"
     );
     assert_eq!(
         count(

@@ -66,8 +66,9 @@ async fn three_workers_fire_an_every_second_schedule_once_per_tick() {
     let workers: Vec<_> = (0..3)
         .map(|n| h.spawn(h.settings(&format!("w{n}")), worker::builtin_registry()))
         .collect();
+    // `all`: a stall of the loaded test machine delays ticks, loses none.
     client
-        .create_schedule(&every_second("tick", Missed::Skip))
+        .create_schedule(&every_second("tick", Missed::All))
         .await
         .expect("create");
     // Twenty seconds of ticks.
@@ -83,12 +84,15 @@ async fn three_workers_fire_an_every_second_schedule_once_per_tick() {
         .expect("exists");
     let elapsed = started.elapsed();
     let (ticks, jobs) = ticks_of(&h, "tick").await;
-    assert!((20..=21).contains(&jobs), "{jobs} jobs for twenty ticks");
+    // A pass that read the schedule before the pause may still fire one
+    // more tick.
+    assert!((20..=22).contains(&jobs), "{jobs} jobs for twenty ticks");
     assert_one_job_per_consecutive_second(&ticks, jobs);
-    // One job a second of the test's own clock, give or take the edges.
+    // One job a second of the test's own clock, give or take the edges
+    // (the first leader's election, the last pass).
     let seconds = elapsed.as_secs_f64();
     assert!(
-        (jobs as f64 - seconds).abs() <= 2.0,
+        (jobs as f64 - seconds).abs() <= 4.0,
         "{jobs} jobs in {seconds:.1} s"
     );
     for worker in workers {
@@ -113,8 +117,12 @@ async fn a_killed_leader_neither_duplicates_nor_loses_ticks() {
     .await;
     // Kill whichever worker leads: no cleanup, its lease on leadership
     // lapses, and another takes over after the ticks it missed.
-    let leader: String =
-        redis::Commands::get(&mut h.redis_conn(), h.keys().leader()).expect("leader");
+    let leader: String = wait_until("a leader", Duration::from_secs(10), || async {
+        redis::Commands::get::<_, Option<String>>(&mut h.redis_conn(), h.keys().leader())
+            .ok()
+            .flatten()
+    })
+    .await;
     let index = workers
         .iter()
         .position(|worker| worker.id.as_str() == leader)
@@ -149,11 +157,12 @@ async fn with_the_skip_policy_ticks_missed_while_nothing_ran_are_not_fired() {
         .create_schedule(&every_second("skipper", Missed::Skip))
         .await
         .expect("create");
-    // Nothing runs for five seconds: five ticks are missed. Then a worker.
+    // Nothing ran for five minutes: the ticks older than a minute are
+    // missed. Then a worker.
     h.db.execute(
-        "UPDATE schedules SET last_tick = last_tick - interval '5 seconds', \
-         next_fire_at = next_fire_at - interval '5 seconds', \
-         next_tick = next_tick - interval '5 seconds'",
+        "UPDATE schedules SET last_tick = last_tick - interval '5 minutes', \
+         next_fire_at = next_fire_at - interval '5 minutes', \
+         next_tick = next_tick - interval '5 minutes'",
     )
     .await;
     let worker = h.spawn(h.settings("w"), worker::builtin_registry());
@@ -169,9 +178,17 @@ async fn with_the_skip_policy_ticks_missed_while_nothing_ran_are_not_fired() {
     let (ticks, jobs) = ticks_of(&h, "skipper").await;
     let now = h.store.db_now().await.expect("now");
     let oldest = ticks.first().copied().expect("ticks");
+    let missed_after =
+        chrono::Duration::from_std(conveyor::periodic::MISSED_AFTER).expect("duration");
     assert!(
-        now - oldest < chrono::Duration::seconds(5),
-        "a tick missed before the worker started was fired: {ticks:?} at {now}"
+        now - oldest <= missed_after + chrono::Duration::seconds(5),
+        "a tick missed more than a minute before the worker started was fired: {:?} at {now}",
+        ticks.first()
+    );
+    assert!(
+        now - oldest >= missed_after - chrono::Duration::seconds(5),
+        "the ticks of the last minute were not fired: oldest {:?} at {now}",
+        ticks.first()
     );
     assert_one_job_per_consecutive_second(&ticks, jobs);
     worker.stop().await;
