@@ -144,13 +144,13 @@ async fn a_concurrency_limit_holds_across_three_workers() {
 async fn a_rate_limit_holds_across_three_workers() {
     let h = Harness::new().await;
     let client = Client::new(h.store.clone(), h.broker.clone());
-    // 5 starts per second, bursts of 1, read by each worker before it
+    // 4 starts per second, bursts of 1, read by each worker before it
     // fetches.
     client
         .configure_queue(
             "default",
             &QueueChange {
-                rate_limit: Change::Set(5.0),
+                rate_limit: Change::Set(4.0),
                 rate_burst: Change::Set(1),
                 ..QueueChange::default()
             },
@@ -172,8 +172,9 @@ async fn a_rate_limit_holds_across_three_workers() {
     assert_eq!(starts.len(), 8);
     let span = starts.iter().max().copied().expect("starts")
         - starts.iter().min().copied().expect("starts");
-    // Eight starts at five per second after a burst of one take 1.4 s by
-    // Redis's clock; allow for the first start being recorded late.
+    // Eight starts at four per second after a burst of one take 1.75 s by
+    // Redis's clock; the first start may be recorded late (a worker's first
+    // claim opens its connections), so allow it most of a second.
     assert!(
         span >= Duration::from_millis(1_000),
         "8 starts within {span:?}"
