@@ -119,6 +119,28 @@ fn json_problem(path: String, err: serde_json::Error) -> ApiError {
     }
 }
 
+/// The one path parameter of a route, as text; one that cannot be read
+/// (not UTF-8 once percent-decoded) is a 422 problem naming `field`.
+async fn path_text<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    field: &'static str,
+    what: &str,
+) -> Result<String, ApiError> {
+    let Path(raw) = Path::<String>::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection| {
+            ApiError::invalid(
+                field,
+                format!(
+                    "the {what} in the path cannot be read: {}",
+                    rejection.body_text()
+                ),
+            )
+        })?;
+    Ok(raw)
+}
+
 /// The `{id}` of a job route, parsed; a malformed one (not a UUID, or not
 /// even UTF-8 once percent-decoded) is a 422 problem naming `id`.
 #[derive(Debug, Clone, Copy)]
@@ -128,17 +150,7 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::invalid(
-                    "id",
-                    format!(
-                        "the job id in the path cannot be read: {}",
-                        rejection.body_text()
-                    ),
-                )
-            })?;
+        let raw = path_text(parts, state, "id", "job id").await?;
         raw.parse()
             .map(JobIdPath)
             .map_err(|_| ApiError::invalid("id", format!("{raw:?} is not a valid job id (a UUID)")))
@@ -154,18 +166,28 @@ impl<S: Send + Sync> FromRequestParts<S> for QueuePath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::invalid(
-                    "queue",
-                    format!(
-                        "the queue name in the path cannot be read: {}",
-                        rejection.body_text()
-                    ),
-                )
-            })?;
+        let raw = path_text(parts, state, "queue", "queue name").await?;
         conveyor::job::check_queue_name(&raw)?;
         Ok(QueuePath(raw))
+    }
+}
+
+/// The `{name}` of a schedule route; a bad one is a 422 problem naming
+/// `name`.
+#[derive(Debug, Clone)]
+pub struct SchedulePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SchedulePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = path_text(parts, state, "name", "schedule name").await?;
+        if !conveyor::client::is_schedule_name(&raw) {
+            return Err(ApiError::invalid(
+                "name",
+                format!("{raw:?} is not a schedule name (1 to 64 of a-z, 0-9, `_`, `.`, `:`, `-`)"),
+            ));
+        }
+        Ok(SchedulePath(raw))
     }
 }

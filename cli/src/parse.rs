@@ -83,6 +83,14 @@ mod tests {
     }
 
     #[test]
+    fn instants_postgres_cannot_store_as_sent_are_refused() {
+        assert!(instant("2026-11-29T12:00:00Z").is_ok());
+        assert!(instant("2016-12-31T23:59:60Z").is_err());
+        assert!(instant("0000-06-01T00:00:00Z").is_err());
+        assert!(instant("yesterday").is_err());
+    }
+
+    #[test]
     fn limits_and_rates_take_none() {
         assert_eq!(limit("none"), Ok(Change::Clear));
         assert_eq!(limit("4"), Ok(Change::Set(4)));

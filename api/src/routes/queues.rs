@@ -292,7 +292,7 @@ fn parse_patch(body: serde_json::Map<String, serde_json::Value>) -> Result<Queue
             }
         }
     }
-    conveyor::client::check_change(&change)?;
+    // The values themselves are the core client's to check.
     Ok(change)
 }
 

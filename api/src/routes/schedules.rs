@@ -3,9 +3,8 @@
 //! the leader's scheduler fires them.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use conveyor::client::Created;
@@ -18,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, SchedulePath};
 use crate::state::AppState;
 use crate::views::JobView;
 
@@ -185,35 +184,6 @@ fn apply_template(spec: &mut ScheduleSpec, job: &JobTemplate) {
     spec.job_priority = job.priority.unwrap_or(0);
     spec.job_max_attempts = job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     spec.job_timeout_seconds = job.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
-}
-
-/// The `{name}` of a schedule route; a bad one is a 422 naming `name`.
-#[derive(Debug, Clone)]
-pub struct SchedulePath(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for SchedulePath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::invalid(
-                    "name",
-                    format!(
-                        "the schedule name in the path cannot be read: {}",
-                        rejection.body_text()
-                    ),
-                )
-            })?;
-        if !conveyor::client::is_schedule_name(&raw) {
-            return Err(ApiError::invalid(
-                "name",
-                format!("{raw:?} is not a schedule name (1 to 64 of a-z, 0-9, `_`, `.`, `:`, `-`)"),
-            ));
-        }
-        Ok(SchedulePath(raw))
-    }
 }
 
 fn not_found(name: &str) -> ApiError {

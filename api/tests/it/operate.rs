@@ -242,6 +242,15 @@ async fn bulk_actions_change_matching_jobs_up_to_the_limit_and_say_how_many() {
             assert_eq!(problem["field"], field, "{body}: {problem}");
         }
     }
+    for instant in [
+        "2016-12-31T23:59:60Z",
+        "0000-06-01T00:00:00Z",
+        "9999-12-31T23:00:00-05:00",
+    ] {
+        let (status, problem) = app.get(&format!("/jobs?created_before={instant}")).await;
+        assert_problem(status, &problem, 422, "invalid_field");
+        assert_eq!(problem["field"], "created_before", "{instant}");
+    }
     let (status, problem) = app.get("/jobs?created_before=soon").await;
     assert_problem(status, &problem, 422, "invalid_field");
     assert_eq!(problem["field"], "created_before");

@@ -81,6 +81,23 @@ fn values(spec: &ScheduleSpec, position: &Position) -> Vec<Value> {
 }
 
 impl Store {
+    /// The schedule row `sql` (with `values`) returns, if any.
+    async fn one_schedule(
+        &self,
+        sql: impl Into<String>,
+        values: impl IntoIterator<Item = Value>,
+    ) -> Result<Option<ScheduleRow>, StoreError> {
+        Ok(
+            ScheduleRow::find_by_statement(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .one(&self.db)
+            .await?,
+        )
+    }
+
     /// PostgreSQL's clock: the one schedules are fired by.
     pub async fn db_now(&self) -> Result<DateTime<Utc>, StoreError> {
         #[derive(FromQueryResult)]
@@ -108,15 +125,8 @@ impl Store {
     }
 
     pub async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>, StoreError> {
-        Ok(
-            ScheduleRow::find_by_statement(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT * FROM schedules WHERE name = $1",
-                [name.into()],
-            ))
-            .one(&self.db)
-            .await?,
-        )
+        self.one_schedule("SELECT * FROM schedules WHERE name = $1", [name.into()])
+            .await
     }
 
     /// Creates the schedule, or returns `None` if its name is taken.
@@ -130,15 +140,7 @@ impl Store {
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (name) DO NOTHING RETURNING *"
         );
-        Ok(
-            ScheduleRow::find_by_statement(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                values(spec, position),
-            ))
-            .one(&self.db)
-            .await?,
-        )
+        self.one_schedule(sql, values(spec, position)).await
     }
 
     /// Writes `spec` and `position` over the schedule if it was last
@@ -152,19 +154,15 @@ impl Store {
     ) -> Result<Option<ScheduleRow>, StoreError> {
         let mut values = values(spec, position);
         values.push(seen.into());
-        Ok(
-            ScheduleRow::find_by_statement(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "UPDATE schedules SET cron = $2, timezone = $3, job_type = $4, job_queue = $5, \
+        self.one_schedule(
+            "UPDATE schedules SET cron = $2, timezone = $3, job_type = $4, job_queue = $5, \
              job_payload = $6, job_priority = $7, job_max_attempts = $8, \
              job_timeout_seconds = $9, enabled = $10, missed = $11, max_catch_up = $12, \
              last_tick = $13, next_tick = $14, next_fire_at = $15, updated_at = now() \
              WHERE name = $1 AND updated_at = $16 RETURNING *",
-                values,
-            ))
-            .one(&self.db)
-            .await?,
+            values,
         )
+        .await
     }
 
     /// Creates the schedule or, if its name is taken, replaces its
@@ -192,14 +190,9 @@ impl Store {
              cron = $2, timezone = $3, updated_at = now() \
              RETURNING *"
         );
-        ScheduleRow::find_by_statement(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values(spec, position),
-        ))
-        .one(&self.db)
-        .await?
-        .ok_or(StoreError::Interrupted("upsert_schedule"))
+        self.one_schedule(sql, values(spec, position))
+            .await?
+            .ok_or(StoreError::Interrupted("upsert_schedule"))
     }
 
     /// Deletes the schedule; false if there was none. Its jobs stay.

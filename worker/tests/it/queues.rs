@@ -105,69 +105,56 @@ impl Overlap {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_concurrency_limit_holds_across_three_workers() {
+/// Configures the default queue with `change` (read by each worker before
+/// it fetches), runs `count` tracked jobs on three workers of four slots,
+/// and returns what they saw.
+async fn run_on_three_workers(change: QueueChange, count: usize) -> Overlap {
     let h = Harness::new().await;
     let client = Client::new(h.store.clone(), h.broker.clone());
     client
-        .configure_queue(
-            "default",
-            &QueueChange {
-                concurrency_limit: Change::Set(2),
-                ..QueueChange::default()
-            },
-        )
+        .configure_queue("default", &change)
         .await
-        .expect("limit");
+        .expect("configure");
     let overlap = Overlap::default();
     let workers: Vec<_> = (0..3)
         .map(|n| h.spawn(h.settings(&format!("w{n}")), overlap.registry()))
         .collect();
     let mut jobs = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..count {
         jobs.push(h.submit(job("tracked", json!({}))).await);
     }
     for job in &jobs {
         h.wait_for(id(job), JobStatus::Completed, DEADLINE).await;
     }
+    for worker in workers {
+        worker.stop().await;
+    }
+    overlap
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_limit_holds_across_three_workers() {
+    let change = QueueChange {
+        concurrency_limit: Change::Set(2),
+        ..QueueChange::default()
+    };
+    let overlap = run_on_three_workers(change, 16).await;
     let most = overlap.most.load(Ordering::SeqCst);
     assert!(
         (1..=2).contains(&most),
         "at most 2 at once across 3 workers of 4 slots, saw {most}"
     );
-    for worker in workers {
-        worker.stop().await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_holds_across_three_workers() {
-    let h = Harness::new().await;
-    let client = Client::new(h.store.clone(), h.broker.clone());
-    // 4 starts per second, bursts of 1, read by each worker before it
-    // fetches.
-    client
-        .configure_queue(
-            "default",
-            &QueueChange {
-                rate_limit: Change::Set(4.0),
-                rate_burst: Change::Set(1),
-                ..QueueChange::default()
-            },
-        )
-        .await
-        .expect("rate");
-    let overlap = Overlap::default();
-    let workers: Vec<_> = (0..3)
-        .map(|n| h.spawn(h.settings(&format!("w{n}")), overlap.registry()))
-        .collect();
-    let mut jobs = Vec::new();
-    for _ in 0..8 {
-        jobs.push(h.submit(job("tracked", json!({}))).await);
-    }
-    for job in &jobs {
-        h.wait_for(id(job), JobStatus::Completed, DEADLINE).await;
-    }
+    // 4 starts per second, bursts of 1.
+    let change = QueueChange {
+        rate_limit: Change::Set(4.0),
+        rate_burst: Change::Set(1),
+        ..QueueChange::default()
+    };
+    let overlap = run_on_three_workers(change, 8).await;
     let starts = overlap.starts.lock().expect("lock").clone();
     assert_eq!(starts.len(), 8);
     let span = starts.iter().max().copied().expect("starts")
@@ -179,9 +166,6 @@ async fn a_rate_limit_holds_across_three_workers() {
         span >= Duration::from_millis(1_000),
         "8 starts within {span:?}"
     );
-    for worker in workers {
-        worker.stop().await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
