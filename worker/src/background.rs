@@ -49,6 +49,11 @@ pub async fn beat(runtime: &Runtime, info: &WorkerInfo) {
                 .broker
                 .heartbeat(&info, runtime.settings.lease * 2)
                 .await?;
+            let tally = runtime.take_tally();
+            if let Err(err) = runtime.broker.add_tally(&tally).await {
+                runtime.restore_tally(&tally);
+                return Err(err);
+            }
             hold_places(runtime).await
         };
         match tokio::time::timeout(limit, presence).await {

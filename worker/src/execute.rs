@@ -259,6 +259,9 @@ async fn record(
     match transition {
         Transition::Won(after) => {
             log_outcome(&after, &outcome, duration_ms, me);
+            if !matches!(outcome, Outcome::Interrupted) {
+                runtime.count_ended(after.status);
+            }
             conveyor::metrics::job_finished(
                 &after.queue,
                 &after.task_type,

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use conveyor::outage::Outages;
+use conveyor::broker::Tally;
 use conveyor::{Broker, ClaimToken, Fence, JobId, Store};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +78,9 @@ pub struct Runtime {
     /// handle each (an id republished for a retry can be delivered again
     /// before the task that republished it has returned).
     in_flight: Mutex<HashMap<String, usize>>,
+    /// Attempts ended here since the last heartbeat handed them to Redis
+    /// (the dashboard's throughput).
+    tally: Mutex<Tally>,
 }
 
 impl Runtime {
@@ -92,7 +96,29 @@ impl Runtime {
             outages: Arc::new(Outages::default()),
             running: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            tally: Mutex::new(Tally::default()),
         })
+    }
+
+    /// Counts an attempt that ended in `status` (one a worker wrote).
+    pub fn count_ended(&self, status: conveyor::JobStatus) {
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        match status {
+            conveyor::JobStatus::Completed => tally.completed += 1,
+            conveyor::JobStatus::Retrying => tally.retried += 1,
+            conveyor::JobStatus::Failed => tally.failed += 1,
+            _ => {}
+        }
+    }
+
+    /// The counts since the last call, now zeroed.
+    pub fn take_tally(&self) -> Tally {
+        std::mem::take(&mut *self.tally.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts back counts that could not be handed to Redis.
+    pub fn restore_tally(&self, unsent: &Tally) {
+        self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(unsent);
     }
 
     pub fn me(&self) -> &str {

@@ -99,6 +99,9 @@ pub struct QueueView {
     pub in_flight: u64,
     /// Jobs in status `running` (PostgreSQL).
     pub running: i64,
+    /// Seconds the job next in line has been due (the queue's latency);
+    /// null when nothing is ready.
+    pub oldest_due_secs: Option<f64>,
 }
 
 /// A live worker, from its latest heartbeat.
@@ -161,6 +164,7 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
                 in_flight: queue.depths.processing,
                 ready,
                 running: queue.running,
+                oldest_due_secs: queue.oldest_due.map(|due| due.as_secs_f64()),
                 name: queue.name,
             }
         })
@@ -172,20 +176,18 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
         .await
         .map_err(redis_down)?
         .into_iter()
-        .map(|(id, last_heartbeat_ms, details)| WorkerView {
-            id,
-            host: details.get("host").cloned(),
-            pid: details.get("pid").and_then(|pid| pid.parse().ok()),
-            queues: details
-                .get("queues")
-                .map(|queues| queues.split(',').map(str::to_owned).collect())
-                .unwrap_or_default(),
-            concurrency: details.get("concurrency").and_then(|c| c.parse().ok()),
-            running: details.get("running").and_then(|r| r.parse().ok()),
-            started_at: details.get("started_at").cloned(),
-            last_heartbeat: chrono::DateTime::from_timestamp_millis(last_heartbeat_ms)
-                .map(|at| at.to_rfc3339())
-                .unwrap_or_default(),
+        .map(|worker| {
+            let info = worker.info.as_ref();
+            WorkerView {
+                host: info.map(|info| info.host.clone()),
+                pid: info.map(|info| info.pid),
+                queues: info.map(|info| info.queues.clone()).unwrap_or_default(),
+                concurrency: info.map(|info| info.concurrency),
+                running: info.map(|info| info.running as u64),
+                started_at: info.map(|info| info.started_at.clone()),
+                last_heartbeat: worker.last_beat.to_rfc3339(),
+                id: worker.id,
+            }
         })
         .collect();
     Ok(Json(Queues { queues, workers }))

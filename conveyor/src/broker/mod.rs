@@ -18,6 +18,7 @@
 //! | `<p>:cancel` | pub/sub channel | ids of running jobs a client asked to cancel |
 //! | `<p>:epoch` | string | set by the reconciler; its absence means Redis lost its data |
 //! | `<p>:leader` | string | the maintenance leader: the holder's worker id, expiring |
+//! | `<p>:tally` | hash | attempts ended per minute by outcome (`<minute>:<outcome>`), for the dashboard; expires when idle |
 //!
 //! Delayed members carry the job's priority (`<id>:<priority>`) so that the
 //! promoter can put a due id on the right ready lane without asking
@@ -31,16 +32,20 @@
 //! - `queues`: the set of known queues, their depths, dropping idle ones.
 //! - `gates`: concurrency and rate limits, inside the scripts that take ids.
 //! - `reconcile`: what Redis holds, the epoch key, the reconciler lock.
+//! - `tally`: attempts ended per minute, counted by workers, read by the
+//!   dashboard.
 
 mod fetch;
 mod gates;
 mod queues;
 mod reconcile;
 mod registry;
+mod tally;
 
 pub use gates::{GATE_REFRESH, Held, Limits, Taken};
 pub use queues::QueueDepths;
-pub use registry::WorkerInfo;
+pub use registry::{MAX_WORKERS_LISTED, WorkerInfo, WorkerPresence};
+pub use tally::{MinuteTally, TALLY_MINUTES, Tally};
 
 use std::time::Duration;
 
@@ -143,6 +148,10 @@ impl Keys {
 
     pub fn worker_info(&self, worker: &str) -> String {
         format!("{}:worker:{worker}", self.prefix)
+    }
+
+    pub fn tally(&self) -> String {
+        format!("{}:tally", self.prefix)
     }
 }
 

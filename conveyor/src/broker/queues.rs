@@ -145,6 +145,27 @@ impl Broker {
             .collect())
     }
 
+    /// For each of `queues`, in order, the id next in line on each of its
+    /// ready lanes (the oldest there: producers push on the left, workers
+    /// take from the right), in one round trip.
+    pub async fn next_ready_ids(&self, queues: &[String]) -> Result<Vec<Vec<String>>, BrokerError> {
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for queue in queues {
+            for priority in PRIORITY_RANGE {
+                pipe.lindex(self.keys.ready(queue, priority), -1);
+            }
+        }
+        let mut conn = self.connection().await?;
+        let ids: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        Ok(ids
+            .chunks(PRIORITY_RANGE.count())
+            .map(|lanes| lanes.iter().flatten().cloned().collect())
+            .collect())
+    }
+
     /// Drops from the set of known queues every queue that holds nothing:
     /// no ready or delayed id, none in a registered worker's processing
     /// list. Returns how many it dropped. A publish racing with the drop

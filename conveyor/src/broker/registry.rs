@@ -1,6 +1,7 @@
 //! Worker presence: heartbeats in `<p>:workers`, details in
 //! `<p>:worker:<id>`, and the removal of workers presumed dead.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::Script;
@@ -150,26 +151,71 @@ impl Broker {
         Ok(())
     }
 
-    /// Details of every registered worker, with its last heartbeat in ms.
-    pub async fn workers(
-        &self,
-    ) -> Result<Vec<(String, i64, std::collections::HashMap<String, String>)>, BrokerError> {
+    /// Every registered worker (at most [`MAX_WORKERS_LISTED`]) with its
+    /// details and how long ago it last beat, both by Redis's clock: two
+    /// round trips whatever their number.
+    pub async fn workers(&self) -> Result<Vec<WorkerPresence>, BrokerError> {
         let mut conn = self.connection().await?;
-        let ids: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        let ((seconds, micros), beats): ((i64, i64), Vec<(String, i64)>) = redis::pipe()
+            .cmd("TIME")
+            .cmd("ZRANGE")
             .arg(self.keys.workers())
             .arg(0)
-            .arg(-1)
+            .arg(MAX_WORKERS_LISTED - 1)
             .arg("WITHSCORES")
             .query_async(&mut conn)
             .await?;
-        let mut workers = Vec::with_capacity(ids.len());
-        for (id, score) in ids {
-            let details: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-                .arg(self.keys.worker_info(&id))
-                .query_async(&mut conn)
-                .await?;
-            workers.push((id, score as i64, details));
+        if beats.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(workers)
+        let now_ms = seconds * 1000 + micros / 1000;
+        let mut pipe = redis::pipe();
+        for (id, _) in &beats {
+            pipe.hgetall(self.keys.worker_info(id));
+        }
+        let details: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        Ok(beats
+            .into_iter()
+            .zip(details)
+            .map(|((id, beat_ms), details)| WorkerPresence {
+                last_beat: chrono::DateTime::from_timestamp_millis(beat_ms).unwrap_or_default(),
+                silent_for: Duration::from_millis(now_ms.saturating_sub(beat_ms).max(0) as u64),
+                info: WorkerInfo::from_details(&id, &details),
+                id,
+            })
+            .collect())
+    }
+}
+
+/// Most workers [`Broker::workers`] lists.
+pub const MAX_WORKERS_LISTED: usize = 1_000;
+
+/// A registered worker as Redis holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerPresence {
+    pub id: String,
+    /// Its last heartbeat, by Redis's clock.
+    pub last_beat: chrono::DateTime<chrono::Utc>,
+    /// How long ago that was, by the same clock.
+    pub silent_for: Duration,
+    /// What it said of itself; `None` once its details expired (it
+    /// stopped beating and recovery has not yet removed it).
+    pub info: Option<WorkerInfo>,
+}
+
+impl WorkerInfo {
+    /// The details [`Broker::heartbeat`] wrote, or `None` when they are
+    /// gone or not of that form.
+    fn from_details(id: &str, details: &HashMap<String, String>) -> Option<Self> {
+        let field = |name: &str| details.get(name);
+        Some(WorkerInfo {
+            id: id.to_owned(),
+            host: field("host")?.clone(),
+            pid: field("pid")?.parse().ok()?,
+            queues: queue_names(field("queues")?).map(str::to_owned).collect(),
+            concurrency: field("concurrency")?.parse().ok()?,
+            started_at: field("started_at")?.clone(),
+            running: field("running")?.parse().ok()?,
+        })
     }
 }

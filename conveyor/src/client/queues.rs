@@ -23,6 +23,11 @@ pub struct QueueOverview {
     pub depths: QueueDepths,
     /// Its jobs in `running` (PostgreSQL).
     pub running: i64,
+    /// How long the job next in line has been due: the queue's latency.
+    /// `None` when nothing is ready. Read from the id at the head of each
+    /// ready lane, so an id whose job was canceled while it waited hides
+    /// the one behind it until a worker takes it.
+    pub oldest_due: Option<std::time::Duration>,
 }
 
 /// Why the overview could not be read.
@@ -36,7 +41,8 @@ pub enum OverviewError {
 
 /// Every queue in use (known to Redis), running jobs, or configured, by
 /// name, with its settings and live state. Reads only: the set of known
-/// queues, one pipeline of depths, two small queries.
+/// queues, two pipelines (depths, the next id of each lane), three small
+/// queries.
 pub async fn overview(store: &Store, broker: &Broker) -> Result<Vec<QueueOverview>, OverviewError> {
     let mut names = broker.known_queues().await?;
     let running = store.running_by_queue().await?;
@@ -53,10 +59,13 @@ pub async fn overview(store: &Store, broker: &Broker) -> Result<Vec<QueueOvervie
     }
     names.sort();
     let depths = broker.queue_depths_of(&names).await?;
+    let next_ids: Vec<String> = broker.next_ready_ids(&names).await?.concat();
+    let mut oldest_due = store.longest_due(&next_ids).await?;
     Ok(names
         .into_iter()
         .zip(depths)
         .map(|(name, depths)| QueueOverview {
+            oldest_due: oldest_due.remove(&name),
             settings: settings.remove(&name),
             running: running.get(&name).copied().unwrap_or_default(),
             depths,

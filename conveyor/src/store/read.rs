@@ -138,6 +138,15 @@ impl Store {
         Ok(Entity::find_by_id(id.as_uuid()).one(&self.db).await?)
     }
 
+    /// The job submitted with this idempotency key, if any (and not yet
+    /// deleted by retention).
+    pub async fn find_by_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        Ok(Entity::find()
+            .filter(Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?)
+    }
+
     /// The jobs among `ids` that exist, in no particular order.
     pub async fn find_many(&self, ids: &[JobId]) -> Result<Vec<Job>, StoreError> {
         if ids.is_empty() {
@@ -416,6 +425,40 @@ impl Store {
         Ok(counts
             .into_iter()
             .map(|count| (count.queue, count.count))
+            .collect())
+    }
+
+    /// Of the jobs `ids` that are still waiting and due, per queue, how
+    /// long the one due longest has been due (by PostgreSQL's clock). Ids
+    /// that are not job ids are ignored. A primary-key probe per id.
+    pub async fn longest_due(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::BTreeMap<String, std::time::Duration>, StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        #[derive(FromQueryResult)]
+        struct Due {
+            queue: String,
+            due_secs: f64,
+        }
+        let rows = Due::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS due_secs \
+             FROM jobs WHERE id = ANY($1) AND status IN ('queued', 'retrying') \
+             AND run_at <= now() GROUP BY queue",
+            [ids.into()],
+        ))
+        .all(&self.db)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let secs = if row.due_secs.is_finite() { row.due_secs.max(0.0) } else { 0.0 };
+                (row.queue, std::time::Duration::from_secs_f64(secs))
+            })
             .collect())
     }
 

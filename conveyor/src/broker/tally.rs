@@ -1,0 +1,154 @@
+//! Attempts ended per minute, by outcome: what the dashboard's throughput
+//! and failure rate are drawn from. Workers count in memory and add their
+//! counts on each heartbeat ([`Broker::add_tally`]), so the cost is one
+//! script call per worker per heartbeat, not a write per job. Minutes are
+//! Redis's (`TIME` inside the scripts), so workers on many hosts agree.
+//!
+//! Counts are a dashboard's figures, not a ledger: a worker killed between
+//! two heartbeats takes its last few seconds of counts with it, and Redis
+//! losing its data loses the hour. PostgreSQL's rows stay the truth.
+
+use redis::Script;
+
+use super::{Broker, BrokerError};
+
+/// Minutes of counts the dashboard reads.
+pub const TALLY_MINUTES: usize = 60;
+/// Minutes of counts kept: older ones are deleted as new minutes begin.
+const KEEP_MINUTES: u32 = 120;
+
+/// Adds ARGV[1..3] (completed, retried, failed) to the current minute's
+/// fields of KEYS[1]. When a minute's first count arrives, fields older
+/// than ARGV[4] minutes are deleted, so the hash stays small without
+/// anyone reading it.
+const ADD: &str = r"
+local now = redis.call('TIME')
+local minute = math.floor(tonumber(now[1]) / 60)
+local names = {'completed', 'retried', 'failed'}
+local began = false
+for i, name in ipairs(names) do
+  local n = tonumber(ARGV[i])
+  if n > 0 and redis.call('HINCRBY', KEYS[1], minute .. ':' .. name, n) == n then
+    began = true
+  end
+end
+local keep = tonumber(ARGV[4])
+if began and redis.call('HLEN', KEYS[1]) > 3 * keep then
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    local at = tonumber(string.match(field, '^(%d+):'))
+    if at == nil or at <= minute - keep then
+      redis.call('HDEL', KEYS[1], field)
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[1], keep * 60)
+return 1
+";
+
+/// The current minute (Redis's clock) and, for each of the ARGV[1]
+/// minutes up to and including it, oldest first, its three counts.
+const READ: &str = r"
+local now = redis.call('TIME')
+local minute = math.floor(tonumber(now[1]) / 60)
+local span = tonumber(ARGV[1])
+local fields = {}
+for m = minute - span + 1, minute do
+  fields[#fields + 1] = m .. ':completed'
+  fields[#fields + 1] = m .. ':retried'
+  fields[#fields + 1] = m .. ':failed'
+end
+local values = redis.call('HMGET', KEYS[1], unpack(fields))
+local out = {minute}
+for i, value in ipairs(values) do
+  out[i + 1] = tonumber(value) or 0
+end
+return out
+";
+
+/// Attempts that ended, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub completed: u64,
+    /// Failed and scheduled to run again.
+    pub retried: u64,
+    /// Failed for good (the dead-letter view).
+    pub failed: u64,
+}
+
+impl Tally {
+    pub fn is_empty(&self) -> bool {
+        *self == Tally::default()
+    }
+
+    /// Every attempt counted.
+    pub fn ended(&self) -> u64 {
+        self.completed + self.retried + self.failed
+    }
+
+    /// Failed attempts (retried or not) as a share of every attempt, or
+    /// `None` when none ended.
+    pub fn failure_rate(&self) -> Option<f64> {
+        let ended = self.ended();
+        (ended > 0).then(|| (self.retried + self.failed) as f64 / ended as f64)
+    }
+
+    pub fn add(&mut self, other: &Tally) {
+        self.completed += other.completed;
+        self.retried += other.retried;
+        self.failed += other.failed;
+    }
+}
+
+/// One minute's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteTally {
+    /// The minute's start, by Redis's clock.
+    pub minute: chrono::DateTime<chrono::Utc>,
+    pub tally: Tally,
+}
+
+impl Broker {
+    /// Adds `tally` to the current minute's counts.
+    pub async fn add_tally(&self, tally: &Tally) -> Result<(), BrokerError> {
+        if tally.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.connection().await?;
+        let _: i64 = Script::new(ADD)
+            .key(self.keys.tally())
+            .arg(tally.completed)
+            .arg(tally.retried)
+            .arg(tally.failed)
+            .arg(KEEP_MINUTES)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The counts of the last [`TALLY_MINUTES`] minutes, the current one
+    /// (still counting) last.
+    pub async fn recent_tally(&self) -> Result<Vec<MinuteTally>, BrokerError> {
+        let mut conn = self.connection().await?;
+        let counts: Vec<i64> = Script::new(READ)
+            .key(self.keys.tally())
+            .arg(TALLY_MINUTES)
+            .invoke_async(&mut conn)
+            .await?;
+        let Some((&current, counts)) = counts.split_first() else {
+            return Ok(Vec::new());
+        };
+        let first = current - TALLY_MINUTES as i64 + 1;
+        Ok(counts
+            .chunks_exact(3)
+            .zip(first..)
+            .map(|(counts, minute)| MinuteTally {
+                minute: chrono::DateTime::from_timestamp(minute * 60, 0).unwrap_or_default(),
+                tally: Tally {
+                    completed: counts[0].max(0) as u64,
+                    retried: counts[1].max(0) as u64,
+                    failed: counts[2].max(0) as u64,
+                },
+            })
+            .collect())
+    }
+}
