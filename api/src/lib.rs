@@ -14,6 +14,7 @@
 //! - [`auth`]: the optional bearer token, and the cross-site form check.
 //! - [`openapi`]: the OpenAPI document and the `/docs` page.
 //! - [`serve`]: the server: connection limits, timeouts, shutdown.
+//! - [`ui`]: the web dashboard under `/ui`.
 
 pub mod auth;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod openapi;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod ui;
 pub mod views;
 
 use std::future::Future;
@@ -70,6 +72,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(protected)
         .merge(public)
+        .merge(ui::router(state.clone()))
         .route_layer(axum::middleware::from_fn(routes::metrics::track))
         .layer(axum::middleware::from_fn(auth::refuse_cross_site))
         .fallback(routes::not_found)

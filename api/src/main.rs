@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         Settings {
             max_body_bytes: cli.api.max_body_bytes,
             api_token: cli.api.api_token,
+            ui_read_only: cli.api.ui_read_only,
             limits: Limits {
                 header_timeout: Duration::from_secs(cli.api.header_timeout_secs),
                 body_timeout: Duration::from_secs(cli.api.body_timeout_secs),

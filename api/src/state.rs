@@ -40,6 +40,8 @@ pub struct AppState {
 pub struct Settings {
     pub max_body_bytes: usize,
     pub api_token: Option<String>,
+    /// `CONVEYOR_UI_READ_ONLY`: the dashboard changes nothing.
+    pub ui_read_only: bool,
     pub limits: crate::serve::Limits,
 }
 
@@ -48,6 +50,7 @@ impl Default for Settings {
         Settings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             api_token: None,
+            ui_read_only: false,
             limits: crate::serve::Limits::default(),
         }
     }

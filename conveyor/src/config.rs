@@ -108,6 +108,12 @@ pub struct ApiConfig {
           hide_env_values = true, value_parser = parse_token)]
     pub api_token: Option<String>,
 
+    /// The dashboard (`/ui`) shows everything and changes nothing: its
+    /// action buttons are hidden and their routes answer 403.
+    #[arg(long, env = "CONVEYOR_UI_READ_ONLY", value_name = "CONVEYOR_UI_READ_ONLY",
+          default_value_t = false, action = clap::ArgAction::Set)]
+    pub ui_read_only: bool,
+
     /// Time a client has to send a request's headers, in seconds.
     #[arg(long, env = "CONVEYOR_API_HEADER_TIMEOUT_SECS", value_name = "CONVEYOR_API_HEADER_TIMEOUT_SECS",
           default_value_t = DEFAULT_API_HEADER_TIMEOUT_SECS,

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use conveyor::outage::Outages;
 use conveyor::broker::Tally;
+use conveyor::outage::Outages;
 use conveyor::{Broker, ClaimToken, Fence, JobId, Store};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -118,7 +118,10 @@ impl Runtime {
 
     /// Puts back counts that could not be handed to Redis.
     pub fn restore_tally(&self, unsent: &Tally) {
-        self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(unsent);
+        self.tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(unsent);
     }
 
     pub fn me(&self) -> &str {

@@ -364,11 +364,30 @@ pub async fn cancel_job(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<Response, ApiError> {
-    match state.client.cancel(id).await? {
-        Canceled::Canceled(job) => Ok((StatusCode::OK, Json(JobView::from(job))).into_response()),
-        Canceled::Requested(job) => {
+    match cancel_outcome(id, state.client.cancel(id).await?)? {
+        CancelOutcome::Canceled(job) => {
+            Ok((StatusCode::OK, Json(JobView::from(job))).into_response())
+        }
+        CancelOutcome::Requested(job) => {
             Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response())
         }
+    }
+}
+
+/// What a cancel did, when it did something.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    /// The job was waiting and is now canceled.
+    Canceled(conveyor::Job),
+    /// The job is running; its worker was asked to stop it.
+    Requested(conveyor::Job),
+}
+
+/// A cancel's result as the API (and the dashboard) answer it.
+pub fn cancel_outcome(id: conveyor::JobId, canceled: Canceled) -> Result<CancelOutcome, ApiError> {
+    match canceled {
+        Canceled::Canceled(job) => Ok(CancelOutcome::Canceled(job)),
+        Canceled::Requested(job) => Ok(CancelOutcome::Requested(job)),
         Canceled::Finished(job) => Err(ApiError::Conflict {
             code: "job_not_cancelable",
             detail: format!(
@@ -399,8 +418,15 @@ pub async fn retry_job(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
-    match state.client.retry(id).await? {
-        Transition::Won(job) => Ok(Json(job.into())),
+    Ok(Json(
+        retry_outcome(id, state.client.retry(id).await?)?.into(),
+    ))
+}
+
+/// A manual retry's result as the API (and the dashboard) answer it.
+pub fn retry_outcome(id: conveyor::JobId, retried: Transition) -> Result<conveyor::Job, ApiError> {
+    match retried {
+        Transition::Won(job) => Ok(job),
         Transition::Lost(job) => Err(ApiError::Conflict {
             code: "job_not_retryable",
             detail: format!(

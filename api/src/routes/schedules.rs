@@ -186,7 +186,7 @@ fn apply_template(spec: &mut ScheduleSpec, job: &JobTemplate) {
     spec.job_timeout_seconds = job.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
 }
 
-fn not_found(name: &str) -> ApiError {
+pub fn not_found(name: &str) -> ApiError {
     ApiError::NotFound {
         code: "schedule_not_found",
         detail: format!("no schedule named {name:?}"),
@@ -325,17 +325,18 @@ pub async fn delete_schedule(
     }
 }
 
-async fn set_enabled(
+/// Pauses (`false`) or resumes schedule `name` (for the API and the
+/// dashboard).
+pub async fn set_enabled(
     state: &AppState,
     name: &str,
     enabled: bool,
-) -> Result<Json<ScheduleView>, ApiError> {
-    let row = state
+) -> Result<conveyor::store::ScheduleRow, ApiError> {
+    state
         .client
         .update_schedule(name, |spec| spec.enabled = enabled)
         .await?
-        .ok_or_else(|| not_found(name))?;
-    Ok(Json(row.into()))
+        .ok_or_else(|| not_found(name))
 }
 
 /// Pause a schedule: no tick fires until it is resumed.
@@ -350,7 +351,7 @@ pub async fn pause_schedule(
     State(state): State<AppState>,
     SchedulePath(name): SchedulePath,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    set_enabled(&state, &name, false).await
+    Ok(Json(set_enabled(&state, &name, false).await?.into()))
 }
 
 /// Resume a schedule from its next tick after now (ticks while it was
@@ -366,7 +367,7 @@ pub async fn resume_schedule(
     State(state): State<AppState>,
     SchedulePath(name): SchedulePath,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    set_enabled(&state, &name, true).await
+    Ok(Json(set_enabled(&state, &name, true).await?.into()))
 }
 
 /// Enqueue the schedule's job now, outside its ticks.

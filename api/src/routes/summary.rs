@@ -38,7 +38,7 @@ impl SummaryCache {
     /// new count. Callers arriving during a count wait for it. A count
     /// that failed is remembered for the same time, so that callers
     /// waiting behind a slow, failing count do not each run one more.
-    async fn get(&self, store: &Store) -> Result<Summary, ApiError> {
+    pub(crate) async fn get(&self, store: &Store) -> Result<Summary, ApiError> {
         let mut latest = self.latest.lock().await;
         if let Some((counted, summary)) = latest.as_ref()
             && counted.elapsed() < SUMMARY_TTL

@@ -3,6 +3,7 @@
 
 mod auth;
 mod batch;
+mod browser;
 mod cancel;
 mod create;
 mod docs;

@@ -56,6 +56,7 @@ pub fn check_bulk(filter: &ListFilter, action: BulkAction, limit: u64) -> Result
         && filter.task_type.is_none()
         && filter.created_before.is_none()
         && filter.created_after.is_none()
+        && filter.schedule.is_none()
     {
         return Err(InvalidJob::new(
             "filters",

@@ -456,7 +456,11 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(|row| {
-                let secs = if row.due_secs.is_finite() { row.due_secs.max(0.0) } else { 0.0 };
+                let secs = if row.due_secs.is_finite() {
+                    row.due_secs.max(0.0)
+                } else {
+                    0.0
+                };
                 (row.queue, std::time::Duration::from_secs_f64(secs))
             })
             .collect())

@@ -1,0 +1,102 @@
+//! `/ui/login` and `/ui/logout`: the token for a session cookie, and back.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+use super::assets;
+use super::session::{self, Csrf, Post};
+use crate::state::AppState;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Next {
+    next: Option<String>,
+}
+
+fn login_page(csrf: &Csrf, next: &str, failed: bool) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Log in · Conveyor" }
+                link rel="stylesheet" href=(assets::STYLE_PATH);
+            }
+            body {
+                main #main.error-page {
+                    h1 { "Conveyor" }
+                    p { "This dashboard is protected by the API token (" code { "CONVEYOR_API_TOKEN" } ")." }
+                    @if failed {
+                        p.notice.error-text role="alert" { "That is not the token. Try again." }
+                    }
+                    form method="post" action="/ui/login" {
+                        (csrf.field())
+                        input type="hidden" name="next" value=(next);
+                        p.filters {
+                            label for="token" { "API token"
+                                input #token type="password" name="token" autocomplete="current-password" required autofocus;
+                            }
+                            button #log-in type="submit" { "Log in" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The login form; straight to the dashboard when no token is set or
+/// the browser is already signed in.
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    csrf: Csrf,
+    next: Result<Query<Next>, QueryRejection>,
+) -> Response {
+    let next =
+        session::safe_next(next.as_ref().ok().and_then(|Query(n)| n.next.as_deref())).to_owned();
+    if session::signed_in(&state, &headers) {
+        return Redirect::to(&next).into_response();
+    }
+    login_page(&csrf, &next, false).into_response()
+}
+
+/// Checks the token; on success sets the session cookie and goes on.
+pub async fn log_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    csrf: Csrf,
+    Post(fields): Post,
+) -> Response {
+    let next = session::safe_next(fields.get("next")).to_owned();
+    if state.settings.api_token.is_none() {
+        return Redirect::to(&next).into_response();
+    }
+    let presented = fields.get("token").unwrap_or("");
+    match session::sign_in(&state, &headers, presented) {
+        Some(cookie) => {
+            tracing::info!(event = "ui_login", "a browser signed in to the dashboard");
+            ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
+        }
+        None => {
+            tracing::warn!(
+                event = "ui_login_refused",
+                "a dashboard login presented a wrong token"
+            );
+            (StatusCode::UNAUTHORIZED, login_page(&csrf, &next, true)).into_response()
+        }
+    }
+}
+
+/// Ends the session (the cookie is cleared).
+pub async fn log_out(headers: HeaderMap, Post(_): Post) -> Response {
+    (
+        [(header::SET_COOKIE, session::sign_out(&headers))],
+        Redirect::to("/ui/login"),
+    )
+        .into_response()
+}

@@ -1,0 +1,275 @@
+//! The web dashboard under `/ui`: server-rendered pages (maud), one
+//! stylesheet and one small script, all inside the binary. Every page
+//! reads through the same core calls as the JSON API, and every button
+//! posts a plain form to a route that calls the core client, so the
+//! ordering rules stay in one place and the pages work without script.
+//! The script only makes them live (see `assets/ui.js`).
+//!
+//! # Layout
+//! - [`session`]: sign-in with the API token, form tokens, read-only.
+//! - [`layout`]: the page shell and formatting (relative times, badges).
+//! - [`assets`]: the stylesheet and the script.
+//! - [`login`]: the login and logout routes.
+//! - [`overview`], [`queues`], [`jobs`], [`job`], [`failed`],
+//!   [`schedules`], [`workers`]: one module per page, with its actions.
+
+pub mod assets;
+pub mod failed;
+pub mod job;
+pub mod jobs;
+pub mod layout;
+pub mod login;
+pub mod overview;
+pub mod queues;
+pub mod schedules;
+pub mod session;
+pub mod workers;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Query};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get, post};
+use maud::{DOCTYPE, html};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use layout::Shell;
+use session::Csrf;
+
+/// Every dashboard route. Pages need a session when a token is set; the
+/// login form and the assets do not.
+pub fn router(state: AppState) -> Router<AppState> {
+    let pages = Router::new()
+        .route("/ui", get(overview::page))
+        .route("/ui/queues", get(queues::page))
+        .route("/ui/queues/{queue}/pause", post(queues::pause))
+        .route("/ui/queues/{queue}/resume", post(queues::resume))
+        .route("/ui/jobs", get(jobs::page))
+        .route("/ui/jobs/retry", post(jobs::retry_matching))
+        .route("/ui/jobs/cancel", post(jobs::cancel_matching))
+        .route("/ui/find", get(jobs::find))
+        .route("/ui/jobs/{id}", get(job::page))
+        .route("/ui/jobs/{id}/retry", post(job::retry))
+        .route("/ui/jobs/{id}/cancel", post(job::cancel))
+        .route("/ui/failed", get(failed::page))
+        .route("/ui/schedules", get(schedules::page))
+        .route("/ui/schedules/{name}/pause", post(schedules::pause))
+        .route("/ui/schedules/{name}/resume", post(schedules::resume))
+        .route("/ui/schedules/{name}/trigger", post(schedules::trigger))
+        .route("/ui/workers", get(workers::page))
+        .route("/ui/logout", post(login::log_out))
+        .route("/ui/{*rest}", any(not_found))
+        .layer(from_fn_with_state(state, session::require_session));
+    Router::new()
+        .route("/ui/login", get(login::form).post(login::log_in))
+        .route(assets::STYLE_PATH, get(assets::style))
+        .route(assets::SCRIPT_PATH, get(assets::script))
+        .merge(pages)
+        .layer(from_fn(session::form_token))
+}
+
+/// A dashboard failure: the API's error (which picks the status code, in
+/// one place), shown as a page rather than as JSON.
+#[derive(Debug)]
+pub struct UiError(pub ApiError);
+
+impl From<ApiError> for UiError {
+    fn from(err: ApiError) -> Self {
+        UiError(err)
+    }
+}
+
+impl From<conveyor::StoreError> for UiError {
+    fn from(err: conveyor::StoreError) -> Self {
+        UiError(ApiError::from(err))
+    }
+}
+
+impl From<conveyor::BrokerError> for UiError {
+    fn from(err: conveyor::BrokerError) -> Self {
+        tracing::warn!(event = "redis_unavailable", error = %err, "a dashboard page could not read Redis");
+        UiError(ApiError::Unavailable {
+            code: "redis_unavailable",
+            detail: "Redis is unavailable; this page will load again once it is back".to_owned(),
+        })
+    }
+}
+
+impl From<conveyor::client::OverviewError> for UiError {
+    fn from(err: conveyor::client::OverviewError) -> Self {
+        match err {
+            conveyor::client::OverviewError::Store(err) => err.into(),
+            conveyor::client::OverviewError::Broker(err) => err.into(),
+        }
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let problem = self.0.problem();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let page = html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (problem.title) " · Conveyor" }
+                    link rel="stylesheet" href=(assets::STYLE_PATH);
+                }
+                body {
+                    main #main.error-page {
+                        h1 { (problem.status) " " (problem.title) }
+                        p.detail { (problem.detail) }
+                        p.muted { "code: " code { (problem.code) } }
+                        p { a href="/ui" { "Back to the overview" } }
+                    }
+                }
+            }
+        };
+        (status, page).into_response()
+    }
+}
+
+async fn not_found() -> UiError {
+    UiError(ApiError::NotFound {
+        code: "page_not_found",
+        detail: "the dashboard has no such page".to_owned(),
+    })
+}
+
+/// An API extractor (path parameters) whose refusal is shown as a page.
+#[derive(Debug)]
+pub struct Ui<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Ui<T>
+where
+    S: Send + Sync,
+    T: FromRequestParts<S, Rejection = ApiError>,
+{
+    type Rejection = UiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, UiError> {
+        T::from_request_parts(parts, state)
+            .await
+            .map(Ui)
+            .map_err(UiError)
+    }
+}
+
+/// What an action did, carried to the next page in its address (fixed
+/// codes, so a link cannot make the dashboard say something else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Done {
+    Paused,
+    Resumed,
+    Retried,
+    Canceled,
+    CancelRequested,
+    Triggered,
+    Nothing,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Notice {
+    done: Option<Done>,
+    /// How many jobs a bulk action changed.
+    n: Option<u64>,
+}
+
+impl Notice {
+    fn text(&self) -> Option<String> {
+        let jobs = |n: u64| {
+            if n == 1 {
+                "1 job".to_owned()
+            } else {
+                format!("{n} jobs")
+            }
+        };
+        Some(match (self.done?, self.n) {
+            (Done::Paused, _) => "Paused. Running jobs finish; no new ones start.".to_owned(),
+            (Done::Resumed, _) => "Resumed.".to_owned(),
+            (Done::Retried, Some(n)) => format!("Queued {} again.", jobs(n)),
+            (Done::Retried, None) => "Queued again.".to_owned(),
+            (Done::Canceled, Some(n)) => format!("Canceled {}.", jobs(n)),
+            (Done::Canceled, None) => "Canceled.".to_owned(),
+            (Done::CancelRequested, Some(n)) => {
+                format!(
+                    "Asked {} to stop; they end when their handlers notice.",
+                    jobs(n)
+                )
+            }
+            (Done::CancelRequested, None) => {
+                "Asked the running attempt to stop; it ends when its handler notices.".to_owned()
+            }
+            (Done::Triggered, _) => "Enqueued a job from the schedule now.".to_owned(),
+            (Done::Nothing, _) => "Nothing matched; nothing changed.".to_owned(),
+        })
+    }
+}
+
+/// What every page handler starts from: the shell's parts.
+#[derive(Debug)]
+pub struct PageContext {
+    pub csrf: Csrf,
+    pub notice: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PageContext {
+    type Rejection = UiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, UiError> {
+        let csrf = Csrf::from_request_parts(parts, state).await?;
+        // A malformed notice is no notice, not an error page.
+        let notice = Query::<Notice>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|Query(notice)| notice.text());
+        Ok(PageContext { csrf, notice })
+    }
+}
+
+impl PageContext {
+    /// The shell for a page titled `title` under navigation entry `current`.
+    pub async fn shell(
+        self,
+        state: &AppState,
+        current: &'static str,
+        title: impl Into<String>,
+    ) -> Result<Shell, UiError> {
+        Ok(Shell {
+            current,
+            title: title.into(),
+            now: state.store.db_now().await?,
+            csrf: self.csrf,
+            read_only: state.settings.ui_read_only,
+            signed_in: state.settings.api_token.is_some(),
+            notice: self.notice,
+        })
+    }
+}
+
+/// After an action: back to `to` with the notice of what was done
+/// (303, so reloading the page does not post again).
+pub fn done(to: &str, done: Done, n: Option<u64>) -> Redirect {
+    let sep = if to.contains('?') { '&' } else { '?' };
+    let code = match done {
+        Done::Paused => "paused",
+        Done::Resumed => "resumed",
+        Done::Retried => "retried",
+        Done::Canceled => "canceled",
+        Done::CancelRequested => "cancel_requested",
+        Done::Triggered => "triggered",
+        Done::Nothing => "nothing",
+    };
+    match n {
+        Some(n) => Redirect::to(&format!("{to}{sep}done={code}&n={n}")),
+        None => Redirect::to(&format!("{to}{sep}done={code}")),
+    }
+}

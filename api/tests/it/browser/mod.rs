@@ -1,0 +1,365 @@
+//! The dashboard in a real browser (see [`harness`]): what a new user
+//! does with it, every page at desktop and phone widths, live counts, the
+//! login form.
+
+mod harness;
+
+use std::time::Duration;
+
+use api::Settings;
+use conveyor::broker::{Tally, WorkerInfo};
+use conveyor::{ClaimToken, Fence, JobId, Store, WorkerId};
+use serde_json::{Value, json};
+
+use crate::support::{Options, TestApp};
+use harness::Browser;
+
+/// A job of queue `queue` under idempotency key `key` that failed twice,
+/// each attempt with its own error, as a worker would have left it.
+async fn failed_job(app: &TestApp, queue: &str, key: &str) -> JobId {
+    let job = app
+        .create(
+            json!({"type": "charge", "queue": queue, "payload": {"order": 42},
+                       "max_attempts": 2, "idempotency_key": key}),
+        )
+        .await;
+    let id: JobId = job["id"].as_str().expect("id").parse().expect("uuid");
+    let store = Store::new(app.db.conn.clone());
+    let worker = WorkerId::new("worker-a");
+    for error in [
+        "card declined: insufficient funds",
+        "gateway timeout after 30 s",
+    ] {
+        let running = store
+            .claim(id, &worker, ClaimToken::new(), Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .won()
+            .expect("claimed");
+        store
+            .schedule_retry(&Fence::of(&running, &worker), error, Duration::ZERO)
+            .await
+            .expect("fail the attempt");
+    }
+    let shown = app.get(&format!("/jobs/{id}")).await.1;
+    assert_eq!(shown["status"], "failed", "{shown}");
+    id
+}
+
+/// The journey the dashboard exists for: a new user finds a failed job by
+/// its idempotency key, reads every attempt's error, retries it, and
+/// pauses its queue, all by clicking and typing.
+#[tokio::test]
+async fn a_new_user_finds_a_failed_job_by_its_key_retries_it_and_pauses_its_queue() {
+    let app = TestApp::start().await;
+    let id = failed_job(&app, "payments", "order-42").await;
+    let Some(browser) = Browser::start(&app.base).await else {
+        return;
+    };
+
+    browser.open("/ui").await;
+    browser
+        .wait_for_text("the overview", |text| text.contains("Jobs by status"))
+        .await;
+    browser.click("nav a[href='/ui/jobs']").await;
+    browser.wait_for_path(|path| path == "/ui/jobs").await;
+    let find = browser.find("#find").await;
+    find.send_keys("order-42\u{e007}")
+        .await
+        .expect("type the key and Enter");
+    browser
+        .wait_for_path(|path| path == format!("/ui/jobs/{id}"))
+        .await;
+    let attempts = browser.text("#attempts").await;
+    assert!(
+        attempts.contains("card declined: insufficient funds"),
+        "{attempts}"
+    );
+    assert!(
+        attempts.contains("gateway timeout after 30 s"),
+        "{attempts}"
+    );
+    assert_eq!(browser.text("#job-status").await, "failed");
+    browser.screenshot("dashboard-job").await;
+
+    browser.click("#job-retry").await;
+    browser
+        .wait_for_text("the retry's notice", |text| text.contains("Queued again."))
+        .await;
+    assert_eq!(browser.text("#job-status").await, "queued");
+    let shown = app.get(&format!("/jobs/{id}")).await.1;
+    assert_eq!(shown["status"], "queued", "{shown}");
+
+    browser.click("nav a[href='/ui/queues']").await;
+    browser.wait_for_path(|path| path == "/ui/queues").await;
+    browser.click("#pause-payments").await;
+    browser
+        .wait_for_text("the pause's notice", |text| text.contains("Paused."))
+        .await;
+    assert!(browser.text("#queue-payments").await.contains("paused"));
+    let queues = app.get("/queues").await.1;
+    let payments = queues["queues"]
+        .as_array()
+        .and_then(|queues| queues.iter().find(|q| q["name"] == "payments"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(payments["settings"]["paused"], true, "{queues}");
+    browser.screenshot("dashboard-queues").await;
+
+    browser.click("#resume-payments").await;
+    browser
+        .wait_for_text("the resume's notice", |text| text.contains("Resumed."))
+        .await;
+    assert!(browser.text("#queue-payments").await.contains("running"));
+    browser.close().await;
+}
+
+/// Seeds something for every page: jobs in several states, a schedule, a
+/// registered worker.
+async fn seed_everything(app: &TestApp) -> JobId {
+    let failed = failed_job(app, "payments", "order-7").await;
+    for n in 0..3 {
+        app.create(json!({"type": "send_email", "queue": "emails", "payload": {"n": n}}))
+            .await;
+    }
+    let (status, schedule) = app
+        .post_json(
+            "/schedules",
+            &json!({"name": "nightly-report", "cron": "0 3 * * *", "timezone": "Europe/Berlin",
+                    "job": {"type": "report", "queue": "reports", "payload": {}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{schedule}");
+    let broker = conveyor::Broker::connect(&app.redis.url, &app.redis.prefix, 1).expect("broker");
+    broker
+        .heartbeat(
+            &WorkerInfo {
+                id: "worker-a".to_owned(),
+                host: "host-1".to_owned(),
+                pid: 4242,
+                queues: vec!["payments".to_owned(), "emails".to_owned()],
+                concurrency: 16,
+                started_at: chrono::Utc::now().to_rfc3339(),
+                running: 0,
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("register a worker");
+    broker
+        .add_tally(&Tally {
+            completed: 1_180,
+            retried: 14,
+            failed: 3,
+        })
+        .await
+        .expect("count some attempts");
+    failed
+}
+
+/// Every page loads, shows what was seeded, and fits a 390 px phone
+/// screen without sideways scrolling of the page itself (wide tables
+/// scroll inside their box).
+#[tokio::test]
+async fn every_page_loads_at_desktop_and_phone_width() {
+    let app = TestApp::start().await;
+    let failed = seed_everything(&app).await;
+    let Some(browser) = Browser::start(&app.base).await else {
+        return;
+    };
+    let pages = [
+        ("/ui", "dashboard-overview", "Jobs by status"),
+        ("/ui/queues", "dashboard-queues-list", "emails"),
+        ("/ui/jobs", "dashboard-jobs", "send_email"),
+        (
+            &*format!("/ui/jobs/{failed}"),
+            "dashboard-job-detail",
+            "gateway timeout",
+        ),
+        (
+            "/ui/failed",
+            "dashboard-failed",
+            "gateway timeout after 30 s",
+        ),
+        ("/ui/schedules", "dashboard-schedules", "nightly-report"),
+        ("/ui/workers", "dashboard-workers", "host-1"),
+    ];
+    for (path, name, expected) in pages {
+        browser.resize(1280, 900).await;
+        browser.open(path).await;
+        browser
+            .wait_for_text(&format!("{path} to show {expected:?}"), |text| {
+                text.contains(expected)
+            })
+            .await;
+        browser.screenshot(name).await;
+        browser.resize(390, 844).await;
+        browser.open(path).await;
+        browser
+            .wait_for_text(&format!("{path} at phone width"), |text| {
+                text.contains(expected)
+            })
+            .await;
+        let overflow = browser
+            .eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+            .await;
+        assert_eq!(overflow, json!(0), "{path} is wider than a 390 px screen");
+    }
+    browser.close().await;
+}
+
+/// The overview's counts change without a reload, and the page is not
+/// reloaded to do it.
+#[tokio::test]
+async fn counts_change_without_reloading_the_page() {
+    let app = TestApp::start().await;
+    app.create(json!({"type": "send_email", "payload": {}}))
+        .await;
+    let Some(browser) = Browser::start(&app.base).await else {
+        return;
+    };
+    browser.open("/ui").await;
+    let queued = || async { browser.text("#count-queued").await };
+    let deadline = tokio::time::Instant::now() + harness::PATIENCE;
+    while !queued().await.contains('1') {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first count never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A mark on this page: a reload would lose it.
+    browser
+        .eval("window.conveyorMark = 'still here'; return null;")
+        .await;
+    for n in 0..2 {
+        app.create(json!({"type": "send_email", "payload": {"n": n}}))
+            .await;
+    }
+    browser
+        .wait_for_text("the queued count to reach 3", |text| {
+            text.lines().any(|line| line.trim() == "3")
+        })
+        .await;
+    assert!(queued().await.contains('3'), "{}", queued().await);
+    assert_eq!(
+        browser.eval("return window.conveyorMark || null;").await,
+        json!("still here"),
+        "the page was reloaded"
+    );
+    browser.close().await;
+}
+
+/// Filtering, cancelling a waiting job (with its confirmation) and
+/// retrying everything that failed, from the pages.
+#[tokio::test]
+async fn jobs_are_filtered_canceled_and_retried_in_bulk_from_the_pages() {
+    let app = TestApp::start().await;
+    let failed = failed_job(&app, "payments", "order-9").await;
+    let waiting = app
+        .create(json!({"type": "send_email", "queue": "emails", "payload": {}}))
+        .await;
+    let waiting: JobId = waiting["id"].as_str().expect("id").parse().expect("uuid");
+    let Some(browser) = Browser::start(&app.base).await else {
+        return;
+    };
+
+    browser.open("/ui/jobs").await;
+    let status = browser.find("#f-status").await;
+    status
+        .select_by_value("queued")
+        .await
+        .expect("choose a status");
+    browser.click("#filter-go").await;
+    browser
+        .wait_for_path(|path| path.starts_with("/ui/jobs?status=queued"))
+        .await;
+    let list = browser.text("#jobs-list").await;
+    assert!(list.contains("1 job matches"), "{list}");
+    assert!(
+        list.contains("send_email") && !list.contains("charge"),
+        "{list}"
+    );
+
+    browser.open(&format!("/ui/jobs/{waiting}")).await;
+    browser.click("#job-cancel").await;
+    browser
+        .client
+        .accept_alert()
+        .await
+        .expect("confirm the cancel");
+    browser
+        .wait_for_text("the cancel's notice", |text| text.contains("Canceled."))
+        .await;
+    assert_eq!(browser.text("#job-status").await, "canceled");
+
+    browser.open("/ui/failed").await;
+    browser.click("#bulk-retry").await;
+    browser
+        .client
+        .accept_alert()
+        .await
+        .expect("confirm the bulk retry");
+    browser
+        .wait_for_text("the bulk retry's notice", |text| {
+            text.contains("Queued 1 job again.")
+        })
+        .await;
+    let shown = app.get(&format!("/jobs/{failed}")).await.1;
+    assert_eq!(shown["status"], "queued", "{shown}");
+    browser.close().await;
+}
+
+/// With a token, the dashboard asks for it once, and keeps the session in
+/// a cookie no script can read.
+#[tokio::test]
+async fn the_login_form_trades_the_token_for_a_session() {
+    let app = TestApp::with(Options {
+        settings: Settings {
+            api_token: Some("s3cret-token".to_owned()),
+            ..Settings::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let Some(browser) = Browser::start(&app.base).await else {
+        return;
+    };
+    browser.open("/ui/failed").await;
+    browser
+        .wait_for_path(|path| path.starts_with("/ui/login"))
+        .await;
+    browser.screenshot("dashboard-login").await;
+    browser
+        .find("#token")
+        .await
+        .send_keys("wrong")
+        .await
+        .expect("type");
+    browser.click("#log-in").await;
+    browser
+        .wait_for_text("the refusal", |text| text.contains("That is not the token"))
+        .await;
+    browser
+        .find("#token")
+        .await
+        .send_keys("s3cret-token")
+        .await
+        .expect("type");
+    browser.click("#log-in").await;
+    browser.wait_for_path(|path| path == "/ui/failed").await;
+    assert_eq!(
+        browser.eval("return document.cookie;").await,
+        json!(""),
+        "HttpOnly cookies only"
+    );
+    browser.click("button.link").await;
+    browser
+        .wait_for_path(|path| path.starts_with("/ui/login"))
+        .await;
+    browser.open("/ui").await;
+    browser
+        .wait_for_path(|path| path.starts_with("/ui/login"))
+        .await;
+    browser.close().await;
+}
