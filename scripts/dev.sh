@@ -92,6 +92,7 @@ curl -fsS "$base/ready" >/dev/null || die "conveyor-api did not become ready wit
 cat <<INFO
 
 Conveyor is running ($workers workers):
+  dashboard $base/ui
   API       $base
   docs      $base/docs
   metrics   $base/metrics, workers: http://127.0.0.1:$metrics_base/metrics ... (one port each)

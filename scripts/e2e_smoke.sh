@@ -159,6 +159,18 @@ request GET "/jobs/$held_id"
 request POST "/queues/$queue/resume"; expect_status 200 "resume"
 ok "queue $queue paused with job $held_id waiting, limited, listed and resumed"
 
+step "the dashboard shows a failed job's attempts"
+request GET "/ui/find?q=$retry_id"
+if [[ $status == 303 && $body == "" && ${#auth[@]} -gt 0 ]]; then
+  ok "the dashboard asks for a login (a token is set)"
+else
+  expect_status 303 "find a job on the dashboard"
+  request GET "/ui/jobs/$retry_id"; expect_status 200 "the job's page"
+  [[ $body == *"Transient failure requested by payload"* && $body == *'id="attempts"'* ]] \
+    || fail "the job's page does not show its attempts' errors"
+  ok "/ui finds job $retry_id and shows its attempts' errors"
+fi
+
 step "listing by status"
 for pair in "canceled:$delayed_id" "completed:$ok_id" "failed:$fail_id"; do
   wanted=${pair%%:*} id=${pair#*:}

@@ -5,7 +5,8 @@
 # defaults) or starts throwaway ones, then runs the format check, clippy,
 # the compose file check, an end-to-end smoke test against a scripts/dev.sh
 # stack, a schemathesis fuzz run against that stack's API (with and without
-# a token), the short fault-injection run (scripts/chaos.sh), and every test.
+# a token), the short fault-injection run (scripts/chaos.sh), and every test
+# (the dashboard's in a headless chromium when it is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -87,6 +88,16 @@ if pg_bin initdb >/dev/null && command -v redis-server >/dev/null || [[ -n ${CON
   bash scripts/chaos.sh --profile dev
 else
   say "WARNING: skipped scripts/chaos.sh: it needs PostgreSQL's server binaries (initdb, pg_ctl) and redis-server installed locally"
+fi
+
+# The dashboard's browser tests drive Debian's chromium through
+# chromedriver; without them they skip (CI requires them).
+if command -v chromedriver >/dev/null && { command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null; then
+  say "browser tests: chromedriver and chromium found"
+elif [[ ${CONVEYOR_REQUIRE_BROWSER:-} == 1 ]]; then
+  die "CONVEYOR_REQUIRE_BROWSER=1 but chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)"
+else
+  say "WARNING: the dashboard's browser tests will skip: install chromium and chromium-driver (Debian: apt-get install chromium chromium-driver)"
 fi
 
 # Tests wait on servers, not on the CPU: run more of them than there are cores.

@@ -16,3 +16,4 @@ mod outages;
 mod read;
 mod schedules;
 mod support;
+mod ui;
