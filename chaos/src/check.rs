@@ -179,6 +179,8 @@ pub struct Report {
     /// lost between the first and the last, or jobs of ticks not finished.
     pub scheduled_jobs: usize,
     pub schedule_violations: usize,
+    /// Dashboard pages loaded whole (its failures count as server errors).
+    pub dashboard_pages: usize,
     pub problems: Vec<String>,
 }
 
@@ -232,7 +234,11 @@ impl Report {
             n(self.slow_exits),
             true,
         );
-        line("server errors (5xx but 503)", n(self.server_errors), true);
+        line(
+            "server errors (5xx but 503; dashboard hangs)",
+            n(self.server_errors),
+            true,
+        );
         line(
             "payloads not read back as sent",
             n(self.read_back_mismatches),
@@ -259,6 +265,7 @@ impl Report {
             n(self.scheduled_jobs),
             false,
         );
+        line("dashboard pages loaded", n(self.dashboard_pages), false);
         line(
             "most running at once in the limited queue (4)",
             n(self.limited_most_concurrent),

@@ -467,6 +467,7 @@ pub async fn run(
         stack.api_url(),
         started + duration,
     ));
+    let viewer = tokio::spawn(crate::dashboard::run(stack.api_url(), started + duration));
     for (at, fault) in schedule(duration) {
         tokio::time::sleep_until(started + at).await;
         match fault {
@@ -491,6 +492,7 @@ pub async fn run(
     let findings = hostile.await.context("the hostile prober panicked")?;
     let operated = operator.await.context("the queue operator panicked")?;
     let schedule_errors = scheduler.await.context("the schedule driver panicked")?;
+    let viewed = viewer.await.context("the dashboard viewer panicked")?;
     println!(
         "[{:>6.1} s] client done: {} submissions; waiting up to {} s for every job to finish",
         started.elapsed().as_secs_f64(),
@@ -551,6 +553,9 @@ pub async fn run(
     report.server_errors += schedule_errors.len();
     report.problems.extend(schedule_errors);
     report.problems.extend(inside_pauses);
+    report.dashboard_pages = viewed.loaded;
+    report.server_errors += viewed.problems.len();
+    report.problems.extend(viewed.problems);
     report.server_errors += operated.server_errors.len();
     report.problems.extend(operated.server_errors);
     report.slow_exits = stack.slow_exits.len();

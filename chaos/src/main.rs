@@ -11,10 +11,12 @@
 //! - `hostile`: requests no client should send, and what they must get.
 //! - `queue_ops`: the operator pausing one queue and limiting another.
 //! - `schedule_ops`: a periodic schedule firing every second.
+//! - `dashboard`: a person watching the dashboard's pages.
 //! - `check`: the invariants and the table.
 
 mod check;
 mod client;
+mod dashboard;
 mod faults;
 mod hostile;
 mod procs;

@@ -136,11 +136,22 @@ impl IntoResponse for UiError {
     }
 }
 
-async fn not_found() -> UiError {
+/// A typed `/ui/jobs/` goes to `/ui/jobs`; anything else is a 404 page.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    if path.len() > 1 && path.ends_with('/') && !path.ends_with("//") {
+        let trimmed = path.trim_end_matches('/');
+        let to = match uri.query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_owned(),
+        };
+        return Redirect::permanent(&to).into_response();
+    }
     UiError(ApiError::NotFound {
         code: "page_not_found",
         detail: "the dashboard has no such page".to_owned(),
     })
+    .into_response()
 }
 
 /// An API extractor (path parameters) whose refusal is shown as a page.

@@ -28,7 +28,12 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, Strin
         .find(|value| value.starts_with(&format!("{name}=")))
         .map(|value| {
             let pair = value.split(';').next().unwrap_or_default();
-            (pair.split_once('=').map(|(_, v)| v.to_owned()).unwrap_or_default(), value.to_owned())
+            (
+                pair.split_once('=')
+                    .map(|(_, v)| v.to_owned())
+                    .unwrap_or_default(),
+                value.to_owned(),
+            )
         })
 }
 
@@ -63,19 +68,51 @@ async fn queue_paused(app: &TestApp, queue: &str) -> bool {
 #[tokio::test]
 async fn every_page_is_html_and_unknown_ones_are_404_pages() {
     let app = TestApp::start().await;
-    app.create(json!({"type": "send_email", "queue": "emails", "payload": {}})).await;
-    for path in ["/ui", "/ui/queues", "/ui/jobs", "/ui/failed", "/ui/schedules", "/ui/workers"] {
+    app.create(json!({"type": "send_email", "queue": "emails", "payload": {}}))
+        .await;
+    for path in [
+        "/ui",
+        "/ui/queues",
+        "/ui/jobs",
+        "/ui/failed",
+        "/ui/schedules",
+        "/ui/workers",
+    ] {
         let response = client().get(app.url(path)).send().await.expect("page");
         assert_eq!(response.status(), 200, "{path}");
-        let kind = response.headers()[header::CONTENT_TYPE].to_str().unwrap_or_default().to_owned();
+        let kind = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
         assert!(kind.starts_with("text/html"), "{path}: {kind}");
     }
-    for path in ["/ui/nothing", "/ui/jobs/01a22990-50cf-7603-bba8-793292da3f6a"] {
+    for path in [
+        "/ui/nothing",
+        "/ui/jobs/01a22990-50cf-7603-bba8-793292da3f6a",
+    ] {
         let response = client().get(app.url(path)).send().await.expect("page");
         assert_eq!(response.status(), 404, "{path}");
-        assert!(response.text().await.unwrap_or_default().contains("<h1>404"), "{path}");
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("<h1>404"),
+            "{path}"
+        );
     }
-    let style = client().get(app.url("/ui/assets/style.css")).send().await.expect("css");
+    let slash = client()
+        .get(app.url("/ui/jobs/?status=failed"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(slash.status(), 308);
+    assert_eq!(slash.headers()[header::LOCATION], "/ui/jobs?status=failed");
+    let style = client()
+        .get(app.url("/ui/assets/style.css"))
+        .send()
+        .await
+        .expect("css");
     let etag = style.headers()[header::ETAG].clone();
     let again = client()
         .get(app.url("/ui/assets/style.css"))
@@ -112,13 +149,29 @@ async fn bad_input_is_a_4xx_page_never_a_500() {
     let (field, _) = form_token(&app, "/ui", None).await;
     let cookie = format!("conveyor_csrf={field}");
     for (path, body, expected) in [
-        ("/ui/queues/NOT%20A%20QUEUE/pause", format!("csrf={field}"), 422),
+        (
+            "/ui/queues/NOT%20A%20QUEUE/pause",
+            format!("csrf={field}"),
+            422,
+        ),
         ("/ui/jobs/not-a-uuid/retry", format!("csrf={field}"), 422),
-        ("/ui/jobs/01a22990-50cf-7603-bba8-793292da3f6a/retry", format!("csrf={field}"), 404),
+        (
+            "/ui/jobs/01a22990-50cf-7603-bba8-793292da3f6a/retry",
+            format!("csrf={field}"),
+            404,
+        ),
         ("/ui/schedules/nope/trigger", format!("csrf={field}"), 404),
         ("/ui/jobs/retry", format!("csrf={field}"), 422),
-        ("/ui/jobs/retry", format!("csrf={field}&status=running"), 422),
-        ("/ui/jobs/cancel", format!("csrf={field}&status=completed"), 422),
+        (
+            "/ui/jobs/retry",
+            format!("csrf={field}&status=running"),
+            422,
+        ),
+        (
+            "/ui/jobs/cancel",
+            format!("csrf={field}&status=completed"),
+            422,
+        ),
         ("/ui/jobs/cancel", format!("csrf={field}&queue=%FF"), 422),
     ] {
         let response = client()
@@ -137,8 +190,10 @@ async fn bad_input_is_a_4xx_page_never_a_500() {
 async fn what_jobs_carry_is_shown_escaped() {
     let app = TestApp::start().await;
     let job = app
-        .create(json!({"type": "send_email", "payload": {"html": "<script>alert(1)</script>"},
-                       "idempotency_key": "<img src=x onerror=alert(2)>"}))
+        .create(
+            json!({"type": "send_email", "payload": {"html": "<script>alert(1)</script>"},
+                       "idempotency_key": "<img src=x onerror=alert(2)>"}),
+        )
         .await;
     let id = job["id"].as_str().expect("id");
     let html = client()
@@ -151,20 +206,27 @@ async fn what_jobs_carry_is_shown_escaped() {
         .expect("html");
     assert!(!html.contains("<script>alert"), "payload not escaped");
     assert!(!html.contains("<img src=x"), "key not escaped");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
     let found = client()
         .get(app.url("/ui/find?q=%3Cimg%20src%3Dx%20onerror%3Dalert(2)%3E"))
         .send()
         .await
         .expect("find");
     assert_eq!(found.status(), 303);
-    assert_eq!(found.headers()[header::LOCATION], format!("/ui/jobs/{id}").as_str());
+    assert_eq!(
+        found.headers()[header::LOCATION],
+        format!("/ui/jobs/{id}").as_str()
+    );
 }
 
 #[tokio::test]
 async fn a_form_without_this_browsers_token_changes_nothing() {
     let app = TestApp::start().await;
-    app.create(json!({"type": "send_email", "queue": "emails", "payload": {}})).await;
+    app.create(json!({"type": "send_email", "queue": "emails", "payload": {}}))
+        .await;
     let (cookie, field) = form_token(&app, "/ui/queues", None).await;
     assert_eq!(cookie, field, "the page's field is the cookie's token");
     let post = |cookie: Option<String>, body: String| {
@@ -181,7 +243,10 @@ async fn a_form_without_this_browsers_token_changes_nothing() {
     for (cookie, body) in [
         (None, format!("csrf={field}")),
         (Some(format!("conveyor_csrf={cookie}")), String::new()),
-        (Some(format!("conveyor_csrf={cookie}")), format!("csrf={}", "0".repeat(64))),
+        (
+            Some(format!("conveyor_csrf={cookie}")),
+            format!("csrf={}", "0".repeat(64)),
+        ),
         (Some("conveyor_csrf=".to_owned()), "csrf=".to_owned()),
     ] {
         let response = post(cookie.clone(), body.clone()).await.expect("post");
@@ -199,11 +264,17 @@ async fn a_form_without_this_browsers_token_changes_nothing() {
     assert_eq!(cross_site.status(), 403);
     assert!(!queue_paused(&app, "emails").await);
 
-    let response = post(Some(format!("conveyor_csrf={cookie}")), format!("csrf={field}"))
-        .await
-        .expect("post");
+    let response = post(
+        Some(format!("conveyor_csrf={cookie}")),
+        format!("csrf={field}"),
+    )
+    .await
+    .expect("post");
     assert_eq!(response.status(), 303);
-    assert_eq!(response.headers()[header::LOCATION], "/ui/queues?done=paused");
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/ui/queues?done=paused"
+    );
     assert!(queue_paused(&app, "emails").await);
 }
 
@@ -217,7 +288,8 @@ async fn a_read_only_dashboard_shows_no_actions_and_refuses_them() {
         ..Options::default()
     })
     .await;
-    app.create(json!({"type": "send_email", "queue": "emails", "payload": {}})).await;
+    app.create(json!({"type": "send_email", "queue": "emails", "payload": {}}))
+        .await;
     let html = client()
         .get(app.url("/ui/queues"))
         .send()
@@ -226,7 +298,10 @@ async fn a_read_only_dashboard_shows_no_actions_and_refuses_them() {
         .text()
         .await
         .expect("html");
-    assert!(html.contains("read-only") && html.contains("emails"), "{html}");
+    assert!(
+        html.contains("read-only") && html.contains("emails"),
+        "{html}"
+    );
     assert!(!html.contains("/pause\""), "a pause form is shown: {html}");
     let (cookie, field) = form_token(&app, "/ui/queues", None).await;
     let response = client()
@@ -238,14 +313,24 @@ async fn a_read_only_dashboard_shows_no_actions_and_refuses_them() {
         .await
         .expect("post");
     assert_eq!(response.status(), 403);
-    assert!(response.text().await.unwrap_or_default().contains("read_only"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("read_only")
+    );
     assert!(!queue_paused(&app, "emails").await);
 }
 
 #[tokio::test]
 async fn with_a_token_the_dashboard_needs_a_session_cookie_from_the_login_form() {
     let app = TestApp::with_token("s3cret-token").await;
-    let response = client().get(app.url("/ui/failed?queue=a")).send().await.expect("page");
+    let response = client()
+        .get(app.url("/ui/failed?queue=a"))
+        .send()
+        .await
+        .expect("page");
     assert_eq!(response.status(), 303);
     assert_eq!(
         response.headers()[header::LOCATION],
@@ -273,15 +358,24 @@ async fn with_a_token_the_dashboard_needs_a_session_cookie_from_the_login_form()
     assert_eq!(wrong.status(), 401);
     assert!(set_cookie(&wrong, "conveyor_session").is_none());
 
-    let right = log_in("s3cret-token", "%2F%2Fevil.example").await.expect("login");
+    let right = log_in("s3cret-token", "%2F%2Fevil.example")
+        .await
+        .expect("login");
     assert_eq!(right.status(), 303);
-    assert_eq!(right.headers()[header::LOCATION], "/ui", "never to another site");
+    assert_eq!(
+        right.headers()[header::LOCATION],
+        "/ui",
+        "never to another site"
+    );
     let (session, whole) = set_cookie(&right, "conveyor_session").expect("a session cookie");
     for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
         assert!(whole.contains(flag), "{whole}");
     }
     assert!(!whole.contains("Secure"), "plain HTTP: {whole}");
-    assert!(!session.contains("s3cret"), "the token is not in the cookie");
+    assert!(
+        !session.contains("s3cret"),
+        "the token is not in the cookie"
+    );
     let page = client()
         .get(app.url("/ui/failed"))
         .header(header::COOKIE, format!("conveyor_session={session}"))
