@@ -124,6 +124,10 @@ impl Worker {
         };
         stop_services.cancel();
         while services.join_next().await.is_some() {}
+        // The attempts ended since the last heartbeat, for the dashboard
+        // (bounded: a Redis that does not answer costs the counts only).
+        let tally = runtime.take_tally();
+        let _ = tokio::time::timeout(settings.stop_grace, runtime.broker.add_tally(&tally)).await;
         if clean {
             if let Err(err) = runtime.broker.remove_worker(runtime.me()).await {
                 runtime.outages.redis.failed("redis", &err);

@@ -178,3 +178,62 @@ async fn every_completion_goes_through_the_group_commit_writer() {
     let left: i64 = redis::Commands::llen(&mut h.redis_conn(), &processing).expect("llen");
     assert_eq!(left, 0, "no id left in the processing list");
 }
+
+/// The dashboard's throughput: every attempt a worker ends is counted once
+/// in the current minute, by outcome, and handed to Redis by the
+/// heartbeat (or at shutdown).
+#[tokio::test]
+async fn ended_attempts_are_tallied_for_the_dashboard() {
+    let h = Harness::new().await;
+    let worker = h.spawn(h.settings("tally"), worker::builtin_registry());
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push(h.submit(job("noop", json!({}))).await);
+    }
+    jobs.push(h.submit(job("demo", json!({"fail": true}))).await);
+    let mut flaky = job("demo", json!({"transient_fail": true}));
+    flaky.max_attempts = 2;
+    jobs.push(h.submit(flaky).await);
+    for job in &jobs {
+        let status = if job.task_type == "noop" {
+            JobStatus::Completed
+        } else {
+            JobStatus::Failed
+        };
+        h.wait_for(id(job), status, Duration::from_secs(10)).await;
+    }
+    let expected = conveyor::broker::Tally {
+        completed: 3,
+        retried: 1,
+        failed: 2,
+    };
+    let hour = || async {
+        let mut hour = conveyor::broker::Tally::default();
+        for minute in h.broker.recent_tally().await.expect("tally") {
+            hour.add(&minute.tally);
+        }
+        hour
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while hour().await != expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tallied {:?}, expected {expected:?}",
+            hour().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.stop().await;
+    assert_eq!(
+        hour().await,
+        expected,
+        "counted once, not again at shutdown"
+    );
+    let minutes = h.broker.recent_tally().await.expect("tally");
+    assert_eq!(minutes.len(), conveyor::broker::TALLY_MINUTES);
+    assert!(
+        minutes
+            .windows(2)
+            .all(|w| w[1].minute - w[0].minute == chrono::Duration::minutes(1))
+    );
+}
