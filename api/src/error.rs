@@ -63,6 +63,8 @@ pub enum ApiError {
         field: Option<String>,
         detail: String,
     },
+    /// 429: too many attempts of something limited (dashboard logins).
+    TooManyRequests { code: &'static str, detail: String },
     /// 503: PostgreSQL (or, for readiness, Redis) cannot be reached.
     Unavailable { code: &'static str, detail: String },
     /// 500: a bug or an unexpected database error; logged, not shown.
@@ -96,6 +98,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -141,7 +144,9 @@ impl ApiError {
                 ("unsupported_media_type", detail, None, None)
             }
             ApiError::Invalid { field, detail } => ("invalid_field", detail, field, None),
-            ApiError::Unavailable { code, detail } => (code, detail, None, None),
+            ApiError::Unavailable { code, detail } | ApiError::TooManyRequests { code, detail } => {
+                (code, detail, None, None)
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "request failed with an internal error");
                 (

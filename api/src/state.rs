@@ -31,6 +31,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The latest `GET /jobs/summary`, shared by its callers.
     pub summaries: Arc<crate::routes::summary::SummaryCache>,
+    /// Failed dashboard logins this minute.
+    pub logins: Arc<crate::ui::session::LoginThrottle>,
     /// The queue labels the last `/metrics` scrape reported depths for.
     pub reported_queues: Arc<tokio::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
@@ -64,6 +66,7 @@ impl AppState {
             broker,
             settings: Arc::new(settings),
             summaries: Arc::default(),
+            logins: Arc::default(),
             reported_queues: Arc::default(),
         }
     }

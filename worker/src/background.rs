@@ -44,19 +44,25 @@ pub async fn beat(runtime: &Runtime, info: &WorkerInfo) {
         ..info.clone()
     };
     let presence = async {
+        // The attempts ended since the last beat, put back unless Redis
+        // took them (a reply lost after Redis added them counts them twice:
+        // these are a chart's figures, not a ledger).
+        let tally = runtime.take_tally();
+        let mut sent = false;
         let presence = async {
             runtime
                 .broker
                 .heartbeat(&info, runtime.settings.lease * 2)
                 .await?;
-            let tally = runtime.take_tally();
-            if let Err(err) = runtime.broker.add_tally(&tally).await {
-                runtime.restore_tally(&tally);
-                return Err(err);
-            }
+            runtime.broker.add_tally(&tally).await?;
+            sent = true;
             hold_places(runtime).await
         };
-        match tokio::time::timeout(limit, presence).await {
+        let beaten = tokio::time::timeout(limit, presence).await;
+        if !sent {
+            runtime.restore_tally(&tally);
+        }
+        match beaten {
             Ok(Ok(())) => runtime.outages.redis.succeeded("redis"),
             Ok(Err(err)) => runtime.outages.redis.failed("redis", &err),
             Err(_) => runtime

@@ -53,6 +53,7 @@ impl Worker {
             concurrency: settings.concurrency as u32,
             started_at: chrono::Utc::now().to_rfc3339(),
             running: 0,
+            heartbeat: settings.heartbeat,
         };
         // Registered before fetching, so no one mistakes it for dead; its
         // queues' settings read before the first fetch.

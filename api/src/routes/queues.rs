@@ -102,6 +102,8 @@ pub struct QueueView {
     /// Seconds the job next in line has been due (the queue's latency);
     /// null when nothing is ready.
     pub oldest_due_secs: Option<f64>,
+    /// Registered workers that serve the queue (0: its jobs wait for one).
+    pub workers: u64,
 }
 
 /// A live worker, from its latest heartbeat.
@@ -165,6 +167,7 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
                 ready,
                 running: queue.running,
                 oldest_due_secs: queue.oldest_due.map(|due| due.as_secs_f64()),
+                workers: queue.depths.workers,
                 name: queue.name,
             }
         })

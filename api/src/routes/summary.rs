@@ -38,10 +38,19 @@ impl SummaryCache {
     /// new count. Callers arriving during a count wait for it. A count
     /// that failed is remembered for the same time, so that callers
     /// waiting behind a slow, failing count do not each run one more.
-    pub(crate) async fn get(&self, store: &Store) -> Result<Summary, ApiError> {
+    async fn get(&self, store: &Store) -> Result<Summary, ApiError> {
+        self.get_within(store, SUMMARY_TTL).await
+    }
+
+    /// [`SummaryCache::get`], serving a count up to `max_age` old.
+    pub(crate) async fn get_within(
+        &self,
+        store: &Store,
+        max_age: Duration,
+    ) -> Result<Summary, ApiError> {
         let mut latest = self.latest.lock().await;
         if let Some((counted, summary)) = latest.as_ref()
-            && counted.elapsed() < SUMMARY_TTL
+            && counted.elapsed() < max_age
         {
             return summary.clone().ok_or_else(recently_failed);
         }

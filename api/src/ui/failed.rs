@@ -5,7 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use maud::Markup;
 
-use super::jobs::{JobQuery, listing};
+use super::jobs::{JobQuery, listing, read_query};
 use super::{PageContext, UiError};
 use crate::state::AppState;
 
@@ -16,7 +16,7 @@ pub async fn page(
 ) -> Result<Markup, UiError> {
     let query = JobQuery {
         status: "failed".to_owned(),
-        ..query.map(|Query(query)| query).unwrap_or_default()
+        ..read_query(query)?
     };
     let shell = context.shell(&state, "/ui/failed", "Failed jobs").await?;
     let body = listing(&state, &shell, &query, "/ui/failed", true).await?;

@@ -84,8 +84,11 @@ pub async fn page(
                 }
             }
         }))
-        h2 { "Payload" }
-        (json_block(&job.payload))
+        // The payload does not change; a refresh does not fetch it again.
+        @if !shell.live_only {
+            h2 { "Payload" }
+            (json_block(&job.payload))
+        }
     };
     Ok(shell.page(body))
 }
@@ -141,8 +144,8 @@ fn actions(shell: &Shell, job: &Job) -> Markup {
 /// started from, or to the job.
 fn back(fields: &Fields, job: &str) -> String {
     match fields.get("back") {
-        Some("/ui/failed") => "/ui/failed".to_owned(),
-        _ => format!("/ui/jobs/{job}"),
+        Some(_) => super::session::safe_next(fields.get("back")).to_owned(),
+        None => format!("/ui/jobs/{job}"),
     }
 }
 

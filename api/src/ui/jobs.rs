@@ -115,10 +115,22 @@ pub async fn page(
     context: PageContext,
     query: Result<Query<JobQuery>, QueryRejection>,
 ) -> Result<Markup, UiError> {
-    let query = query.map(|Query(query)| query).unwrap_or_default();
+    let query = read_query(query)?;
     let shell = context.shell(&state, "/ui/jobs", "Jobs").await?;
     let body = listing(&state, &shell, &query, "/ui/jobs", false).await?;
     Ok(shell.page(body))
+}
+
+/// The query of a listing; one that cannot be read (a filter given
+/// twice, bytes that are not text) is a 400 page, not a page that quietly
+/// drops the filter (a bulk action on it would act on more).
+pub fn read_query(query: Result<Query<JobQuery>, QueryRejection>) -> Result<JobQuery, UiError> {
+    query.map(|Query(query)| query).map_err(|rejection| {
+        UiError(ApiError::BadRequest {
+            code: "invalid_query",
+            detail: format!("the filters cannot be read: {}", rejection.body_text()),
+        })
+    })
 }
 
 /// The filter form, the matching jobs, paging and the bulk actions:
@@ -166,6 +178,8 @@ pub async fn listing(
         }
     };
     let now = shell.now;
+    // Where an action started here returns to: this list, first page.
+    let back_here = link("");
     Ok(html! {
         @if !failed_view {
             form.filters method="get" action="/ui/find" role="search" {
@@ -199,7 +213,7 @@ pub async fn listing(
                 @if filter.after.is_some() { " (this page starts after the first)" }
             }
             @if !shell.read_only && (query.is_filtered() || failed_view) && matching.count > 0 {
-                (bulk_buttons(shell, query, failed_view))
+                (bulk_buttons(shell, query, failed_view, &back_here))
             }
             @if jobs.is_empty() {
                 p.muted { "No jobs here." }
@@ -213,7 +227,7 @@ pub async fn listing(
                             @if failed_view && !shell.read_only { th { "Actions" } }
                         } }
                         tbody {
-                            @for job in &jobs { (row(shell, job, now, failed_view)) }
+                            @for job in &jobs { (row(shell, job, now, failed_view, &back_here)) }
                         }
                     }
                 }
@@ -228,11 +242,18 @@ pub async fn listing(
     })
 }
 
-fn row(shell: &Shell, job: &Job, now: chrono::DateTime<chrono::Utc>, failed_view: bool) -> Markup {
+fn row(
+    shell: &Shell,
+    job: &Job,
+    now: chrono::DateTime<chrono::Utc>,
+    failed_view: bool,
+    back: &str,
+) -> Markup {
     let id = job.id.to_string();
+    let short = &id[id.len() - 12..];
     html! {
         tr {
-            td { a.mono href={ "/ui/jobs/" (id) } title=(id) { "…" (&id[id.len() - 12..]) } }
+            td { a.mono href={ "/ui/jobs/" (id) } title=(id) { "…" (short) } }
             td { (job.task_type) }
             td { a href={ "/ui/jobs?queue=" (job.queue) } { (job.queue) } }
             td { (status_badge(job.status.as_str())) }
@@ -243,7 +264,8 @@ fn row(shell: &Shell, job: &Job, now: chrono::DateTime<chrono::Utc>, failed_view
                 td.error-text { (truncated(job.error_message.as_deref().unwrap_or(""), 160)) }
             }
             @if failed_view && !shell.read_only {
-                td { (action_button(&shell.csrf, &format!("/ui/jobs/{id}/retry"), "Retry", &format!("retry-{id}"), &[("back", "/ui/failed")], None)) }
+                td { (action_button(&shell.csrf, &format!("/ui/jobs/{id}/retry"), "Retry", &format!("retry-{id}"),
+                    &[("back", back)], Some(&format!("Retry job …{short} ({}) from its first attempt?", job.task_type)))) }
             }
         }
     }
@@ -257,7 +279,7 @@ pub fn truncated(text: &str, max: usize) -> String {
     }
 }
 
-fn bulk_buttons(shell: &Shell, query: &JobQuery, failed_view: bool) -> Markup {
+fn bulk_buttons(shell: &Shell, query: &JobQuery, failed_view: bool, back: &str) -> Markup {
     let status = if failed_view {
         "failed"
     } else {
@@ -266,55 +288,45 @@ fn bulk_buttons(shell: &Shell, query: &JobQuery, failed_view: bool) -> Markup {
     let can = |action: BulkAction| {
         status.is_empty() || action.statuses().iter().any(|s| s.as_str() == status)
     };
+    let (retry, cancel) = (
+        can(BulkAction::Retry),
+        can(BulkAction::Cancel) && !failed_view,
+    );
     let fields = [
         ("status", status),
         ("queue", query.queue.trim()),
         ("type", query.task_type.trim()),
         ("schedule", query.schedule.trim()),
-        (
-            "back",
-            if failed_view {
-                "/ui/failed"
-            } else {
-                "/ui/jobs"
-            },
-        ),
+        ("back", back),
     ];
     let fields: Vec<(&str, &str)> = fields.into_iter().filter(|(_, v)| !v.is_empty()).collect();
     html! {
-        div.actions {
-            @if can(BulkAction::Retry) {
-                (action_button(&shell.csrf, "/ui/jobs/retry", "Retry all matching", "bulk-retry", &fields,
-                    Some("Queue every failed or canceled job that matches again?")))
+        @if retry || cancel {
+            div.actions {
+                @if retry {
+                    (action_button(&shell.csrf, "/ui/jobs/retry", "Retry all matching", "bulk-retry", &fields,
+                        Some("Queue every failed or canceled job that matches again, from its first attempt?")))
+                }
+                @if cancel {
+                    (action_button(&shell.csrf, "/ui/jobs/cancel", "Cancel all matching", "bulk-cancel", &fields,
+                        Some("Cancel every waiting job that matches, and ask every running one to stop?")))
+                }
+                span.muted {
+                    @if retry && !failed_view { "Retry acts on the failed or canceled ones; " }
+                    @if cancel { "cancel on the waiting or running ones; " }
+                    "up to " (count(MAX_BULK as i128)) " a click, oldest first."
+                }
             }
-            @if can(BulkAction::Cancel) && !failed_view {
-                (action_button(&shell.csrf, "/ui/jobs/cancel", "Cancel all matching", "bulk-cancel", &fields,
-                    Some("Cancel every waiting or running job that matches?")))
-            }
-            span.muted { "(up to " (count(MAX_BULK as i128)) " at a time, oldest first)" }
         }
     }
 }
 
-/// Where to return after an action: the page it was started from, if
-/// it is one of the dashboard's.
-fn back(fields: &Fields, default: &str) -> String {
-    match fields.get("back") {
-        Some(path) if path.starts_with("/ui/") && !path.starts_with("//") => {
-            super::session::safe_next(Some(path)).to_owned()
-        }
-        _ => default.to_owned(),
-    }
-}
-
-/// The filters posted with a bulk action, checked as the API checks them.
+/// The filters posted with a bulk action, checked as the API checks them,
+/// and the page to return to.
 fn bulk_filter(fields: &Fields) -> Result<(ListFilter, String), UiError> {
     let query = JobQuery::from_fields(fields);
     let filter = query.filter()?;
-    let to = match back(fields, "/ui/jobs").as_str() {
-        "/ui/failed" => "/ui/failed".to_owned(),
-        _ => format!("/ui/jobs?{}", query.query_string()),
-    };
+    let to = super::session::safe_next(fields.get("back")).to_owned();
     Ok((filter, to))
 }
 
@@ -336,11 +348,19 @@ pub async fn cancel_matching(
 ) -> Result<Redirect, UiError> {
     let (filter, to) = bulk_filter(&fields)?;
     let result = state.client.cancel_matching(filter, MAX_BULK).await?;
-    Ok(match (result.canceled.len(), result.requested.len()) {
-        (0, 0) => done(&to, Done::Nothing, None),
-        (0, requested) => done(&to, Done::CancelRequested, Some(requested as u64)),
-        (canceled, _) => done(&to, Done::Canceled, Some(canceled as u64)),
-    })
+    Ok(
+        match (result.canceled.len() as u64, result.requested.len() as u64) {
+            (0, 0) => done(&to, Done::Nothing, None),
+            (0, requested) => done(&to, Done::CancelRequested, Some(requested)),
+            (canceled, 0) => done(&to, Done::Canceled, Some(canceled)),
+            (canceled, requested) => {
+                let sep = if to.contains('?') { '&' } else { '?' };
+                Redirect::to(&format!(
+                    "{to}{sep}done=canceled&n={canceled}&m={requested}"
+                ))
+            }
+        },
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,7 +385,12 @@ pub async fn find(
     };
     // Keys are matched as typed, then without surrounding spaces (a
     // pasted key often brings some). Text no key can be is not looked up.
-    for key in [raw.as_str(), wanted] {
+    let keys = if raw == wanted {
+        vec![wanted]
+    } else {
+        vec![raw.as_str(), wanted]
+    };
+    for key in keys {
         let possible =
             key.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS && !key.chars().any(char::is_control);
         if job.is_none() && possible {

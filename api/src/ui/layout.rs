@@ -34,11 +34,20 @@ pub struct Shell {
     pub signed_in: bool,
     /// A notice about what the last action did, if any.
     pub notice: Option<String>,
+    /// Render only what the live refresh swaps in (see `PageContext`).
+    pub live_only: bool,
 }
 
 impl Shell {
-    /// A whole HTML page around `body`.
+    /// A whole HTML page around `body`; for a live refresh, `body` alone
+    /// (pages leave out their heavy parts outside live regions then).
     pub fn page(&self, body: Markup) -> Markup {
+        if self.live_only {
+            return html! {
+                (DOCTYPE)
+                html lang="en" { body data-now=(iso(self.now)) { (body) } }
+            };
+        }
         html! {
             (DOCTYPE)
             html lang="en" {
@@ -56,9 +65,11 @@ impl Shell {
                         a.brand href="/ui" { "Conveyor" }
                         nav aria-label="Pages" {
                             ul {
-                                @for (path, label) in NAV {
+                                // With a token, /docs wants the bearer
+                                // token, which a browser does not send.
+                                @for (path, label) in NAV.iter().filter(|(path, _)| !self.signed_in || *path != "/docs") {
                                     li {
-                                        @if path == self.current {
+                                        @if *path == self.current {
                                             a href=(path) aria-current="page" { (label) }
                                         } @else {
                                             a href=(path) { (label) }

@@ -76,6 +76,17 @@ pub async fn log_in(
     if state.settings.api_token.is_none() {
         return Redirect::to(&next).into_response();
     }
+    if !state.logins.allows() {
+        tracing::warn!(
+            event = "ui_login_throttled",
+            "dashboard logins refused for the rest of the minute after too many wrong tokens"
+        );
+        return crate::ui::UiError(crate::error::ApiError::TooManyRequests {
+            code: "too_many_logins",
+            detail: "too many wrong tokens in the last minute; try again in a minute".to_owned(),
+        })
+        .into_response();
+    }
     let presented = fields.get("token").unwrap_or("");
     match session::sign_in(&state, &headers, presented) {
         Some(cookie) => {
@@ -83,6 +94,7 @@ pub async fn log_in(
             ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
         }
         None => {
+            state.logins.failed();
             tracing::warn!(
                 event = "ui_login_refused",
                 "a dashboard login presented a wrong token"

@@ -192,6 +192,8 @@ pub struct Notice {
     done: Option<Done>,
     /// How many jobs a bulk action changed.
     n: Option<u64>,
+    /// How many running jobs a bulk cancel asked to stop.
+    m: Option<u64>,
 }
 
 impl Notice {
@@ -208,7 +210,14 @@ impl Notice {
             (Done::Resumed, _) => "Resumed.".to_owned(),
             (Done::Retried, Some(n)) => format!("Queued {} again.", jobs(n)),
             (Done::Retried, None) => "Queued again.".to_owned(),
-            (Done::Canceled, Some(n)) => format!("Canceled {}.", jobs(n)),
+            (Done::Canceled, Some(n)) => match self.m {
+                Some(m) if m > 0 => format!(
+                    "Canceled {}; asked {} running to stop (they end when their handlers notice).",
+                    jobs(n),
+                    jobs(m)
+                ),
+                _ => format!("Canceled {}.", jobs(n)),
+            },
             (Done::Canceled, None) => "Canceled.".to_owned(),
             (Done::CancelRequested, Some(n)) => {
                 format!(
@@ -225,11 +234,17 @@ impl Notice {
     }
 }
 
+/// The header the script's refreshes carry.
+pub const LIVE_HEADER: &str = "x-conveyor-live";
+
 /// What every page handler starts from: the shell's parts.
 #[derive(Debug)]
 pub struct PageContext {
     pub csrf: Csrf,
     pub notice: Option<String>,
+    /// A live refresh (the script's `X-Conveyor-Live: 1`): only the live
+    /// regions are wanted.
+    pub live_only: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for PageContext {
@@ -242,7 +257,15 @@ impl<S: Send + Sync> FromRequestParts<S> for PageContext {
             .await
             .ok()
             .and_then(|Query(notice)| notice.text());
-        Ok(PageContext { csrf, notice })
+        let live_only = parts
+            .headers
+            .get(LIVE_HEADER)
+            .is_some_and(|value| value.as_bytes() == b"1");
+        Ok(PageContext {
+            csrf,
+            notice,
+            live_only,
+        })
     }
 }
 
@@ -262,6 +285,7 @@ impl PageContext {
             read_only: state.settings.ui_read_only,
             signed_in: state.settings.api_token.is_some(),
             notice: self.notice,
+            live_only: self.live_only,
         })
     }
 }

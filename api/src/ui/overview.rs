@@ -2,6 +2,8 @@
 //! over the last hour and their failure rate, each queue's latency, the
 //! workers alive.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use conveyor::JobStatus;
 use conveyor::broker::MinuteTally;
@@ -15,16 +17,28 @@ use crate::views::Accuracy;
 
 pub async fn page(State(state): State<AppState>, context: PageContext) -> Result<Markup, UiError> {
     let shell = context.shell(&state, "/ui", "Overview").await?;
-    let summary = state.summaries.get(&state.store).await?;
+    let summary = state
+        .summaries
+        .get_within(&state.store, COUNTS_MAX_AGE)
+        .await?;
     let minutes = state.broker.recent_tally().await?;
     let queues = conveyor::client::overview(&state.store, &state.broker).await?;
-    let workers = state.broker.workers().await?;
+    let workers = state.broker.worker_count().await?;
 
     let mut hour = Tally::default();
     for minute in &minutes {
         hour.add(&minute.tally);
     }
-    let latency = queues.iter().filter_map(|queue| queue.oldest_due).max();
+    // The slowest queue that should be moving: paused ones wait by choice.
+    let latency = queues
+        .iter()
+        .filter(|queue| !queue.settings.as_ref().is_some_and(|s| s.paused))
+        .filter_map(|queue| Some((queue.oldest_due?, queue.name.as_str())))
+        .max();
+    let unserved = queues
+        .iter()
+        .filter(|queue| queue.depths.workers == 0 && queue.depths.ready.iter().sum::<u64>() > 0)
+        .count();
     let waiting: u64 = queues
         .iter()
         .map(|queue| queue.depths.ready.iter().sum::<u64>())
@@ -51,8 +65,8 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
                     span.value { (count(hour.ended() as i128)) }
                 }
                 div.card #throughput {
-                    span.label { "Throughput" }
-                    span.value { (format!("{:.1}/s", hour.completed as f64 / 3_600.0)) }
+                    span.label { "Completed" }
+                    span.value { (rate(hour.completed)) }
                 }
                 div.card #failure-rate {
                     span.label { "Failure rate" }
@@ -64,10 +78,13 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
                     }
                 }
                 div.card #latency {
-                    span.label { "Queue latency (oldest due)" }
+                    span.label {
+                        "Queue latency"
+                        @if let Some((_, queue)) = latency { " (" (queue) ")" }
+                    }
                     span.value {
                         @match latency {
-                            Some(due) => (age(due.as_secs())),
+                            Some((due, _)) => (age(due.as_secs())),
                             None => "—",
                         }
                     }
@@ -78,7 +95,7 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
                 }
                 a.card href="/ui/workers" #workers-alive {
                     span.label { "Workers" }
-                    span.value { (count(workers.len() as i128)) }
+                    span.value { (count(workers as i128)) }
                 }
             }
             (sparkline(&minutes))
@@ -88,6 +105,13 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
                 "sent with each heartbeat, so the current minute lags by a few seconds."
             }
             h2 { "Queues" }
+            @if unserved > 0 {
+                p.notice.error-text #unserved {
+                    (unserved) @if unserved == 1 { " queue has" } @else { " queues have" }
+                    " jobs ready and no worker serving it (see the workers' "
+                    code { "CONVEYOR_QUEUES" } ")."
+                }
+            }
             @if queues.is_empty() {
                 p.muted { "No queues yet: they appear when the first job is submitted." }
             } @else {
@@ -103,11 +127,7 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
                                     td.num { (count(queue.depths.ready.iter().sum::<u64>() as i128)) }
                                     td.num { (count(queue.running)) }
                                     td.num { @match queue.oldest_due { Some(due) => (age(due.as_secs())), None => "—" } }
-                                    td {
-                                        @if queue.settings.as_ref().is_some_and(|s| s.paused) {
-                                            span.badge.paused { "paused" }
-                                        } @else { span.muted { "running" } }
-                                    }
+                                    td { (super::queues::state(queue)) }
                                 }
                             }
                         }
@@ -117,6 +137,24 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
         }))
     };
     Ok(shell.page(body))
+}
+
+/// How old the status counts may be: a full count of the table runs at
+/// most this often per API process, however many dashboards are open
+/// (`GET /jobs/summary` allows two seconds).
+pub const COUNTS_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Completions per second over the hour, or per minute (or per hour)
+/// when that reads better than "0.0/s".
+fn rate(completed: u64) -> String {
+    let per_hour = completed as f64;
+    if per_hour >= 3_600.0 {
+        format!("{:.1}/s", per_hour / 3_600.0)
+    } else if per_hour >= 60.0 {
+        format!("{:.1}/min", per_hour / 60.0)
+    } else {
+        format!("{completed}/h")
+    }
 }
 
 /// Attempts ended per minute over the hour, as bars: completed below,

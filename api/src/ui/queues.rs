@@ -59,9 +59,7 @@ fn row(queue: &QueueOverview, csrf: &Csrf, read_only: bool) -> Markup {
     html! {
         tr id={ "queue-" (queue.name) } {
             td { a href={ "/ui/jobs?queue=" (queue.name) } { (queue.name) } }
-            td {
-                @if paused { span.badge.paused { "paused" } } @else { span.muted { "running" } }
-            }
+            td { (state(queue)) }
             td.num {
                 (count(ready as i128))
                 @if lanes.len() > 1 || lanes.first().is_some_and(|lane| !lane.starts_with("p0:")) {
@@ -86,11 +84,26 @@ fn row(queue: &QueueOverview, csrf: &Csrf, read_only: bool) -> Markup {
                             &format!("resume-{}", queue.name), &[], None))
                     } @else {
                         (action_button(csrf, &format!("/ui/queues/{}/pause", queue.name), "Pause",
-                            &format!("pause-{}", queue.name), &[], None))
+                            &format!("pause-{}", queue.name), &[],
+                            Some(&format!("Pause queue {}? Running jobs finish; no new ones start until it is resumed.", queue.name))))
                     }
                 }
             }
         }
+    }
+}
+
+/// Paused, waiting for a worker (jobs ready, none serving it), or
+/// running.
+pub fn state(queue: &QueueOverview) -> Markup {
+    let paused = queue.settings.as_ref().is_some_and(|s| s.paused);
+    let ready: u64 = queue.depths.ready.iter().sum();
+    html! {
+        @if paused { span.badge.paused { "paused" } }
+        @else if queue.depths.workers == 0 && ready > 0 {
+            span.badge.status-retrying title="Jobs are ready and no registered worker serves this queue" { "no worker" }
+        }
+        @else { span.muted { "running" } }
     }
 }
 

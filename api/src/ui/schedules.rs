@@ -49,7 +49,8 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
                                             @let base = format!("/ui/schedules/{}", schedule.name);
                                             @if schedule.enabled {
                                                 (action_button(&shell.csrf, &format!("{base}/pause"), "Pause",
-                                                    &format!("pause-schedule-{}", schedule.name), &[], None))
+                                                    &format!("pause-schedule-{}", schedule.name), &[],
+                                                    Some(&format!("Pause schedule {}? No tick fires until it is resumed.", schedule.name))))
                                             } @else {
                                                 (action_button(&shell.csrf, &format!("{base}/resume"), "Resume",
                                                     &format!("resume-schedule-{}", schedule.name), &[], None))
@@ -57,7 +58,7 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
                                             " "
                                             (action_button(&shell.csrf, &format!("{base}/trigger"), "Run now",
                                                 &format!("trigger-{}", schedule.name), &[],
-                                                Some("Enqueue this schedule's job now?")))
+                                                Some(&format!("Enqueue a {} job from schedule {} now?", schedule.job_type, schedule.name))))
                                         }
                                     }
                                 }

@@ -42,7 +42,7 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
                                         time datetime=(super::layout::iso(worker.last_beat)) title=(worker.last_beat.format("%Y-%m-%d %H:%M:%S%.3f UTC")) {
                                             (age(worker.silent_for.as_secs())) " ago"
                                         }
-                                        @if info.is_none() { " " span.badge.paused { "silent" } }
+                                        @if worker.is_late() { " " span.badge.paused title="It has missed heartbeats; if it stays silent, dead-worker recovery puts its jobs back" { "late" } }
                                     }
                                 }
                             }

@@ -85,6 +85,7 @@ async fn queues_list_live_workers_with_their_details() {
         concurrency: 8,
         started_at: "2026-01-01T00:00:00+00:00".to_owned(),
         running: 3,
+        heartbeat: std::time::Duration::from_secs(3),
     };
     broker
         .heartbeat(&info, std::time::Duration::from_secs(30))

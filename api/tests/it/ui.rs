@@ -138,7 +138,9 @@ async fn bad_input_is_a_4xx_page_never_a_500() {
         ("/ui/find?q=nobody-has-this-key", 404),
         ("/ui/find?q=%00%01", 404),
         (&*format!("/ui/find?q={}", "k".repeat(5000)), 404),
-        ("/ui/jobs?status=failed&status=queued", 200),
+        // A filter given twice is refused, not dropped.
+        ("/ui/jobs?status=failed&status=queued", 400),
+        ("/ui/failed?queue=a&queue=b", 400),
     ];
     for (path, expected) in cases {
         let response = client().get(app.url(path)).send().await.expect("page");
@@ -416,4 +418,88 @@ async fn with_a_token_the_dashboard_needs_a_session_cookie_from_the_login_form()
         .await
         .expect("post");
     assert_eq!(post.status(), 401);
+}
+
+#[tokio::test]
+async fn pages_forbid_framing_and_foreign_code() {
+    let app = TestApp::start().await;
+    for path in ["/ui", "/ui/nothing", "/ui/assets/ui.js"] {
+        let response = client().get(app.url(path)).send().await.expect("page");
+        let headers = response.headers();
+        let csp = headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap_or_default();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "{path}");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_live_refresh_gets_the_live_regions_without_the_payload() {
+    let app = TestApp::start().await;
+    let job = app
+        .create(json!({"type": "send_email", "payload": {"marker": "payload-marker"}}))
+        .await;
+    let path = format!("/ui/jobs/{}", job["id"].as_str().expect("id"));
+    let full = client()
+        .get(app.url(&path))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        full.contains("payload-marker") && full.contains("<nav"),
+        "{full}"
+    );
+    let live = client()
+        .get(app.url(&path))
+        .header("x-conveyor-live", "1")
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        live.contains("id=\"job-detail\"") && live.contains("data-now="),
+        "{live}"
+    );
+    assert!(
+        !live.contains("payload-marker") && !live.contains("<nav"),
+        "{live}"
+    );
+}
+
+#[tokio::test]
+async fn guessing_the_token_is_stopped_after_twenty_tries_a_minute() {
+    let app = TestApp::with_token("s3cret-token").await;
+    let (csrf, field) = form_token(&app, "/ui/login", None).await;
+    let log_in = |token: &'static str| {
+        client()
+            .post(app.url("/ui/login"))
+            .header(header::COOKIE, format!("conveyor_csrf={csrf}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!("csrf={field}&token={token}"))
+            .send()
+    };
+    for _ in 0..api::ui::session::MAX_FAILED_LOGINS_PER_MINUTE {
+        assert_eq!(log_in("guess").await.expect("login").status(), 401);
+    }
+    assert_eq!(log_in("guess").await.expect("login").status(), 429);
+    // The right token too, for the rest of the minute; the API is not
+    // affected.
+    assert_eq!(log_in("s3cret-token").await.expect("login").status(), 429);
+    let api = client()
+        .get(app.url("/queues"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api.status(), 200);
 }

@@ -31,6 +31,8 @@ pub struct QueueDepths {
     pub delayed: u64,
     /// Across the processing lists of registered workers.
     pub processing: u64,
+    /// Registered workers that say they serve the queue.
+    pub workers: u64,
 }
 
 impl Broker {
@@ -67,9 +69,9 @@ impl Broker {
         Ok(queues)
     }
 
-    /// The queues registered workers serve (operators chose them, unlike
-    /// the names clients send), in one round trip after the registry's.
-    pub async fn served_queues(&self) -> Result<Vec<String>, BrokerError> {
+    /// Every registered worker with the queues it says it serves (`None`
+    /// once its details expired), in one round trip after the registry's.
+    async fn workers_and_queues(&self) -> Result<Vec<(String, Option<Vec<String>>)>, BrokerError> {
         let workers = self.registered_workers().await?;
         if workers.is_empty() {
             return Ok(Vec::new());
@@ -80,11 +82,24 @@ impl Broker {
         }
         let mut conn = self.connection().await?;
         let lists: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
-        let mut queues: Vec<String> = lists
-            .iter()
-            .flatten()
-            .flat_map(|list| queue_names(list))
-            .map(str::to_owned)
+        Ok(workers
+            .into_iter()
+            .zip(lists)
+            .map(|(worker, list)| {
+                let queues = list.map(|list| queue_names(&list).map(str::to_owned).collect());
+                (worker, queues)
+            })
+            .collect())
+    }
+
+    /// The queues registered workers serve (operators chose them, unlike
+    /// the names clients send).
+    pub async fn served_queues(&self) -> Result<Vec<String>, BrokerError> {
+        let mut queues: Vec<String> = self
+            .workers_and_queues()
+            .await?
+            .into_iter()
+            .flat_map(|(_, queues)| queues.unwrap_or_default())
             .collect();
         queues.sort_unstable();
         queues.dedup();
@@ -120,27 +135,45 @@ impl Broker {
         if queues.is_empty() {
             return Ok(Vec::new());
         }
-        let workers = self.registered_workers().await?;
+        let workers = self.workers_and_queues().await?;
+        // A worker has processing lists only for the queues it serves
+        // (fixed for its life); one whose details expired may have any.
+        fn serving<'a>(
+            workers: &'a [(String, Option<Vec<String>>)],
+            queue: &'a String,
+        ) -> impl Iterator<Item = &'a (String, Option<Vec<String>>)> {
+            workers.iter().filter(move |(_, served)| {
+                served.as_ref().is_none_or(|served| served.contains(queue))
+            })
+        }
         let mut pipe = redis::pipe();
         for queue in queues {
             for priority in PRIORITY_RANGE {
                 pipe.llen(self.keys.ready(queue, priority));
             }
             pipe.zcard(self.keys.delayed(queue));
-            for worker in &workers {
+            for (worker, _) in serving(&workers, queue) {
                 pipe.llen(self.keys.processing(queue, worker));
             }
         }
         let mut conn = self.connection().await?;
         let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
         let lanes = PRIORITY_RANGE.count();
-        let per_queue = lanes + 1 + workers.len();
-        Ok(counts
-            .chunks(per_queue)
-            .map(|counts| QueueDepths {
-                ready: counts[..lanes].to_vec(),
-                delayed: counts.get(lanes).copied().unwrap_or_default(),
-                processing: counts.iter().skip(lanes + 1).sum(),
+        let mut counts = counts.into_iter();
+        Ok(queues
+            .iter()
+            .map(|queue| {
+                let ready: Vec<u64> = counts.by_ref().take(lanes).collect();
+                let delayed = counts.next().unwrap_or_default();
+                let lists = serving(&workers, queue).count();
+                QueueDepths {
+                    ready,
+                    delayed,
+                    processing: counts.by_ref().take(lists).sum(),
+                    workers: serving(&workers, queue)
+                        .filter(|(_, served)| served.is_some())
+                        .count() as u64,
+                }
             })
             .collect())
     }

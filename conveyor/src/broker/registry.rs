@@ -40,6 +40,18 @@ pub struct WorkerInfo {
     /// RFC 3339.
     pub started_at: String,
     pub running: usize,
+    /// How often it beats, so that readers can tell a late worker.
+    pub heartbeat: Duration,
+}
+
+impl WorkerPresence {
+    /// Whether it has missed beats: silent for three of its intervals, or
+    /// its details gone. (Recovery acts later, on its own setting.)
+    pub fn is_late(&self) -> bool {
+        self.info
+            .as_ref()
+            .is_none_or(|info| self.silent_for > info.heartbeat * 3)
+    }
 }
 
 impl Broker {
@@ -64,6 +76,7 @@ impl Broker {
                 ("concurrency", info.concurrency.to_string()),
                 ("started_at", info.started_at.clone()),
                 ("running", info.running.to_string()),
+                ("heartbeat_ms", info.heartbeat.as_millis().to_string()),
             ],
         )
         .ignore()
@@ -97,6 +110,15 @@ impl Broker {
             .as_deref()
             .map(|list| queue_names(list).map(str::to_owned).collect())
             .unwrap_or_default())
+    }
+
+    /// How many workers are registered.
+    pub async fn worker_count(&self) -> Result<u64, BrokerError> {
+        let mut conn = self.connection().await?;
+        Ok(redis::cmd("ZCARD")
+            .arg(self.keys.workers())
+            .query_async(&mut conn)
+            .await?)
     }
 
     /// Every registered worker's id.
@@ -216,6 +238,11 @@ impl WorkerInfo {
             concurrency: field("concurrency")?.parse().ok()?,
             started_at: field("started_at")?.clone(),
             running: field("running")?.parse().ok()?,
+            // Workers from before this field beat at the default interval.
+            heartbeat: field("heartbeat_ms").and_then(|ms| ms.parse().ok()).map_or(
+                Duration::from_secs(crate::config::DEFAULT_HEARTBEAT_SECS),
+                Duration::from_millis,
+            ),
         })
     }
 }

@@ -18,9 +18,10 @@ pub const TALLY_MINUTES: usize = 60;
 const KEEP_MINUTES: u32 = 120;
 
 /// Adds ARGV[1..3] (completed, retried, failed) to the current minute's
-/// fields of KEYS[1]. When a minute's first count arrives, fields older
-/// than ARGV[4] minutes are deleted, so the hash stays small without
-/// anyone reading it.
+/// fields of KEYS[1]. When a minute's first count arrives, the minute
+/// ARGV[4] minutes back is deleted (so a steady flow keeps exactly that
+/// many), and after a gap (more fields than that many minutes can hold)
+/// every field that old: the hash stays small without anyone reading it.
 const ADD: &str = r"
 local now = redis.call('TIME')
 local minute = math.floor(tonumber(now[1]) / 60)
@@ -33,6 +34,10 @@ for i, name in ipairs(names) do
   end
 end
 local keep = tonumber(ARGV[4])
+if began then
+  local old = minute - keep
+  redis.call('HDEL', KEYS[1], old .. ':completed', old .. ':retried', old .. ':failed')
+end
 if began and redis.call('HLEN', KEYS[1]) > 3 * keep then
   for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
     local at = tonumber(string.match(field, '^(%d+):'))

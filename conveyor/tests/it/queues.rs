@@ -17,6 +17,7 @@ fn worker(id: &str, queues: &[&str]) -> WorkerInfo {
         concurrency: 1,
         started_at: "2026-11-29T00:00:00Z".to_owned(),
         running: 0,
+        heartbeat: std::time::Duration::from_secs(3),
     }
 }
 

@@ -45,19 +45,25 @@
     }
   }
 
+  // A region is left alone while someone is using it: the pointer over
+  // it, focus inside it, or a press in the last moment. A button must not
+  // move (or become another row's) between aiming and clicking.
+  var lastPress = 0;
+  document.addEventListener("pointerdown", function () { lastPress = Date.now(); }, true);
+
+  function inUse(region) {
+    return region.matches(":hover") ||
+      region.contains(document.activeElement) ||
+      Date.now() - lastPress < 1500;
+  }
+
   function swap(doc) {
     var regions = document.querySelectorAll("[data-live]");
-    var focusedId = document.activeElement && document.activeElement.id;
     for (var i = 0; i < regions.length; i++) {
       var fresh = doc.getElementById(regions[i].id);
-      if (fresh && fresh.innerHTML !== regions[i].innerHTML) {
+      if (fresh && fresh.innerHTML !== regions[i].innerHTML && !inUse(regions[i])) {
         regions[i].innerHTML = fresh.innerHTML;
       }
-    }
-    // Keyboard users keep their place: focus returns to the same control.
-    if (focusedId && document.activeElement === document.body) {
-      var again = document.getElementById(focusedId);
-      if (again) again.focus();
     }
     renderTimes(document);
   }
@@ -131,6 +137,16 @@
     var message = event.target.getAttribute("data-confirm");
     if (message && !window.confirm(message)) event.preventDefault();
   });
+
+  // What an action did is said once: reloading the page, or the live
+  // refresh, must not say it again.
+  if (/[?&]done=/.test(location.search)) {
+    var url = new URL(location.href);
+    url.searchParams.delete("done");
+    url.searchParams.delete("n");
+    url.searchParams.delete("m");
+    history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
 
   readSkew(document);
   renderTimes(document);

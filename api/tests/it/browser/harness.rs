@@ -169,6 +169,28 @@ impl Browser {
         }
     }
 
+    /// Waits until the text of element `css` satisfies `check`; returns it.
+    pub async fn wait_for(&self, css: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            // The element may be between two refreshes: a failed read is
+            // read again.
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if check(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {PATIENCE:?} for {css:?}; it said {text:?} on {}",
+                self.path().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the page shown is at `path` (and query).
     pub async fn wait_for_path(&self, check: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
