@@ -95,6 +95,9 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))
+        // Outermost, so that every answer to a dashboard path (a load-shed
+        // 503, a refused cross-site form, a panic) is a page.
+        .layer(axum::middleware::from_fn(ui::dashboard_responses))
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then gives the

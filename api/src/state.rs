@@ -32,7 +32,7 @@ pub struct AppState {
     /// The latest `GET /jobs/summary`, shared by its callers.
     pub summaries: Arc<crate::routes::summary::SummaryCache>,
     /// Failed dashboard logins this minute.
-    pub logins: Arc<crate::ui::session::LoginThrottle>,
+    pub logins: Arc<crate::ui::login::LoginThrottle>,
     /// The queue labels the last `/metrics` scrape reported depths for.
     pub reported_queues: Arc<tokio::sync::Mutex<std::collections::BTreeSet<String>>>,
 }

@@ -44,25 +44,17 @@ pub async fn beat(runtime: &Runtime, info: &WorkerInfo) {
         ..info.clone()
     };
     let presence = async {
-        // The attempts ended since the last beat, put back unless Redis
-        // took them (a reply lost after Redis added them counts them twice:
-        // these are a chart's figures, not a ledger).
-        let tally = runtime.take_tally();
-        let mut sent = false;
         let presence = async {
             runtime
                 .broker
                 .heartbeat(&info, runtime.settings.lease * 2)
                 .await?;
-            runtime.broker.add_tally(&tally).await?;
-            sent = true;
+            // The attempts ended since the last beat (a batch not
+            // confirmed is sent again; Redis counts each batch once).
+            runtime.send_tally().await?;
             hold_places(runtime).await
         };
-        let beaten = tokio::time::timeout(limit, presence).await;
-        if !sent {
-            runtime.restore_tally(&tally);
-        }
-        match beaten {
+        match tokio::time::timeout(limit, presence).await {
             Ok(Ok(())) => runtime.outages.redis.succeeded("redis"),
             Ok(Err(err)) => runtime.outages.redis.failed("redis", &err),
             Err(_) => runtime

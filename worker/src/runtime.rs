@@ -78,9 +78,14 @@ pub struct Runtime {
     /// handle each (an id republished for a retry can be delivered again
     /// before the task that republished it has returned).
     in_flight: Mutex<HashMap<String, usize>>,
-    /// Attempts ended here since the last heartbeat handed them to Redis
-    /// (the dashboard's throughput).
+    /// Attempts ended here and not yet in a batch for Redis (the
+    /// dashboard's throughput).
     tally: Mutex<Tally>,
+    /// The batch sent to Redis and not yet confirmed, with its number: it
+    /// is sent again, as it is, until Redis confirms it.
+    unsent: Mutex<Option<(u64, Tally)>>,
+    /// The last batch number given.
+    batches: std::sync::atomic::AtomicU64,
 }
 
 impl Runtime {
@@ -97,6 +102,8 @@ impl Runtime {
             running: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             tally: Mutex::new(Tally::default()),
+            unsent: Mutex::new(None),
+            batches: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -111,17 +118,39 @@ impl Runtime {
         }
     }
 
-    /// The counts since the last call, now zeroed.
-    pub fn take_tally(&self) -> Tally {
-        std::mem::take(&mut *self.tally.lock().unwrap_or_else(|e| e.into_inner()))
+    /// The batch of counts to send Redis: the unconfirmed one again, or
+    /// the counts since the last batch under a new number; `None` when
+    /// there is nothing to send.
+    pub fn tally_batch(&self) -> Option<(u64, Tally)> {
+        let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+        if unsent.is_none() {
+            let tally = std::mem::take(&mut *self.tally.lock().unwrap_or_else(|e| e.into_inner()));
+            if !tally.is_empty() {
+                let batch = self
+                    .batches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                *unsent = Some((batch, tally));
+            }
+        }
+        *unsent
     }
 
-    /// Puts back counts that could not be handed to Redis.
-    pub fn restore_tally(&self, unsent: &Tally) {
-        self.tally
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add(unsent);
+    /// Redis has counted batch `batch`.
+    pub fn tally_sent(&self, batch: u64) {
+        let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+        if unsent.is_some_and(|(number, _)| number == batch) {
+            *unsent = None;
+        }
+    }
+
+    /// Sends the batch of counts due, if any.
+    pub async fn send_tally(&self) -> Result<(), conveyor::BrokerError> {
+        if let Some((batch, tally)) = self.tally_batch() {
+            self.broker.add_tally(self.me(), batch, &tally).await?;
+            self.tally_sent(batch);
+        }
+        Ok(())
     }
 
     pub fn me(&self) -> &str {

@@ -125,10 +125,17 @@ impl Worker {
         };
         stop_services.cancel();
         while services.join_next().await.is_some() {}
-        // The attempts ended since the last heartbeat, for the dashboard
-        // (bounded: a Redis that does not answer costs the counts only).
-        let tally = runtime.take_tally();
-        let _ = tokio::time::timeout(settings.stop_grace, runtime.broker.add_tally(&tally)).await;
+        // The attempts ended since the last heartbeat, for the dashboard:
+        // a batch not yet confirmed, then the rest (bounded: a Redis that
+        // does not answer costs the counts only).
+        let _ = tokio::time::timeout(settings.stop_grace, async {
+            while runtime.tally_batch().is_some() {
+                if runtime.send_tally().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
         if clean {
             if let Err(err) = runtime.broker.remove_worker(runtime.me()).await {
                 runtime.outages.redis.failed("redis", &err);

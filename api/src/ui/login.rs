@@ -112,3 +112,38 @@ pub async fn log_out(headers: HeaderMap, Post(_): Post) -> Response {
     )
         .into_response()
 }
+
+/// Most wrong tokens one API process takes in a minute; after that every
+/// login is refused (429) until the minute is over. Guessing a 16-character
+/// token at 20 a minute is hopeless; the price is that someone guessing can
+/// keep people out for as long as they keep guessing (the JSON API is not
+/// affected).
+pub const MAX_FAILED_LOGINS_PER_MINUTE: u32 = 20;
+
+/// Failed logins in the current minute, per process.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    window: std::sync::Mutex<Option<(std::time::Instant, u32)>>,
+}
+
+impl LoginThrottle {
+    fn with_window<T>(&self, f: impl FnOnce(&mut u32) -> T) -> T {
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let (started, failures) = window.get_or_insert((now, 0));
+        if now.duration_since(*started) >= std::time::Duration::from_secs(60) {
+            *started = now;
+            *failures = 0;
+        }
+        f(failures)
+    }
+
+    /// Whether a login may be tried now.
+    pub fn allows(&self) -> bool {
+        self.with_window(|failures| *failures < MAX_FAILED_LOGINS_PER_MINUTE)
+    }
+
+    pub fn failed(&self) {
+        self.with_window(|failures| *failures = failures.saturating_add(1));
+    }
+}

@@ -7,14 +7,16 @@
 //!
 //! # Layout
 //! - [`session`]: sign-in with the API token, form tokens, read-only.
+//! - [`headers`]: the protective headers on every response.
 //! - [`layout`]: the page shell and formatting (relative times, badges).
 //! - [`assets`]: the stylesheet and the script.
-//! - [`login`]: the login and logout routes.
+//! - [`login`]: the login and logout routes, and the throttle on guessing.
 //! - [`overview`], [`queues`], [`jobs`], [`job`], [`failed`],
 //!   [`schedules`], [`workers`]: one module per page, with its actions.
 
 pub mod assets;
 pub mod failed;
+pub mod headers;
 pub mod job;
 pub mod jobs;
 pub mod layout;
@@ -32,7 +34,7 @@ use axum::http::request::Parts;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
-use maud::{DOCTYPE, html};
+use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -113,27 +115,67 @@ impl IntoResponse for UiError {
         let problem = self.0.problem();
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let page = html! {
-            (DOCTYPE)
-            html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { (problem.title) " · Conveyor" }
-                    link rel="stylesheet" href=(assets::STYLE_PATH);
-                }
-                body {
-                    main #main.error-page {
-                        h1 { (problem.status) " " (problem.title) }
-                        p.detail { (problem.detail) }
-                        p.muted { "code: " code { (problem.code) } }
-                        p { a href="/ui" { "Back to the overview" } }
-                    }
-                }
-            }
-        };
+        let page = error_page(status, &problem.title, &problem.detail, &problem.code);
         (status, page).into_response()
     }
+}
+
+/// The page for a problem: its status, what was wrong, its code.
+fn error_page(status: StatusCode, title: &str, detail: &str, code: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Conveyor" }
+                link rel="stylesheet" href=(assets::STYLE_PATH);
+            }
+            body {
+                main #main.error-page {
+                    h1 { (status.as_u16()) " " (title) }
+                    p.detail { (detail) }
+                    p.muted { "code: " code { (code) } }
+                    p { a href="/ui" { "Back to the overview" } }
+                }
+            }
+        }
+    }
+}
+
+/// For dashboard paths: the protective headers on every answer, and a
+/// page for every problem document answered before a dashboard handler
+/// could (the API's limits, timeouts, cross-site check, body limit,
+/// method check, panic guard), so a browser never shows raw JSON.
+pub async fn dashboard_responses(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if path != "/ui" && !path.starts_with("/ui/") {
+        return next.run(request).await;
+    }
+    let mut response = next.run(request).await;
+    headers::protect(response.headers_mut());
+    let is_problem = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().starts_with(b"application/problem+json"));
+    if !is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Problem documents are small; a body that cannot be read shows the
+    // status alone.
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let text = |field: &str| problem[field].as_str().unwrap_or_default().to_owned();
+    let page = error_page(parts.status, &text("title"), &text("detail"), &text("code"));
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    (parts, page).into_response()
 }
 
 /// A typed `/ui/jobs/` goes to `/ui/jobs`; anything else is a 404 page.

@@ -36,6 +36,9 @@ pub const SESSION_COOKIE: &str = "conveyor_session";
 pub const CSRF_COOKIE: &str = "conveyor_csrf";
 /// How long a sign-in lasts.
 pub const SESSION_SECS: i64 = 12 * 3_600;
+/// How far apart API replicas' clocks may be for a session made on one to
+/// be taken by another.
+const CLOCK_SLACK_SECS: i64 = 300;
 /// Name of the hidden field that carries the form token.
 pub const CSRF_FIELD: &str = "csrf";
 
@@ -104,29 +107,8 @@ fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: i64) -> Hea
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// What every dashboard response says about how it may be used: only
-/// from this origin's own files (no inline script, no other site's), never
-/// inside another site's frame, never sniffed as another type, and no full
-/// address in the `Referer` sent elsewhere.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
-     base-uri 'none'; object-src 'none'";
-
-fn protect(headers: &mut HeaderMap) {
-    let pairs = [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "same-origin"),
-    ];
-    for (name, value) in pairs {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-}
-
 /// Gives every dashboard request its form token, setting the cookie when
-/// the browser had none (or one of another shape), and every response the
-/// protective headers.
+/// the browser had none (or one of another shape).
 pub async fn form_token(mut request: Request, next: Next) -> Response {
     let existing = cookie(request.headers(), CSRF_COOKIE)
         .filter(|value| Csrf::is_token(value))
@@ -141,43 +123,7 @@ pub async fn form_token(mut request: Request, next: Next) -> Response {
     if let Some(cookie) = cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    protect(response.headers_mut());
     response
-}
-
-/// Most wrong tokens one API process takes in a minute; after that every
-/// login is refused (429) until the minute is over. Guessing a 16-character
-/// token at 20 a minute is hopeless; the price is that someone guessing can
-/// keep people out for as long as they keep guessing (the JSON API is not
-/// affected).
-pub const MAX_FAILED_LOGINS_PER_MINUTE: u32 = 20;
-
-/// Failed logins in the current minute, per process.
-#[derive(Debug, Default)]
-pub struct LoginThrottle {
-    window: std::sync::Mutex<Option<(std::time::Instant, u32)>>,
-}
-
-impl LoginThrottle {
-    fn with_window<T>(&self, f: impl FnOnce(&mut u32) -> T) -> T {
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        let (started, failures) = window.get_or_insert((now, 0));
-        if now.duration_since(*started) >= std::time::Duration::from_secs(60) {
-            *started = now;
-            *failures = 0;
-        }
-        f(failures)
-    }
-
-    /// Whether a login may be tried now.
-    pub fn allows(&self) -> bool {
-        self.with_window(|failures| *failures < MAX_FAILED_LOGINS_PER_MINUTE)
-    }
-
-    pub fn failed(&self) {
-        self.with_window(|failures| *failures = failures.saturating_add(1));
-    }
 }
 
 /// The session signature of `expires` under `token` (HMAC takes keys of
@@ -205,7 +151,9 @@ fn valid_session(token: &str, value: &str, now: i64) -> bool {
     let Some(expected) = signature(token, expires) else {
         return false;
     };
-    let fresh = expires > now && expires <= now + SESSION_SECS;
+    // The expiry is signed; the upper bound only refuses lifetimes no
+    // login gives, with slack for replicas whose clocks differ.
+    let fresh = expires > now && expires <= now + SESSION_SECS + CLOCK_SLACK_SECS;
     fresh && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
 }
 
@@ -324,7 +272,15 @@ async fn checked_fields(request: Request) -> Result<Fields, UiError> {
         })?;
     let mut fields = HashMap::new();
     for (name, value) in pairs {
-        fields.entry(name).or_insert(value);
+        // A field given twice is refused, as on the pages' filters: which
+        // one a bulk action used would be anyone's guess.
+        if fields.contains_key(&name) {
+            return Err(UiError::from(ApiError::BadRequest {
+                code: "invalid_form",
+                detail: format!("the field {name:?} is given more than once"),
+            }));
+        }
+        fields.insert(name, value);
     }
     let presented = fields.get(CSRF_FIELD).map_or("", String::as_str);
     if !csrf.matches(presented) {
@@ -371,6 +327,8 @@ mod tests {
         assert!(valid_session("secret", &value, now));
         assert!(valid_session("secret", &value, now + SESSION_SECS - 1));
         assert!(!valid_session("secret", &value, now + SESSION_SECS));
+        // A replica whose clock is behind the one that signed it.
+        assert!(valid_session("secret", &value, now - 60));
         assert!(!valid_session("other", &value, now), "a new token ends it");
         let (expires, signature) = value.split_once('.').unwrap_or_default();
         let longer = format!("{}.{signature}", expires.parse::<i64>().unwrap_or(0) + 1);

@@ -488,7 +488,7 @@ async fn guessing_the_token_is_stopped_after_twenty_tries_a_minute() {
             .body(format!("csrf={field}&token={token}"))
             .send()
     };
-    for _ in 0..api::ui::session::MAX_FAILED_LOGINS_PER_MINUTE {
+    for _ in 0..api::ui::login::MAX_FAILED_LOGINS_PER_MINUTE {
         assert_eq!(log_in("guess").await.expect("login").status(), 401);
     }
     assert_eq!(log_in("guess").await.expect("login").status(), 429);

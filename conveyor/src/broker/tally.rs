@@ -18,13 +18,22 @@ pub const TALLY_MINUTES: usize = 60;
 const KEEP_MINUTES: u32 = 120;
 
 /// Adds ARGV[1..3] (completed, retried, failed) to the current minute's
-/// fields of KEYS[1]. When a minute's first count arrives, the minute
-/// ARGV[4] minutes back is deleted (so a steady flow keeps exactly that
-/// many), and after a gap (more fields than that many minutes can hold)
-/// every field that old: the hash stays small without anyone reading it.
+/// fields of KEYS[1], once per batch: ARGV[5] is the sender, ARGV[6] its
+/// batch number, and a batch at or below the sender's last one (kept in
+/// field `sent:<sender>` as `<batch>:<minute>`) is a resend whose first
+/// try Redis already applied. When a minute's first count arrives, the
+/// minute ARGV[4] minutes back is deleted (so a steady flow keeps exactly
+/// that many), and after a gap (more fields than that many minutes can
+/// hold) every field that old: the hash stays small without anyone
+/// reading it.
 const ADD: &str = r"
 local now = redis.call('TIME')
 local minute = math.floor(tonumber(now[1]) / 60)
+local sent = 'sent:' .. ARGV[5]
+local last = redis.call('HGET', KEYS[1], sent)
+if last and tonumber(string.match(last, '^(%d+):')) >= tonumber(ARGV[6]) then
+  return 0
+end
 local names = {'completed', 'retried', 'failed'}
 local began = false
 for i, name in ipairs(names) do
@@ -33,6 +42,7 @@ for i, name in ipairs(names) do
     began = true
   end
 end
+redis.call('HSET', KEYS[1], sent, ARGV[6] .. ':' .. minute)
 local keep = tonumber(ARGV[4])
 if began then
   local old = minute - keep
@@ -41,6 +51,10 @@ end
 if began and redis.call('HLEN', KEYS[1]) > 3 * keep then
   for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
     local at = tonumber(string.match(field, '^(%d+):'))
+    if at == nil then
+      local value = redis.call('HGET', KEYS[1], field)
+      at = value and tonumber(string.match(value, ':(%d+)$'))
+    end
     if at == nil or at <= minute - keep then
       redis.call('HDEL', KEYS[1], field)
     end
@@ -113,21 +127,27 @@ pub struct MinuteTally {
 }
 
 impl Broker {
-    /// Adds `tally` to the current minute's counts.
-    pub async fn add_tally(&self, tally: &Tally) -> Result<(), BrokerError> {
-        if tally.is_empty() {
-            return Ok(());
-        }
+    /// Adds `tally` to the current minute's counts, as batch `batch` of
+    /// `sender` (numbered from 1, rising): sending a batch again after a
+    /// lost reply does not count it twice. True if this call counted it.
+    pub async fn add_tally(
+        &self,
+        sender: &str,
+        batch: u64,
+        tally: &Tally,
+    ) -> Result<bool, BrokerError> {
         let mut conn = self.connection().await?;
-        let _: i64 = Script::new(ADD)
+        let added: i64 = Script::new(ADD)
             .key(self.keys.tally())
             .arg(tally.completed)
             .arg(tally.retried)
             .arg(tally.failed)
             .arg(KEEP_MINUTES)
+            .arg(sender)
+            .arg(batch)
             .invoke_async(&mut conn)
             .await?;
-        Ok(())
+        Ok(added == 1)
     }
 
     /// The counts of the last [`TALLY_MINUTES`] minutes, the current one

@@ -482,3 +482,44 @@ async fn the_rate_limit_lets_a_burst_through_then_refills_at_the_rate() {
         started.elapsed()
     );
 }
+
+/// Queue latency from the heads of the ready lanes: only ids whose jobs
+/// still wait and are due count, by PostgreSQL's clock; other text is
+/// ignored.
+#[tokio::test]
+async fn the_longest_due_counts_only_waiting_due_jobs() {
+    let (db, store) = store().await;
+    let due = job_in(&db, &store, State::Queued).await;
+    let retrying = job_in(&db, &store, State::Retrying).await;
+    let later = job_in(&db, &store, State::Queued).await;
+    let canceled = job_in(&db, &store, State::Canceled).await;
+    db.execute(&format!(
+        "UPDATE jobs SET run_at = now() - interval '90 seconds' WHERE id = '{}'",
+        due.id
+    ))
+    .await;
+    db.execute(&format!(
+        "UPDATE jobs SET run_at = now() + interval '1 hour', queue = 'later' WHERE id = '{}'",
+        later.id
+    ))
+    .await;
+    db.execute(&format!(
+        "UPDATE jobs SET run_at = now() - interval '1 day', queue = 'gone' WHERE id = '{}'",
+        canceled.id
+    ))
+    .await;
+    let ids: Vec<String> = [&due, &retrying, &later, &canceled]
+        .iter()
+        .map(|job| job.id.to_string())
+        .chain(["not-an-id".to_owned()])
+        .collect();
+    let longest = store.longest_due(&ids).await.expect("longest due");
+    let queues: Vec<&str> = longest.keys().map(String::as_str).collect();
+    assert_eq!(queues, ["default"], "{longest:?}");
+    let due_for = longest["default"];
+    assert!(
+        (Duration::from_secs(90)..Duration::from_secs(120)).contains(&due_for),
+        "{due_for:?}"
+    );
+    assert!(store.longest_due(&[]).await.expect("none").is_empty());
+}

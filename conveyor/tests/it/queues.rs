@@ -104,3 +104,101 @@ async fn idle_queues_leave_the_set_and_queues_holding_an_id_stay() {
             .contains(&"empty".to_owned())
     );
 }
+
+/// A worker has processing lists only for the queues it serves, so only
+/// those are counted; a worker whose details expired may have any.
+#[tokio::test]
+async fn depths_count_the_lists_of_the_workers_serving_each_queue() {
+    let s = setup();
+    let mut conn = s.conn();
+    for (id, queues) in [("w1", &["a"][..]), ("w2", &["b"][..])] {
+        s.broker
+            .heartbeat(&worker(id, queues), Duration::from_secs(60))
+            .await
+            .expect("heartbeat");
+    }
+    // w3 registered, its details gone.
+    s.broker
+        .heartbeat(&worker("w3", &["a"]), Duration::from_secs(60))
+        .await
+        .expect("heartbeat");
+    let () = conn.del(s.keys.worker_info("w3")).expect("del");
+    for (queue, worker) in [("a", "w1"), ("a", "w3"), ("b", "w2")] {
+        let () = conn
+            .lpush(s.keys.processing(queue, worker), format!("{queue}-{worker}"))
+            .expect("lpush");
+    }
+    let () = conn.lpush(s.keys.ready("c", 0), "waiting").expect("lpush");
+    let depths = s
+        .broker
+        .queue_depths_of(&["a".to_owned(), "b".to_owned(), "c".to_owned()])
+        .await
+        .expect("depths");
+    let seen: Vec<(u64, u64)> = depths.iter().map(|d| (d.processing, d.workers)).collect();
+    // a: w1's list and the silent w3's; one worker says it serves a.
+    // b: w2's. c: nobody serves it, its id waits.
+    assert_eq!(seen, [(2, 1), (1, 1), (0, 0)]);
+    assert_eq!(depths[2].ready[0], 1);
+    assert_eq!(s.broker.worker_count().await.expect("zcard"), 3);
+}
+
+/// The dashboard's counts: each batch once, however often it is sent;
+/// the hour reads as sixty minutes, oldest first; old minutes go.
+#[tokio::test]
+async fn tallies_count_each_batch_once_and_keep_two_hours() {
+    use conveyor::broker::{TALLY_MINUTES, Tally};
+    let s = setup();
+    let empty = s.broker.recent_tally().await.expect("read");
+    assert_eq!(empty.len(), TALLY_MINUTES);
+    assert!(empty.iter().all(|minute| minute.tally.is_empty()));
+
+    let some = Tally {
+        completed: 5,
+        retried: 2,
+        failed: 1,
+    };
+    assert!(s.broker.add_tally("w1", 1, &some).await.expect("add"));
+    assert!(!s.broker.add_tally("w1", 1, &some).await.expect("resend"), "a resend");
+    assert!(s.broker.add_tally("w2", 1, &some).await.expect("another sender"));
+    assert!(s.broker.add_tally("w1", 2, &some).await.expect("the next batch"));
+    let mut hour = Tally::default();
+    for minute in s.broker.recent_tally().await.expect("read") {
+        hour.add(&minute.tally);
+    }
+    assert_eq!(
+        hour,
+        Tally {
+            completed: 15,
+            retried: 6,
+            failed: 3
+        }
+    );
+    assert_eq!(hour.failure_rate(), Some(9.0 / 24.0));
+
+    // Minutes older than two hours are deleted when a new minute begins,
+    // as are the batch numbers of senders silent that long.
+    let mut conn = s.conn();
+    let key = format!("{}:tally", s.redis.prefix);
+    let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut conn).expect("time");
+    let minute = now / 60;
+    for old in 0..400 {
+        let () = conn
+            .hset(&key, format!("{}:completed", minute - 121 - old), 1)
+            .expect("hset");
+    }
+    let () = conn
+        .hset(&key, "sent:gone", format!("7:{}", minute - 200))
+        .expect("hset");
+    let () = conn
+        .hset(&key, format!("{}:completed", minute + 1), 1)
+        .expect("hset");
+    let () = conn.hdel(&key, format!("{minute}:completed")).expect("hdel");
+    // The first count of this minute (again) trims.
+    assert!(s.broker.add_tally("w1", 3, &some).await.expect("add"));
+    let fields: Vec<String> = conn.hkeys(&key).expect("hkeys");
+    assert!(
+        fields.len() < 20 && !fields.contains(&"sent:gone".to_owned()),
+        "{fields:?}"
+    );
+    assert!(fields.contains(&"sent:w1".to_owned()), "{fields:?}");
+}

@@ -154,11 +154,15 @@ async fn seed_everything(app: &TestApp) -> JobId {
         .await
         .expect("register a worker");
     broker
-        .add_tally(&Tally {
-            completed: 1_180,
-            retried: 14,
-            failed: 3,
-        })
+        .add_tally(
+            "seed",
+            1,
+            &Tally {
+                completed: 1_180,
+                retried: 14,
+                failed: 3,
+            },
+        )
         .await
         .expect("count some attempts");
     failed
