@@ -31,6 +31,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The latest `GET /jobs/summary`, shared by its callers.
     pub summaries: Arc<crate::routes::summary::SummaryCache>,
+    /// Recent job counts for the dashboard's live refreshes.
+    pub ui_counts: Arc<crate::ui::counts::CountCache>,
     /// Failed dashboard logins this minute.
     pub logins: Arc<crate::ui::login::LoginThrottle>,
     /// The queue labels the last `/metrics` scrape reported depths for.
@@ -67,6 +69,7 @@ impl AppState {
             settings: Arc::new(settings),
             summaries: Arc::default(),
             logins: Arc::default(),
+            ui_counts: Arc::default(),
             reported_queues: Arc::default(),
         }
     }

@@ -63,7 +63,10 @@ pub async fn run(api: String, until: Instant) -> Findings {
                 let html = match response.text().await {
                     Ok(html) => html,
                     // Cut off by an API restart; a timeout is a hang.
-                    Err(err) if !err.is_timeout() => continue,
+                    Err(err) if !err.is_timeout() => {
+                        tokio::time::sleep(PERIOD).await;
+                        continue;
+                    }
                     Err(err) => {
                         findings.problems.push(format!(
                             "dashboard GET {path}: the page stopped after {:.1} s: {err}",

@@ -28,6 +28,25 @@ pub const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<i32> = 1..=100;
 pub const TIMEOUT_SECONDS_RANGE: std::ops::RangeInclusive<i32> = 1..=86_400;
 /// Longest idempotency key, in characters.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+/// Refuses what cannot be an idempotency key: empty, longer than
+/// [`MAX_IDEMPOTENCY_KEY_CHARS`], or holding a control character.
+pub fn check_idempotency_key(key: &str) -> Result<(), InvalidJob> {
+    let chars = key.chars().count();
+    if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
+        return Err(InvalidJob::new(
+            "idempotency_key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters (got {chars})"),
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(InvalidJob::new(
+            "idempotency_key",
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Longest queue or task type name.
 pub const MAX_NAME_CHARS: usize = 64;
 
@@ -289,19 +308,7 @@ impl NewJob {
             ));
         }
         if let Some(key) = &self.idempotency_key {
-            let chars = key.chars().count();
-            if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
-                return Err(InvalidJob::new(
-                    "idempotency_key",
-                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters (got {chars})"),
-                ));
-            }
-            if key.chars().any(char::is_control) {
-                return Err(InvalidJob::new(
-                    "idempotency_key",
-                    "must not contain control characters",
-                ));
-            }
+            check_idempotency_key(key)?;
         }
         // A leap second (:60) is written back by PostgreSQL as the next
         // second, perhaps in the next year: not the instant sent.

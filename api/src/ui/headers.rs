@@ -21,3 +21,13 @@ pub fn protect(headers: &mut HeaderMap) {
         headers.insert(name, HeaderValue::from_static(value));
     }
 }
+
+/// Pages are the state of the moment, and a live refresh's answer is not
+/// the page: neither may be stored, or served for the other.
+pub fn never_cache(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("x-conveyor-live, cookie"),
+    );
+}

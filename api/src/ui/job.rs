@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::response::Redirect;
+use conveyor::client::BulkAction;
 use conveyor::store::RunningAttempt;
 use conveyor::{Job, JobStatus};
 use maud::{Markup, html};
@@ -125,8 +126,9 @@ fn actions(shell: &Shell, job: &Job) -> Markup {
         return html! {};
     }
     let id = job.id.to_string();
-    let can_retry = matches!(job.status, JobStatus::Failed | JobStatus::Canceled);
-    let can_cancel = !job.status.is_terminal() && !job.cancel_requested;
+    // The core's rules for which jobs each action moves.
+    let can_retry = BulkAction::Retry.statuses().contains(&job.status);
+    let can_cancel = BulkAction::Cancel.statuses().contains(&job.status) && !job.cancel_requested;
     html! {
         div.actions {
             @if can_retry {

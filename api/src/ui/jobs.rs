@@ -6,15 +6,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Redirect;
 use conveyor::client::BulkAction;
-use conveyor::job::MAX_IDEMPOTENCY_KEY_CHARS;
 use conveyor::store::{ListCursor, ListFilter, MAX_BULK};
-use conveyor::{Job, JobId, JobStatus};
+use conveyor::{Job, JobStatus};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{Shell, action_button, count, live, status_badge, when};
 use super::session::{Action, Fields};
-use super::{Done, PageContext, UiError, done};
+use super::{Done, PageContext, UiError, done, done_with};
 use crate::error::ApiError;
 use crate::routes::list::Filters;
 use crate::state::AppState;
@@ -155,8 +154,8 @@ pub async fn listing(
     let (jobs, matching) = tokio::join!(
         state.store.list(&page_filter),
         state
-            .store
-            .count_matching(&counted, conveyor::store::COUNT_EXACT_UP_TO)
+            .ui_counts
+            .count(&state.store, &counted, shell.live_only)
     );
     let mut jobs = jobs?;
     let matching = matching?;
@@ -250,7 +249,9 @@ fn row(
     back: &str,
 ) -> Markup {
     let id = job.id.to_string();
-    let short = &id[id.len() - 12..];
+    // The random end of a UUIDv7 (its start is the time, shared by
+    // neighbours).
+    let short = id.get(id.len().saturating_sub(12)..).unwrap_or(&id);
     html! {
         tr {
             td { a.mono href={ "/ui/jobs/" (id) } title=(id) { "…" (short) } }
@@ -354,54 +355,8 @@ pub async fn cancel_matching(
             (0, requested) => done(&to, Done::CancelRequested, Some(requested)),
             (canceled, 0) => done(&to, Done::Canceled, Some(canceled)),
             (canceled, requested) => {
-                let sep = if to.contains('?') { '&' } else { '?' };
-                Redirect::to(&format!(
-                    "{to}{sep}done=canceled&n={canceled}&m={requested}"
-                ))
+                done_with(&to, Done::Canceled, Some(canceled), Some(requested))
             }
         },
     )
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Find {
-    #[serde(default)]
-    q: String,
-}
-
-/// Goes to the job with this id or, failing that, this idempotency key.
-pub async fn find(
-    State(state): State<AppState>,
-    query: Result<Query<Find>, QueryRejection>,
-) -> Result<Redirect, UiError> {
-    let raw = query.map(|Query(find)| find.q).unwrap_or_default();
-    let wanted = raw.trim();
-    if wanted.is_empty() {
-        return Ok(Redirect::to("/ui/jobs"));
-    }
-    let mut job = match wanted.parse::<JobId>() {
-        Ok(id) => state.store.find(id).await?,
-        Err(_) => None,
-    };
-    // Keys are matched as typed, then without surrounding spaces (a
-    // pasted key often brings some). Text no key can be is not looked up.
-    let keys = if raw == wanted {
-        vec![wanted]
-    } else {
-        vec![raw.as_str(), wanted]
-    };
-    for key in keys {
-        let possible =
-            key.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS && !key.chars().any(char::is_control);
-        if job.is_none() && possible {
-            job = state.store.find_by_key(key).await?;
-        }
-    }
-    match job {
-        Some(job) => Ok(Redirect::to(&format!("/ui/jobs/{}", job.id))),
-        None => Err(UiError(ApiError::NotFound {
-            code: "job_not_found",
-            detail: format!("no job has the id or idempotency key {wanted:?}"),
-        })),
-    }
 }

@@ -77,10 +77,6 @@ pub async fn log_in(
         return Redirect::to(&next).into_response();
     }
     if !state.logins.allows() {
-        tracing::warn!(
-            event = "ui_login_throttled",
-            "dashboard logins refused for the rest of the minute after too many wrong tokens"
-        );
         return crate::ui::UiError(crate::error::ApiError::TooManyRequests {
             code: "too_many_logins",
             detail: "too many wrong tokens in the last minute; try again in a minute".to_owned(),
@@ -144,6 +140,15 @@ impl LoginThrottle {
     }
 
     pub fn failed(&self) {
-        self.with_window(|failures| *failures = failures.saturating_add(1));
+        let now_refusing = self.with_window(|failures| {
+            *failures = failures.saturating_add(1);
+            *failures == MAX_FAILED_LOGINS_PER_MINUTE
+        });
+        if now_refusing {
+            tracing::warn!(
+                event = "ui_login_throttled",
+                "{MAX_FAILED_LOGINS_PER_MINUTE} wrong tokens this minute: dashboard logins are refused until it is over"
+            );
+        }
     }
 }

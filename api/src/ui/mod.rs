@@ -10,12 +10,16 @@
 //! - [`headers`]: the protective headers on every response.
 //! - [`layout`]: the page shell and formatting (relative times, badges).
 //! - [`assets`]: the stylesheet and the script.
+//! - [`counts`]: job counts kept for the lists' live refreshes.
+//! - [`find`]: a job by id or idempotency key.
 //! - [`login`]: the login and logout routes, and the throttle on guessing.
 //! - [`overview`], [`queues`], [`jobs`], [`job`], [`failed`],
 //!   [`schedules`], [`workers`]: one module per page, with its actions.
 
 pub mod assets;
+pub mod counts;
 pub mod failed;
+pub mod find;
 pub mod headers;
 pub mod job;
 pub mod jobs;
@@ -53,7 +57,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/jobs", get(jobs::page))
         .route("/ui/jobs/retry", post(jobs::retry_matching))
         .route("/ui/jobs/cancel", post(jobs::cancel_matching))
-        .route("/ui/find", get(jobs::find))
+        .route("/ui/find", get(find::find))
         .route("/ui/jobs/{id}", get(job::page))
         .route("/ui/jobs/{id}/retry", post(job::retry))
         .route("/ui/jobs/{id}/cancel", post(job::cancel))
@@ -91,9 +95,23 @@ impl From<conveyor::StoreError> for UiError {
     }
 }
 
+/// When a dashboard page last logged that Redis was unavailable (seconds
+/// since the epoch): open tabs refresh every two seconds each, and one
+/// warning in ten seconds says it.
+static REDIS_DOWN_LOGGED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 impl From<conveyor::BrokerError> for UiError {
     fn from(err: conveyor::BrokerError) -> Self {
-        tracing::warn!(event = "redis_unavailable", error = %err, "a dashboard page could not read Redis");
+        use std::sync::atomic::Ordering;
+        let now = chrono::Utc::now().timestamp();
+        let last = REDIS_DOWN_LOGGED.load(Ordering::Relaxed);
+        if now - last >= 10
+            && REDIS_DOWN_LOGGED
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(event = "redis_unavailable", error = %err, "dashboard pages cannot read Redis");
+        }
         UiError(ApiError::Unavailable {
             code: "redis_unavailable",
             detail: "Redis is unavailable; this page will load again once it is back".to_owned(),
@@ -157,6 +175,13 @@ pub async fn dashboard_responses(
     }
     let mut response = next.run(request).await;
     headers::protect(response.headers_mut());
+    let is_page = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().starts_with(b"text/html"));
+    if is_page {
+        headers::never_cache(response.headers_mut());
+    }
     let is_problem = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
@@ -254,9 +279,8 @@ impl Notice {
             (Done::Retried, None) => "Queued again.".to_owned(),
             (Done::Canceled, Some(n)) => match self.m {
                 Some(m) if m > 0 => format!(
-                    "Canceled {}; asked {} running to stop (they end when their handlers notice).",
-                    jobs(n),
-                    jobs(m)
+                    "Canceled {}; asked {m} running to stop (they end when their handlers notice).",
+                    jobs(n)
                 ),
                 _ => format!("Canceled {}.", jobs(n)),
             },
@@ -335,6 +359,11 @@ impl PageContext {
 /// After an action: back to `to` with the notice of what was done
 /// (303, so reloading the page does not post again).
 pub fn done(to: &str, done: Done, n: Option<u64>) -> Redirect {
+    done_with(to, done, n, None)
+}
+
+/// [`done`] with a second count (a bulk cancel's jobs asked to stop).
+pub fn done_with(to: &str, done: Done, n: Option<u64>, m: Option<u64>) -> Redirect {
     let sep = if to.contains('?') { '&' } else { '?' };
     let code = match done {
         Done::Paused => "paused",
@@ -345,8 +374,60 @@ pub fn done(to: &str, done: Done, n: Option<u64>) -> Redirect {
         Done::Triggered => "triggered",
         Done::Nothing => "nothing",
     };
-    match n {
-        Some(n) => Redirect::to(&format!("{to}{sep}done={code}&n={n}")),
-        None => Redirect::to(&format!("{to}{sep}done={code}")),
+    let mut target = format!("{to}{sep}done={code}");
+    for (name, count) in [("n", n), ("m", m)] {
+        if let Some(count) = count {
+            target.push_str(&format!("&{name}={count}"));
+        }
+    }
+    Redirect::to(&target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_say_what_was_done_from_fixed_words() {
+        let notice = |done, n, m| {
+            Notice {
+                done: Some(done),
+                n,
+                m,
+            }
+            .text()
+        };
+        assert_eq!(
+            notice(Done::Retried, Some(1), None).as_deref(),
+            Some("Queued 1 job again.")
+        );
+        assert_eq!(
+            notice(Done::Canceled, Some(3), Some(2)).as_deref(),
+            Some("Canceled 3 jobs; asked 2 running to stop (they end when their handlers notice).")
+        );
+        assert_eq!(Notice::default().text(), None);
+    }
+
+    #[test]
+    fn a_redirect_after_an_action_carries_its_counts() {
+        let location = |redirect: Redirect| {
+            redirect.into_response().headers()[axum::http::header::LOCATION]
+                .to_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(
+            location(done("/ui/queues", Done::Paused, None)),
+            "/ui/queues?done=paused"
+        );
+        assert_eq!(
+            location(done_with(
+                "/ui/jobs?queue=a",
+                Done::Canceled,
+                Some(3),
+                Some(2)
+            )),
+            "/ui/jobs?queue=a&done=canceled&n=3&m=2"
+        );
     }
 }

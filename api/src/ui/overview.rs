@@ -32,13 +32,10 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
     // The slowest queue that should be moving: paused ones wait by choice.
     let latency = queues
         .iter()
-        .filter(|queue| !queue.settings.as_ref().is_some_and(|s| s.paused))
+        .filter(|queue| !queue.is_paused())
         .filter_map(|queue| Some((queue.oldest_due?, queue.name.as_str())))
         .max();
-    let unserved = queues
-        .iter()
-        .filter(|queue| queue.depths.workers == 0 && queue.depths.ready.iter().sum::<u64>() > 0)
-        .count();
+    let unserved = queues.iter().filter(|queue| queue.is_unserved()).count();
     let waiting: u64 = queues
         .iter()
         .map(|queue| queue.depths.ready.iter().sum::<u64>())

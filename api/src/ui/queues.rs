@@ -45,7 +45,7 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
 
 fn row(queue: &QueueOverview, csrf: &Csrf, read_only: bool) -> Markup {
     let settings = queue.settings.as_ref();
-    let paused = settings.is_some_and(|s| s.paused);
+    let paused = queue.is_paused();
     let ready: u64 = queue.depths.ready.iter().sum();
     let lanes: Vec<String> = PRIORITY_RANGE
         .zip(queue.depths.ready.iter())
@@ -96,11 +96,9 @@ fn row(queue: &QueueOverview, csrf: &Csrf, read_only: bool) -> Markup {
 /// Paused, waiting for a worker (jobs ready, none serving it), or
 /// running.
 pub fn state(queue: &QueueOverview) -> Markup {
-    let paused = queue.settings.as_ref().is_some_and(|s| s.paused);
-    let ready: u64 = queue.depths.ready.iter().sum();
     html! {
-        @if paused { span.badge.paused { "paused" } }
-        @else if queue.depths.workers == 0 && ready > 0 {
+        @if queue.is_paused() { span.badge.paused { "paused" } }
+        @else if queue.is_unserved() {
             span.badge.status-retrying title="Jobs are ready and no registered worker serves this queue" { "no worker" }
         }
         @else { span.muted { "running" } }

@@ -32,9 +32,11 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
                                     td.num { @if let Some(info) = info { (info.concurrency) } }
                                     td.num { @if let Some(info) = info { (info.running) } }
                                     td {
+                                        // By the worker's host clock, so shown as
+                                        // written, not against the database's.
                                         @if let Some(info) = info {
                                             @if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&info.started_at) {
-                                                (super::layout::when(at.with_timezone(&chrono::Utc), shell.now))
+                                                (at.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S UTC"))
                                             }
                                         }
                                     }

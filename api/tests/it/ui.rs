@@ -101,6 +101,21 @@ async fn every_page_is_html_and_unknown_ones_are_404_pages() {
             "{path}"
         );
     }
+    // A method the route does not take: answered by the API's fallback,
+    // shown as a page.
+    let get_logout = client()
+        .get(app.url("/ui/logout"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(get_logout.status(), 405);
+    assert!(
+        get_logout
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("<h1>405")
+    );
     let slash = client()
         .get(app.url("/ui/jobs/?status=failed"))
         .send()
@@ -264,6 +279,14 @@ async fn a_form_without_this_browsers_token_changes_nothing() {
         .await
         .expect("post");
     assert_eq!(cross_site.status(), 403);
+    let kind = cross_site.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        kind.starts_with("text/html"),
+        "refused before the dashboard, still a page: {kind}"
+    );
     assert!(!queue_paused(&app, "emails").await);
 
     let response = post(

@@ -29,7 +29,8 @@ pub struct QueueDepths {
     /// Per priority lane, 0 to 9.
     pub ready: Vec<u64>,
     pub delayed: u64,
-    /// Across the processing lists of registered workers.
+    /// Across the processing lists of the registered workers that serve
+    /// the queue (and of those whose details expired, which may).
     pub processing: u64,
     /// Registered workers that say they serve the queue.
     pub workers: u64,
@@ -124,8 +125,8 @@ impl Broker {
         Ok(depths.pop().unwrap_or_default())
     }
 
-    /// The depths of `queues`, in order, in two round trips whatever their
-    /// number: processing lists are found through the worker registry (a
+    /// The depths of `queues`, in order, in three round trips whatever
+    /// their number (the registry, the workers' queues, the counts): processing lists are found through the worker registry (a
     /// worker's lists outlive it only until dead-worker recovery, which
     /// deregisters it last), never by scanning the keyspace.
     pub async fn queue_depths_of(

@@ -30,6 +30,25 @@ pub struct QueueOverview {
     pub oldest_due: Option<std::time::Duration>,
 }
 
+impl QueueOverview {
+    pub fn is_paused(&self) -> bool {
+        self.settings
+            .as_ref()
+            .is_some_and(|settings| settings.paused)
+    }
+
+    /// Ids waiting on its lanes.
+    pub fn ready(&self) -> u64 {
+        self.depths.ready.iter().sum()
+    }
+
+    /// Jobs are ready and no registered worker serves it: they wait for
+    /// a worker configured with this queue.
+    pub fn is_unserved(&self) -> bool {
+        self.depths.workers == 0 && self.ready() > 0
+    }
+}
+
 /// Why the overview could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum OverviewError {

@@ -125,7 +125,10 @@ async fn depths_count_the_lists_of_the_workers_serving_each_queue() {
     let () = conn.del(s.keys.worker_info("w3")).expect("del");
     for (queue, worker) in [("a", "w1"), ("a", "w3"), ("b", "w2")] {
         let () = conn
-            .lpush(s.keys.processing(queue, worker), format!("{queue}-{worker}"))
+            .lpush(
+                s.keys.processing(queue, worker),
+                format!("{queue}-{worker}"),
+            )
             .expect("lpush");
     }
     let () = conn.lpush(s.keys.ready("c", 0), "waiting").expect("lpush");
@@ -158,9 +161,22 @@ async fn tallies_count_each_batch_once_and_keep_two_hours() {
         failed: 1,
     };
     assert!(s.broker.add_tally("w1", 1, &some).await.expect("add"));
-    assert!(!s.broker.add_tally("w1", 1, &some).await.expect("resend"), "a resend");
-    assert!(s.broker.add_tally("w2", 1, &some).await.expect("another sender"));
-    assert!(s.broker.add_tally("w1", 2, &some).await.expect("the next batch"));
+    assert!(
+        !s.broker.add_tally("w1", 1, &some).await.expect("resend"),
+        "a resend"
+    );
+    assert!(
+        s.broker
+            .add_tally("w2", 1, &some)
+            .await
+            .expect("another sender")
+    );
+    assert!(
+        s.broker
+            .add_tally("w1", 2, &some)
+            .await
+            .expect("the next batch")
+    );
     let mut hour = Tally::default();
     for minute in s.broker.recent_tally().await.expect("read") {
         hour.add(&minute.tally);
@@ -192,7 +208,9 @@ async fn tallies_count_each_batch_once_and_keep_two_hours() {
     let () = conn
         .hset(&key, format!("{}:completed", minute + 1), 1)
         .expect("hset");
-    let () = conn.hdel(&key, format!("{minute}:completed")).expect("hdel");
+    let () = conn
+        .hdel(&key, format!("{minute}:completed"))
+        .expect("hdel");
     // The first count of this minute (again) trims.
     assert!(s.broker.add_tally("w1", 3, &some).await.expect("add"));
     let fields: Vec<String> = conn.hkeys(&key).expect("hkeys");

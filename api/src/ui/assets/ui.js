@@ -58,6 +58,9 @@
   }
 
   function swap(doc) {
+    // The fresh copy's times are written as this page's are, so a region
+    // whose only change is "3 s ago" becoming "4 s ago" is not replaced.
+    renderTimes(doc);
     var regions = document.querySelectorAll("[data-live]");
     for (var i = 0; i < regions.length; i++) {
       var fresh = doc.getElementById(regions[i].id);

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 /// How long a condition may take to hold in the browser. Page loads
 /// here take tens of milliseconds; the live refresh runs every two
-/// seconds and the overview's counts are up to two seconds old.
+/// seconds and the overview's counts are up to five seconds old.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The first of `names` found on PATH.
@@ -127,16 +127,30 @@ impl Browser {
         }
     }
 
+    /// Clicks element `css`. Finding and clicking are two round trips, and
+    /// a live refresh may replace the element between them (a stale
+    /// element): it is then found again, as a person would look again.
     pub async fn click(&self, css: &str) {
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|err| panic!("click {css:?}: {err}"));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(err) if is_stale(&err) && Instant::now() < deadline => {}
+                Err(err) => panic!("click {css:?}: {err}"),
+            }
+        }
     }
 
+    /// The text of element `css` (found again if a refresh replaced it).
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("text")
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(err) if is_stale(&err) && Instant::now() < deadline => {}
+                Err(err) => panic!("text of {css:?}: {err}"),
+            }
+        }
     }
 
     /// Runs `script` in the page and returns its value.
@@ -230,6 +244,12 @@ impl Browser {
     pub async fn close(self) {
         let _ = self.client.close().await;
     }
+}
+
+/// Whether WebDriver says the element was replaced since it was found.
+fn is_stale(err: &fantoccini::error::CmdError) -> bool {
+    matches!(err, fantoccini::error::CmdError::Standard(e)
+        if e.error == fantoccini::error::ErrorStatus::StaleElementReference)
 }
 
 /// A port nothing listens on now (the kernel's choice, released at once
