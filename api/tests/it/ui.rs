@@ -138,6 +138,34 @@ async fn every_page_is_html_and_unknown_ones_are_404_pages() {
     assert_eq!(again.status(), 304);
 }
 
+/// Jobs no worker will take are pointed out: the queue is marked and the
+/// overview says how many queues are in that state.
+#[tokio::test]
+async fn a_queue_with_ready_jobs_and_no_worker_is_marked() {
+    let app = TestApp::start().await;
+    app.create(json!({"type": "send_email", "queue": "orphans", "payload": {}}))
+        .await;
+    let page = |path: &'static str| {
+        let request = client().get(app.url(path));
+        async move {
+            request
+                .send()
+                .await
+                .expect("page")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+    let queues = page("/ui/queues").await;
+    assert!(queues.contains("no worker"), "{queues}");
+    let overview = page("/ui").await;
+    assert!(
+        overview.contains("1 queue has jobs ready and no worker serving it"),
+        "{overview}"
+    );
+}
+
 #[tokio::test]
 async fn bad_input_is_a_4xx_page_never_a_500() {
     let app = TestApp::start().await;

@@ -246,3 +246,37 @@ impl WorkerInfo {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presence(silent_secs: u64, heartbeat_secs: Option<u64>) -> WorkerPresence {
+        WorkerPresence {
+            id: "w".to_owned(),
+            last_beat: chrono::DateTime::default(),
+            silent_for: Duration::from_secs(silent_secs),
+            info: heartbeat_secs.map(|secs| WorkerInfo {
+                id: "w".to_owned(),
+                host: "h".to_owned(),
+                pid: 1,
+                queues: Vec::new(),
+                concurrency: 1,
+                started_at: String::new(),
+                running: 0,
+                heartbeat: Duration::from_secs(secs),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_worker_is_late_after_three_of_its_own_heartbeats() {
+        assert!(!presence(9, Some(3)).is_late());
+        assert!(presence(10, Some(3)).is_late());
+        assert!(
+            !presence(50, Some(20)).is_late(),
+            "a slow beat is its own measure"
+        );
+        assert!(presence(0, None).is_late(), "details gone");
+    }
+}

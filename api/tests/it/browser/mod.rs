@@ -366,3 +366,92 @@ async fn the_login_form_trades_the_token_for_a_session() {
         .await;
     browser.close().await;
 }
+
+/// The live refresh asks again only after an answer (a slow server is
+/// never asked twice at once), and not at all while the tab is hidden.
+#[tokio::test]
+async fn live_refreshes_never_overlap_and_stop_while_the_tab_is_hidden() {
+    let app = TestApp::start().await;
+    let Some(browser) = Browser::start(&app.base).await else {
+        return;
+    };
+    browser.open("/ui/queues").await;
+    browser
+        .wait_for("#live-status", |text| text == "Live")
+        .await;
+    // Every answer takes 2.5 s, longer than the 2 s between polls: a timer
+    // that did not wait for the answer would have two under way.
+    browser
+        .eval(
+            "window.polls = 0; window.inFlight = 0; window.mostInFlight = 0;
+             const fetchNow = window.fetch;
+             window.fetch = async (...args) => {
+               window.polls++; window.inFlight++;
+               window.mostInFlight = Math.max(window.mostInFlight, window.inFlight);
+               await new Promise(done => setTimeout(done, 2500));
+               try { return await fetchNow(...args); } finally { window.inFlight--; }
+             };
+             return null;",
+        )
+        .await;
+    let polls = || async {
+        browser
+            .eval("return window.polls;")
+            .await
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + harness::PATIENCE;
+    while polls().await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page stopped polling"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(browser.eval("return window.mostInFlight;").await, json!(1));
+
+    // Hidden: the poll under way ends, and no other starts.
+    browser
+        .eval(
+            "Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+             document.dispatchEvent(new Event('visibilitychange'));
+             return null;",
+        )
+        .await;
+    browser
+        .wait_for("#live-status", |text| text == "Paused while hidden")
+        .await;
+    let deadline = tokio::time::Instant::now() + harness::PATIENCE;
+    while browser.eval("return window.inFlight;").await != json!(0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the last poll never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hidden_at = polls().await;
+    // Longer than two poll periods: a poll would have started by now.
+    browser
+        .eval("return new Promise(done => setTimeout(() => done(null), 5000));")
+        .await;
+    assert_eq!(polls().await, hidden_at, "polled while hidden");
+
+    // Shown again: polling resumes at once.
+    browser
+        .eval(
+            "Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+             document.dispatchEvent(new Event('visibilitychange'));
+             return null;",
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + harness::PATIENCE;
+    while polls().await == hidden_at {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "polling did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.close().await;
+}
