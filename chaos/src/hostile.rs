@@ -35,6 +35,8 @@ struct Probe {
     expect: &'static [u16],
     /// For a batch: the status its first item must have.
     item: Option<u16>,
+    /// A form body (`application/x-www-form-urlencoded`) instead of JSON.
+    form: Option<&'static str>,
 }
 
 fn probes() -> Vec<Probe> {
@@ -45,6 +47,7 @@ fn probes() -> Vec<Probe> {
         body: Some(body),
         expect,
         item: None,
+        form: None,
     };
     let get = |name, path, expect| Probe {
         name,
@@ -53,6 +56,7 @@ fn probes() -> Vec<Probe> {
         body: None,
         expect,
         item: None,
+        form: None,
     };
     vec![
         post(
@@ -93,6 +97,23 @@ fn probes() -> Vec<Probe> {
             body: Some(json!({"jobs": [{"payload": {"t": "\u{0}"}}]})),
             expect: &[200],
             item: Some(422),
+            form: None,
+        },
+        // The dashboard: bad input is a 4xx page, and an action without
+        // this browser's form token (here: no cookie at all) changes
+        // nothing (a 303 would mean it paused the operator's queue).
+        get("a dashboard filter that is no status", "/ui/jobs?status=bogus", &[422]),
+        get("a dashboard filter given twice", "/ui/failed?queue=a&queue=b", &[400]),
+        get("a dashboard job id not UTF-8", "/ui/jobs/%FF", &[422]),
+        get("a dashboard search for NUL", "/ui/find?q=%00", &[404]),
+        Probe {
+            name: "a dashboard action without a form token",
+            method: reqwest::Method::POST,
+            path: "/ui/queues/pausable/pause",
+            body: None,
+            expect: &[403],
+            item: None,
+            form: Some("csrf=0000000000000000000000000000000000000000000000000000000000000000"),
         },
     ]
 }
@@ -136,6 +157,11 @@ pub async fn run(api: String, until: Instant) -> Findings {
         let mut request = http.request(probe.method.clone(), format!("{api}{}", probe.path));
         if let Some(body) = &probe.body {
             request = request.json(body);
+        }
+        if let Some(form) = probe.form {
+            request = request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form);
         }
         let sent = request.send().await;
         judge(&mut findings, probe.name, sent, probe.expect, probe.item).await;
