@@ -102,8 +102,16 @@ fn probes() -> Vec<Probe> {
         // The dashboard: bad input is a 4xx page, and an action without
         // this browser's form token (here: no cookie at all) changes
         // nothing (a 303 would mean it paused the operator's queue).
-        get("a dashboard filter that is no status", "/ui/jobs?status=bogus", &[422]),
-        get("a dashboard filter given twice", "/ui/failed?queue=a&queue=b", &[400]),
+        get(
+            "a dashboard filter that is no status",
+            "/ui/jobs?status=bogus",
+            &[422],
+        ),
+        get(
+            "a dashboard filter given twice",
+            "/ui/failed?queue=a&queue=b",
+            &[400],
+        ),
         get("a dashboard job id not UTF-8", "/ui/jobs/%FF", &[422]),
         get("a dashboard search for NUL", "/ui/find?q=%00", &[404]),
         Probe {

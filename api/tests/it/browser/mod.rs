@@ -238,6 +238,11 @@ async fn counts_change_without_reloading_the_page() {
     browser
         .eval("window.conveyorMark = 'still here'; return null;")
         .await;
+    // Where the boxes are: a live update must not move them.
+    let boxes = "return ['#count-queued', '#latency', '#workers-alive', 'svg.spark', '#main h2:last-of-type']
+        .map(css => { const r = document.querySelector(css).getBoundingClientRect();
+                      return [css, r.x, r.y, r.width, r.height]; });";
+    let before = browser.eval(boxes).await;
     for n in 0..2 {
         app.create(json!({"type": "send_email", "payload": {"n": n}}))
             .await;
@@ -245,6 +250,11 @@ async fn counts_change_without_reloading_the_page() {
     browser
         .wait_for("#count-queued", |text| text.ends_with('3'))
         .await;
+    assert_eq!(
+        browser.eval(boxes).await,
+        before,
+        "a live update moved the layout"
+    );
     assert_eq!(
         browser.eval("return window.conveyorMark || null;").await,
         json!("still here"),
