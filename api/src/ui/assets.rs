@@ -11,12 +11,15 @@ use sha2::{Digest, Sha256};
 
 pub const STYLE_PATH: &str = "/ui/assets/style.css";
 pub const SCRIPT_PATH: &str = "/ui/assets/ui.js";
+pub const ICON_PATH: &str = "/ui/assets/icon.svg";
 
 const STYLE: &str = include_str!("assets/style.css");
 const SCRIPT: &str = include_str!("assets/ui.js");
+const ICON: &str = include_str!("assets/icon.svg");
 
 static STYLE_TAG: LazyLock<String> = LazyLock::new(|| etag(STYLE));
 static SCRIPT_TAG: LazyLock<String> = LazyLock::new(|| etag(SCRIPT));
+static ICON_TAG: LazyLock<String> = LazyLock::new(|| etag(ICON));
 
 fn etag(content: &str) -> String {
     let digest = Sha256::digest(content.as_bytes());
@@ -24,10 +27,16 @@ fn etag(content: &str) -> String {
 }
 
 fn serve(headers: &HeaderMap, content: &'static str, tag: &str, kind: &'static str) -> Response {
+    // Weak comparison, as If-None-Match asks: `W/"x"` matches `"x"`.
     let cached = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.split(',').any(|candidate| candidate.trim() == tag));
+        .is_some_and(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == tag)
+        });
     let tag = HeaderValue::from_str(tag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
     let common = [
         (header::ETAG, tag),
@@ -56,4 +65,8 @@ pub async fn script(headers: HeaderMap) -> Response {
         &SCRIPT_TAG,
         "text/javascript; charset=utf-8",
     )
+}
+
+pub async fn icon(headers: HeaderMap) -> Response {
+    serve(&headers, ICON, &ICON_TAG, "image/svg+xml")
 }

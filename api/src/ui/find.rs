@@ -22,7 +22,12 @@ pub async fn find(
     State(state): State<AppState>,
     query: Result<Query<Find>, QueryRejection>,
 ) -> Result<Redirect, UiError> {
-    let raw = query.map(|Query(find)| find.q).unwrap_or_default();
+    let raw = query.map(|Query(find)| find.q).map_err(|rejection| {
+        UiError(ApiError::BadRequest {
+            code: "invalid_query",
+            detail: format!("the search cannot be read: {}", rejection.body_text()),
+        })
+    })?;
     let wanted = raw.trim();
     if wanted.is_empty() {
         return Ok(Redirect::to("/ui/jobs"));
@@ -45,9 +50,25 @@ pub async fn find(
     }
     match job {
         Some(job) => Ok(Redirect::to(&format!("/ui/jobs/{}", job.id))),
-        None => Err(UiError(ApiError::NotFound {
-            code: "job_not_found",
-            detail: format!("no job has the id or idempotency key {wanted:?}"),
-        })),
+        None => {
+            // The lists show the end of each id; a person pastes that.
+            let hint = if (8..=13).contains(&wanted.len())
+                && wanted
+                    .trim_start_matches('…')
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit())
+            {
+                " (the lists show only the end of an id: open the job, or hover over its short id, for the whole one)"
+            } else {
+                ""
+            };
+            Err(UiError(ApiError::NotFound {
+                code: "job_not_found",
+                detail: format!(
+                    "no job has the id or idempotency key {:?}{hint}",
+                    crate::ui::layout::plain(wanted)
+                ),
+            }))
+        }
     }
 }

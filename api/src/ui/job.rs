@@ -10,7 +10,7 @@ use conveyor::{Job, JobStatus};
 use maud::{Markup, html};
 
 use super::layout::{
-    Shell, action_button, duration, json_block, live, status_badge, when, when_opt,
+    Shell, action_button, duration, json_block, live, plain, status_badge, when, when_opt,
 };
 use super::session::{Action, Fields};
 use super::{Done, PageContext, Ui, UiError, done};
@@ -38,7 +38,7 @@ pub async fn page(
             (facts(&job, now))
             @if let Some(error) = &job.error_message {
                 h2 { "Error" }
-                pre.json.error-text #job-error { (error) }
+                pre.json.error-text #job-error { (plain(error)) }
             }
             @if let Some(progress) = &job.progress {
                 h2 { "Progress" }
@@ -77,7 +77,7 @@ pub async fn page(
                                     td.mono { (attempt.worker_id.as_deref().unwrap_or("—")) }
                                     td { (when(attempt.started_at, now)) }
                                     td.num { (duration(attempt.duration_ms())) }
-                                    td.error-text { (attempt.error.as_deref().unwrap_or("")) }
+                                    td.error-text { (plain(attempt.error.as_deref().unwrap_or(""))) }
                                 }
                             }
                         }
@@ -104,7 +104,7 @@ fn facts(job: &Job, now: chrono::DateTime<chrono::Utc>) -> Markup {
             dt { "Priority" } dd { (job.priority) }
             dt { "Attempts" } dd { (job.attempts) " of " (job.max_attempts) }
             dt { "Timeout" } dd { (job.timeout_seconds) " s" }
-            dt { "Idempotency key" } dd.mono { (job.idempotency_key.as_deref().unwrap_or("—")) }
+            dt { "Idempotency key" } dd.mono { (plain(job.idempotency_key.as_deref().unwrap_or("—"))) }
             @if let Some(schedule) = &job.schedule_name {
                 dt { "Schedule" } dd { a href={ "/ui/jobs?schedule=" (schedule) } { (schedule) }
                     @if let Some(tick) = job.schedule_tick { " (tick " (when(tick, now)) ")" } }
@@ -132,7 +132,8 @@ fn actions(shell: &Shell, job: &Job) -> Markup {
     html! {
         div.actions {
             @if can_retry {
-                (action_button(&shell.csrf, &format!("/ui/jobs/{id}/retry"), "Retry", "job-retry", &[], None))
+                (action_button(&shell.csrf, &format!("/ui/jobs/{id}/retry"), "Retry", "job-retry", &[],
+                    Some("Queue this job again, from its first attempt?")))
             }
             @if can_cancel {
                 (action_button(&shell.csrf, &format!("/ui/jobs/{id}/cancel"), "Cancel", "job-cancel", &[],

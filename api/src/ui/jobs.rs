@@ -11,7 +11,7 @@ use conveyor::{Job, JobStatus};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{Shell, action_button, count, live, status_badge, when};
+use super::layout::{Shell, action_button, count, live, plain, status_badge, when};
 use super::session::{Action, Fields};
 use super::{Done, PageContext, UiError, done, done_with};
 use crate::error::ApiError;
@@ -151,19 +151,34 @@ pub async fn listing(
         after: None,
         ..filter.clone()
     };
-    let (jobs, matching) = tokio::join!(
-        state.store.list(&page_filter),
+    let mut jobs = state.store.list(&page_filter).await?;
+    // A first page with room to spare holds every match: its rows are the
+    // count (exact, and never at odds with the rows shown beside it).
+    let matching = if filter.after.is_none() && jobs.len() as u64 <= PAGE_SIZE {
+        conveyor::store::MatchCount {
+            count: jobs.len() as u64,
+            exact: true,
+        }
+    } else {
         state
             .ui_counts
             .count(&state.store, &counted, shell.live_only)
-    );
-    let mut jobs = jobs?;
-    let matching = matching?;
+            .await?
+    };
     let next = (jobs.len() as u64 > PAGE_SIZE).then(|| {
         jobs.truncate(PAGE_SIZE as usize);
         jobs.last().map(|job| ListCursor::after(job).to_string())
     });
-    let filters = query.query_string();
+    // The failed page's status is its own; its links leave it out.
+    let filters = if failed_view {
+        JobQuery {
+            status: String::new(),
+            ..query.clone()
+        }
+        .query_string()
+    } else {
+        query.query_string()
+    };
     let link = |extra: &str| {
         let joined = [filters.as_str(), extra]
             .into_iter()
@@ -262,7 +277,7 @@ fn row(
             td { (when(job.created_at, now)) }
             td { (when(job.updated_at, now)) }
             @if failed_view {
-                td.error-text { (truncated(job.error_message.as_deref().unwrap_or(""), 160)) }
+                td.error-text { (plain(&truncated(job.error_message.as_deref().unwrap_or(""), 160))) }
             }
             @if failed_view && !shell.read_only {
                 td { (action_button(&shell.csrf, &format!("/ui/jobs/{id}/retry"), "Retry", &format!("retry-{id}"),
@@ -306,7 +321,11 @@ fn bulk_buttons(shell: &Shell, query: &JobQuery, failed_view: bool, back: &str) 
             div.actions {
                 @if retry {
                     (action_button(&shell.csrf, "/ui/jobs/retry", "Retry all matching", "bulk-retry", &fields,
-                        Some("Queue every failed or canceled job that matches again, from its first attempt?")))
+                        Some(if failed_view {
+                            "Queue every failed job shown by these filters again, from its first attempt?"
+                        } else {
+                            "Queue every failed or canceled job that matches again, from its first attempt?"
+                        })))
                 }
                 @if cancel {
                     (action_button(&shell.csrf, "/ui/jobs/cancel", "Cancel all matching", "bulk-cancel", &fields,

@@ -8,15 +8,14 @@ use maud::{DOCTYPE, Markup, html};
 use super::assets;
 use super::session::Csrf;
 
-/// The pages in the navigation, in order: path and label.
-const NAV: [(&str, &str); 7] = [
+/// The dashboard's pages, in the navigation's order: path and label.
+pub const PAGES: [(&str, &str); 6] = [
     ("/ui", "Overview"),
     ("/ui/queues", "Queues"),
     ("/ui/jobs", "Jobs"),
     ("/ui/failed", "Failed"),
     ("/ui/schedules", "Schedules"),
     ("/ui/workers", "Workers"),
-    ("/docs", "API"),
 ];
 
 /// What every page is rendered with.
@@ -57,6 +56,7 @@ impl Shell {
                     meta name="referrer" content="same-origin";
                     title { (self.title) " · Conveyor" }
                     link rel="stylesheet" href=(assets::STYLE_PATH);
+                    link rel="icon" href=(assets::ICON_PATH) type="image/svg+xml";
                     script src=(assets::SCRIPT_PATH) defer {}
                 }
                 body data-now=(iso(self.now)) {
@@ -65,16 +65,19 @@ impl Shell {
                         a.brand href="/ui" { "Conveyor" }
                         nav aria-label="Pages" {
                             ul {
-                                // With a token, /docs wants the bearer
-                                // token, which a browser does not send.
-                                @for (path, label) in NAV.iter().filter(|(path, _)| !self.signed_in || *path != "/docs") {
+                                @for (path, label) in PAGES {
                                     li {
-                                        @if *path == self.current {
+                                        @if path == self.current {
                                             a href=(path) aria-current="page" { (label) }
                                         } @else {
                                             a href=(path) { (label) }
                                         }
                                     }
+                                }
+                                // With a token, /docs wants the bearer
+                                // token, which a browser does not send.
+                                @if !self.signed_in {
+                                    li { a href="/docs" { "API" } }
                                 }
                             }
                         }
@@ -178,10 +181,31 @@ pub fn count(n: impl Into<i128>) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-/// JSON, indented, in a scrollable block.
+/// JSON, indented, in a scrollable block, with its direction controls
+/// written as escapes (see [`plain`]).
 pub fn json_block(value: &serde_json::Value) -> Markup {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
-    html! { pre.json tabindex="0" { (text) } }
+    html! { pre.json tabindex="0" { (plain(&text)) } }
+}
+
+/// Text as sent, with the characters that change how the text around
+/// them is displayed (bidirectional overrides, embeddings, isolates and
+/// marks) written as `\u202e` escapes: a job's key or error must not be
+/// able to show itself reversed, or as something else.
+pub fn plain(text: &str) -> std::borrow::Cow<'_, str> {
+    let steers = |c: char| matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(steers) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if steers(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A form that posts to `action` with one button, the token, and any
@@ -224,6 +248,16 @@ mod tests {
         assert_eq!(relative(at(7_200), now), "2 h ago");
         assert_eq!(relative(at(3 * 86_400), now), "3 d ago");
         assert_eq!(relative(at(-120), now), "in 2 min");
+    }
+
+    #[test]
+    fn direction_controls_are_shown_as_escapes() {
+        assert_eq!(
+            plain("attack \u{202e}yek\u{202c}"),
+            "attack \\u202eyek\\u202c"
+        );
+        assert_eq!(plain("plain"), "plain");
+        assert_eq!(plain("عربي"), "عربي", "right-to-left text itself stays");
     }
 
     #[test]

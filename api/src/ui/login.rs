@@ -25,6 +25,7 @@ fn login_page(csrf: &Csrf, next: &str, failed: bool) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "Log in · Conveyor" }
                 link rel="stylesheet" href=(assets::STYLE_PATH);
+                link rel="icon" href=(assets::ICON_PATH) type="image/svg+xml";
             }
             body {
                 main #main.error-page {

@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/login", get(login::form).post(login::log_in))
         .route(assets::STYLE_PATH, get(assets::style))
         .route(assets::SCRIPT_PATH, get(assets::script))
+        .route(assets::ICON_PATH, get(assets::icon))
         .merge(pages)
         .layer(from_fn(session::form_token))
 }
@@ -148,8 +149,19 @@ fn error_page(status: StatusCode, title: &str, detail: &str, code: &str) -> Mark
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Conveyor" }
                 link rel="stylesheet" href=(assets::STYLE_PATH);
+                link rel="icon" href=(assets::ICON_PATH) type="image/svg+xml";
             }
             body {
+                header.top {
+                    a.brand href="/ui" { "Conveyor" }
+                    nav aria-label="Pages" {
+                        ul {
+                            @for (path, label) in layout::PAGES {
+                                li { a href=(path) { (label) } }
+                            }
+                        }
+                    }
+                }
                 main #main.error-page {
                     h1 { (status.as_u16()) " " (title) }
                     p.detail { (detail) }
@@ -240,8 +252,9 @@ where
     }
 }
 
-/// What an action did, carried to the next page in its address (fixed
-/// codes, so a link cannot make the dashboard say something else).
+/// What an action did, carried to the next page in its address: fixed
+/// codes and counts, so a link can show no words of its own (only other
+/// numbers), and the script drops them from the address once shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Done {
@@ -269,7 +282,7 @@ impl Notice {
             if n == 1 {
                 "1 job".to_owned()
             } else {
-                format!("{n} jobs")
+                format!("{} jobs", layout::count(n))
             }
         };
         Some(match (self.done?, self.n) {
@@ -279,8 +292,9 @@ impl Notice {
             (Done::Retried, None) => "Queued again.".to_owned(),
             (Done::Canceled, Some(n)) => match self.m {
                 Some(m) if m > 0 => format!(
-                    "Canceled {}; asked {m} running to stop (they end when their handlers notice).",
-                    jobs(n)
+                    "Canceled {}; asked {} running to stop (they end when their handlers notice).",
+                    jobs(n),
+                    layout::count(m)
                 ),
                 _ => format!("Canceled {}.", jobs(n)),
             },

@@ -103,10 +103,10 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
             }
             h2 { "Queues" }
             @if unserved > 0 {
-                p.notice.error-text #unserved {
-                    (unserved) @if unserved == 1 { " queue has" } @else { " queues have" }
-                    " jobs ready and no worker serving it (see the workers' "
-                    code { "CONVEYOR_QUEUES" } ")."
+                p.notice.warning #unserved {
+                    @if unserved == 1 { "1 queue has jobs ready and no worker serving it" }
+                    @else { (unserved) " queues have jobs ready and no worker serving them" }
+                    " (see the workers' " code { "CONVEYOR_QUEUES" } ")."
                 }
             }
             @if queues.is_empty() {

@@ -258,18 +258,33 @@ pub struct Action(pub Fields);
 #[derive(Debug)]
 pub struct Post(pub Fields);
 
-async fn checked_fields(request: Request) -> Result<Fields, UiError> {
+/// The fields of a form post, its body read as the JSON API reads bodies
+/// (413 over the limit, 408 when it stalls, 415 for another type).
+async fn checked_fields(request: Request, state: &AppState) -> Result<Fields, UiError> {
     let csrf = request.extensions().get::<Csrf>().cloned().ok_or_else(|| {
         UiError::from(ApiError::Internal("the form-token layer is missing".into()))
     })?;
-    let axum::Form(pairs) = axum::Form::<Vec<(String, String)>>::from_request(request, &())
-        .await
-        .map_err(|rejection| {
-            UiError::from(ApiError::BadRequest {
-                code: "invalid_form",
-                detail: format!("this form could not be read: {}", rejection.body_text()),
-            })
-        })?;
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|kind| kind.to_str().ok())
+        .and_then(|kind| kind.split(';').next())
+        .is_some_and(|kind| {
+            kind.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(UiError::from(ApiError::UnsupportedMediaType {
+            detail: "dashboard forms are sent as application/x-www-form-urlencoded".to_owned(),
+        }));
+    }
+    let body = crate::extract::read_body(request, state).await?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|err| {
+        UiError::from(ApiError::BadRequest {
+            code: "invalid_form",
+            detail: format!("this form could not be read: {err}"),
+        })
+    })?;
     let mut fields = HashMap::new();
     for (name, value) in pairs {
         // A field given twice is refused, as on the pages' filters: which
@@ -304,15 +319,15 @@ impl FromRequest<AppState> for Action {
                 detail: "this dashboard is read-only (CONVEYOR_UI_READ_ONLY)".to_owned(),
             }));
         }
-        Ok(Action(checked_fields(request).await?))
+        Ok(Action(checked_fields(request, state).await?))
     }
 }
 
 impl FromRequest<AppState> for Post {
     type Rejection = UiError;
 
-    async fn from_request(request: Request, _: &AppState) -> Result<Self, UiError> {
-        Ok(Post(checked_fields(request).await?))
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, UiError> {
+        Ok(Post(checked_fields(request, state).await?))
     }
 }
 

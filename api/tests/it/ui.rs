@@ -136,6 +136,25 @@ async fn every_page_is_html_and_unknown_ones_are_404_pages() {
         .await
         .expect("css");
     assert_eq!(again.status(), 304);
+    let weak = client()
+        .get(app.url("/ui/assets/style.css"))
+        .header(
+            header::IF_NONE_MATCH,
+            format!(
+                "W/{}",
+                again.headers()[header::ETAG].to_str().unwrap_or_default()
+            ),
+        )
+        .send()
+        .await
+        .expect("css");
+    assert_eq!(weak.status(), 304, "a weak validator matches");
+    let icon = client()
+        .get(app.url("/ui/assets/icon.svg"))
+        .send()
+        .await
+        .expect("icon");
+    assert_eq!(icon.status(), 200);
 }
 
 /// Jobs no worker will take are pointed out: the queue is marked and the
@@ -184,11 +203,24 @@ async fn bad_input_is_a_4xx_page_never_a_500() {
         // A filter given twice is refused, not dropped.
         ("/ui/jobs?status=failed&status=queued", 400),
         ("/ui/failed?queue=a&queue=b", 400),
+        ("/ui/find?q=a&q=b", 400),
     ];
     for (path, expected) in cases {
         let response = client().get(app.url(path)).send().await.expect("page");
         assert_eq!(response.status(), expected, "{path}");
     }
+    // A form in another encoding is 415, as the JSON API answers a body
+    // of the wrong type.
+    let (token, _) = form_token(&app, "/ui", None).await;
+    let json_form = client()
+        .post(app.url("/ui/queues/emails/pause"))
+        .header(header::COOKIE, format!("conveyor_csrf={token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(format!("{{\"csrf\": \"{token}\"}}"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(json_form.status(), 415);
     // Actions with bad paths or fields.
     // The overview has no form; the cookie's token is the field's.
     let (field, _) = form_token(&app, "/ui", None).await;
@@ -218,6 +250,11 @@ async fn bad_input_is_a_4xx_page_never_a_500() {
             422,
         ),
         ("/ui/jobs/cancel", format!("csrf={field}&queue=%FF"), 422),
+        (
+            "/ui/jobs/cancel",
+            format!("csrf={field}&queue=a&queue=b"),
+            400,
+        ),
     ] {
         let response = client()
             .post(app.url(path))

@@ -8,8 +8,14 @@
   "use strict";
 
   var PERIOD_MS = 2000;
+  // After failed polls the period doubles, up to this: an outage is not
+  // met by every open tab asking every two seconds.
+  var MAX_PERIOD_MS = 30000;
   var TIMEOUT_MS = 10000;
   var timer = null;
+  var period = PERIOD_MS;
+  // Set when polling cannot help (signed out, the page is gone).
+  var stopped = false;
   var lastOk = Date.now();
   // Server time minus this browser's time, so "3 s ago" counts from the
   // database's clock, not from a skewed laptop clock.
@@ -45,14 +51,16 @@
     }
   }
 
-  // A region is left alone while someone is using it: the pointer over
-  // it, focus inside it, or a press in the last moment. A button must not
-  // move (or become another row's) between aiming and clicking.
+  // A region is left alone while someone is using it: the pointer on one
+  // of its links or buttons, focus inside it, or a press in the last
+  // moment. A button must not move (or become another row's) between
+  // aiming and clicking; reading a page with the pointer resting on it
+  // does not stop it updating.
   var lastPress = 0;
   document.addEventListener("pointerdown", function () { lastPress = Date.now(); }, true);
 
   function inUse(region) {
-    return region.matches(":hover") ||
+    return region.querySelector("a:hover, button:hover, input:hover, select:hover") !== null ||
       region.contains(document.activeElement) ||
       Date.now() - lastPress < 1500;
   }
@@ -86,7 +94,12 @@
         status("Signed out: reload to log in");
         return false;
       }
+      if (response.status === 404) {
+        status("This page is gone (deleted?): reload");
+        return false;
+      }
       if (!response.ok) {
+        period = Math.min(period * 2, MAX_PERIOD_MS);
         status("Server answered " + response.status + "; retrying");
         return true;
       }
@@ -94,9 +107,11 @@
       readSkew(doc);
       swap(doc);
       lastOk = Date.now();
-      status("Live");
+      period = PERIOD_MS;
+      if (!document.hidden) status("Live");
       return true;
     } catch (err) {
+      period = Math.min(period * 2, MAX_PERIOD_MS);
       var secs = Math.round((Date.now() - lastOk) / 1000);
       status("Unreachable for " + age(secs) + "; retrying");
       return true;
@@ -108,14 +123,14 @@
   function schedule() {
     clearTimeout(timer);
     timer = null;
-    if (!document.hidden) timer = setTimeout(loop, PERIOD_MS);
+    if (!document.hidden && !stopped) timer = setTimeout(loop, period);
   }
 
   var busy = false;
 
   async function loop() {
     timer = null;
-    if (busy || document.hidden) return;
+    if (busy || document.hidden || stopped) return;
     busy = true;
     var again = false;
     try {
@@ -124,6 +139,7 @@
       busy = false;
     }
     if (again) schedule();
+    else stopped = true;
   }
 
   document.addEventListener("visibilitychange", function () {
@@ -131,7 +147,7 @@
       clearTimeout(timer);
       timer = null;
       status("Paused while hidden");
-    } else if (timer === null && !busy) {
+    } else if (timer === null && !busy && !stopped) {
       loop();
     }
   });

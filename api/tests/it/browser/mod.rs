@@ -84,6 +84,11 @@ async fn a_new_user_finds_a_failed_job_by_its_key_retries_it_and_pauses_its_queu
 
     browser.click("#job-retry").await;
     browser
+        .client
+        .accept_alert()
+        .await
+        .expect("confirm the retry");
+    browser
         .wait_for_text("the retry's notice", |text| text.contains("Queued again."))
         .await;
     assert_eq!(browser.text("#job-status").await, "queued");
