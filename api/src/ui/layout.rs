@@ -50,15 +50,7 @@ impl Shell {
         html! {
             (DOCTYPE)
             html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    meta name="referrer" content="same-origin";
-                    title { (self.title) " · Conveyor" }
-                    link rel="stylesheet" href=(assets::STYLE_PATH);
-                    link rel="icon" href=(assets::ICON_PATH) type="image/svg+xml";
-                    script src=(assets::SCRIPT_PATH) defer {}
-                }
+                (head(&self.title, true))
                 body data-now=(iso(self.now)) {
                     a.skip href="#main" { "Skip to content" }
                     header.top {
@@ -101,6 +93,22 @@ impl Shell {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Every page's `<head>`: its title, the stylesheet, the icon, and the
+/// script for the pages that refresh themselves.
+pub fn head(title: &str, live: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="referrer" content="same-origin";
+            title { (title) " · Conveyor" }
+            link rel="stylesheet" href=(assets::STYLE_PATH);
+            link rel="icon" href=(assets::ICON_PATH) type="image/svg+xml";
+            @if live { script src=(assets::SCRIPT_PATH) defer {} }
         }
     }
 }
@@ -225,6 +233,17 @@ pub fn action_button(
                 input type="hidden" name=(name) value=(value);
             }
             button #(id) type="submit" { (label) }
+        }
+    }
+}
+
+/// A table in its scrolling box, or the line `empty` when it has no rows.
+pub fn table_or(empty: &str, rows: usize, head: Markup, body: Markup) -> Markup {
+    html! {
+        @if rows == 0 {
+            p.muted { (empty) }
+        } @else {
+            div.table-wrap { table { thead { tr { (head) } } tbody { (body) } } }
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
-use super::assets;
+use super::layout;
 use super::session::{self, Csrf, Post};
 use crate::state::AppState;
 
@@ -20,13 +20,7 @@ fn login_page(csrf: &Csrf, next: &str, failed: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Log in · Conveyor" }
-                link rel="stylesheet" href=(assets::STYLE_PATH);
-                link rel="icon" href=(assets::ICON_PATH) type="image/svg+xml";
-            }
+            (layout::head("Log in", false))
             body {
                 main #main.error-page {
                     h1 { "Conveyor" }

@@ -144,13 +144,7 @@ fn error_page(status: StatusCode, title: &str, detail: &str, code: &str) -> Mark
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Conveyor" }
-                link rel="stylesheet" href=(assets::STYLE_PATH);
-                link rel="icon" href=(assets::ICON_PATH) type="image/svg+xml";
-            }
+            (layout::head(title, false))
             body {
                 header.top {
                     a.brand href="/ui" { "Conveyor" }

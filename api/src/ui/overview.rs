@@ -10,7 +10,7 @@ use conveyor::broker::MinuteTally;
 use conveyor::broker::Tally;
 use maud::{Markup, html};
 
-use super::layout::{age, count, live};
+use super::layout::{age, count, live, table_or};
 use super::{PageContext, UiError};
 use crate::state::AppState;
 use crate::views::Accuracy;
@@ -109,28 +109,22 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
                     " (see the workers' " code { "CONVEYOR_QUEUES" } ")."
                 }
             }
-            @if queues.is_empty() {
-                p.muted { "No queues yet: they appear when the first job is submitted." }
-            } @else {
-                div.table-wrap {
-                    table {
-                        thead { tr {
-                            th { "Queue" } th.num { "Ready" } th.num { "Running" } th.num { "Oldest due" } th { "State" }
-                        } }
-                        tbody {
-                            @for queue in &queues {
-                                tr {
-                                    td { a href={ "/ui/jobs?queue=" (queue.name) } { (queue.name) } }
-                                    td.num { (count(queue.depths.ready.iter().sum::<u64>() as i128)) }
-                                    td.num { (count(queue.running)) }
-                                    td.num { @match queue.oldest_due { Some(due) => (age(due.as_secs())), None => "—" } }
-                                    td { (super::queues::state(queue)) }
-                                }
-                            }
+            (table_or(super::queues::NO_QUEUES, queues.len(),
+                html! {
+                    th { "Queue" } th.num { "Ready" } th.num { "Running" } th.num { "Oldest due" } th { "State" }
+                },
+                html! {
+                    @for queue in &queues {
+                        tr {
+                            td { a href={ "/ui/jobs?queue=" (queue.name) } { (queue.name) } }
+                            td.num { (count(queue.ready() as i128)) }
+                            td.num { (count(queue.running)) }
+                            td.num { @match queue.oldest_due { Some(due) => (age(due.as_secs())), None => "—" } }
+                            td { (super::queues::state(queue)) }
                         }
                     }
-                }
-            }
+                },
+            ))
         }))
     };
     Ok(shell.page(body))

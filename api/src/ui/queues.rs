@@ -6,11 +6,14 @@ use conveyor::client::QueueOverview;
 use conveyor::job::PRIORITY_RANGE;
 use maud::{Markup, html};
 
-use super::layout::{action_button, age, count, live};
+use super::layout::{action_button, age, count, live, table_or};
 use super::session::{Action, Csrf};
 use super::{Done, PageContext, Ui, UiError, done};
 use crate::extract::QueuePath;
 use crate::state::AppState;
+
+/// What the queue tables say when there is none.
+pub const NO_QUEUES: &str = "No queues yet: they appear when the first job is submitted.";
 
 pub async fn page(State(state): State<AppState>, context: PageContext) -> Result<Markup, UiError> {
     let shell = context.shell(&state, "/ui/queues", "Queues").await?;
@@ -20,25 +23,15 @@ pub async fn page(State(state): State<AppState>, context: PageContext) -> Result
             "Ready: ids waiting on the queue's lanes (by priority, 9 runs first). Delayed: due later. "
             "In flight: taken by workers. Oldest due: how long the job next in line has waited."
         }
-        (live("queues-table", html! {
-            @if queues.is_empty() {
-                p.muted { "No queues yet: they appear when the first job is submitted." }
-            } @else {
-                div.table-wrap {
-                    table {
-                        thead { tr {
-                            th { "Queue" } th { "State" } th.num { "Ready" } th.num { "Delayed" }
-                            th.num { "In flight" } th.num { "Running" } th.num { "Oldest due" }
-                            th { "Limits" }
-                            @if !shell.read_only { th { "Actions" } }
-                        } }
-                        tbody {
-                            @for queue in &queues { (row(queue, &shell.csrf, shell.read_only)) }
-                        }
-                    }
-                }
-            }
-        }))
+        (live("queues-table", table_or(NO_QUEUES, queues.len(),
+            html! {
+                th { "Queue" } th { "State" } th.num { "Ready" } th.num { "Delayed" }
+                th.num { "In flight" } th.num { "Running" } th.num { "Oldest due" }
+                th { "Limits" }
+                @if !shell.read_only { th { "Actions" } }
+            },
+            html! { @for queue in &queues { (row(queue, &shell.csrf, shell.read_only)) } },
+        )))
     };
     Ok(shell.page(body))
 }

@@ -57,6 +57,28 @@ async fn form_token(app: &TestApp, path: &str, cookie: Option<&str>) -> (String,
     (cookie, field)
 }
 
+/// `GET path`, not following redirects.
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    client().get(app.url(path)).send().await.expect("page")
+}
+
+/// A dashboard form post with `cookie` and the urlencoded `body`.
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    cookie: impl AsRef<str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    client()
+        .post(app.url(path))
+        .header(header::COOKIE, cookie.as_ref())
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+}
+
 async fn queue_paused(app: &TestApp, queue: &str) -> bool {
     let queues = app.get("/queues").await.1;
     queues["queues"]
@@ -78,7 +100,7 @@ async fn every_page_is_html_and_unknown_ones_are_404_pages() {
         "/ui/schedules",
         "/ui/workers",
     ] {
-        let response = client().get(app.url(path)).send().await.expect("page");
+        let response = get(&app, path).await;
         assert_eq!(response.status(), 200, "{path}");
         let kind = response.headers()[header::CONTENT_TYPE]
             .to_str()
@@ -90,7 +112,7 @@ async fn every_page_is_html_and_unknown_ones_are_404_pages() {
         "/ui/nothing",
         "/ui/jobs/01a22990-50cf-7603-bba8-793292da3f6a",
     ] {
-        let response = client().get(app.url(path)).send().await.expect("page");
+        let response = get(&app, path).await;
         assert_eq!(response.status(), 404, "{path}");
         assert!(
             response
@@ -103,11 +125,7 @@ async fn every_page_is_html_and_unknown_ones_are_404_pages() {
     }
     // A method the route does not take: answered by the API's fallback,
     // shown as a page.
-    let get_logout = client()
-        .get(app.url("/ui/logout"))
-        .send()
-        .await
-        .expect("page");
+    let get_logout = get(&app, "/ui/logout").await;
     assert_eq!(get_logout.status(), 405);
     assert!(
         get_logout
@@ -116,18 +134,10 @@ async fn every_page_is_html_and_unknown_ones_are_404_pages() {
             .unwrap_or_default()
             .contains("<h1>405")
     );
-    let slash = client()
-        .get(app.url("/ui/jobs/?status=failed"))
-        .send()
-        .await
-        .expect("page");
+    let slash = get(&app, "/ui/jobs/?status=failed").await;
     assert_eq!(slash.status(), 308);
     assert_eq!(slash.headers()[header::LOCATION], "/ui/jobs?status=failed");
-    let style = client()
-        .get(app.url("/ui/assets/style.css"))
-        .send()
-        .await
-        .expect("css");
+    let style = get(&app, "/ui/assets/style.css").await;
     let etag = style.headers()[header::ETAG].clone();
     let again = client()
         .get(app.url("/ui/assets/style.css"))
@@ -149,11 +159,7 @@ async fn every_page_is_html_and_unknown_ones_are_404_pages() {
         .await
         .expect("css");
     assert_eq!(weak.status(), 304, "a weak validator matches");
-    let icon = client()
-        .get(app.url("/ui/assets/icon.svg"))
-        .send()
-        .await
-        .expect("icon");
+    let icon = get(&app, "/ui/assets/icon.svg").await;
     assert_eq!(icon.status(), 200);
 }
 
@@ -206,7 +212,7 @@ async fn bad_input_is_a_4xx_page_never_a_500() {
         ("/ui/find?q=a&q=b", 400),
     ];
     for (path, expected) in cases {
-        let response = client().get(app.url(path)).send().await.expect("page");
+        let response = get(&app, path).await;
         assert_eq!(response.status(), expected, "{path}");
     }
     // A form in another encoding is 415, as the JSON API answers a body
@@ -256,14 +262,7 @@ async fn bad_input_is_a_4xx_page_never_a_500() {
             400,
         ),
     ] {
-        let response = client()
-            .post(app.url(path))
-            .header(header::COOKIE, &cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()
-            .await
-            .expect("post");
+        let response = post_form(&app, path, &cookie, body.clone()).await;
         assert_eq!(response.status(), expected, "{path} {body}");
     }
 }
@@ -278,11 +277,8 @@ async fn what_jobs_carry_is_shown_escaped() {
         )
         .await;
     let id = job["id"].as_str().expect("id");
-    let html = client()
-        .get(app.url(&format!("/ui/jobs/{id}")))
-        .send()
+    let html = get(&app, &format!("/ui/jobs/{id}"))
         .await
-        .expect("page")
         .text()
         .await
         .expect("html");
@@ -292,11 +288,7 @@ async fn what_jobs_carry_is_shown_escaped() {
         html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{html}"
     );
-    let found = client()
-        .get(app.url("/ui/find?q=%3Cimg%20src%3Dx%20onerror%3Dalert(2)%3E"))
-        .send()
-        .await
-        .expect("find");
+    let found = get(&app, "/ui/find?q=%3Cimg%20src%3Dx%20onerror%3Dalert(2)%3E").await;
     assert_eq!(found.status(), 303);
     assert_eq!(
         found.headers()[header::LOCATION],
@@ -380,28 +372,20 @@ async fn a_read_only_dashboard_shows_no_actions_and_refuses_them() {
     .await;
     app.create(json!({"type": "send_email", "queue": "emails", "payload": {}}))
         .await;
-    let html = client()
-        .get(app.url("/ui/queues"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let html = get(&app, "/ui/queues").await.text().await.expect("html");
     assert!(
         html.contains("read-only") && html.contains("emails"),
         "{html}"
     );
     assert!(!html.contains("/pause\""), "a pause form is shown: {html}");
     let (cookie, field) = form_token(&app, "/ui/queues", None).await;
-    let response = client()
-        .post(app.url("/ui/queues/emails/pause"))
-        .header(header::COOKIE, format!("conveyor_csrf={cookie}"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("csrf={field}"))
-        .send()
-        .await
-        .expect("post");
+    let response = post_form(
+        &app,
+        "/ui/queues/emails/pause",
+        format!("conveyor_csrf={cookie}"),
+        format!("csrf={field}"),
+    )
+    .await;
     assert_eq!(response.status(), 403);
     assert!(
         response
@@ -416,11 +400,7 @@ async fn a_read_only_dashboard_shows_no_actions_and_refuses_them() {
 #[tokio::test]
 async fn with_a_token_the_dashboard_needs_a_session_cookie_from_the_login_form() {
     let app = TestApp::with_token("s3cret-token").await;
-    let response = client()
-        .get(app.url("/ui/failed?queue=a"))
-        .send()
-        .await
-        .expect("page");
+    let response = get(&app, "/ui/failed?queue=a").await;
     assert_eq!(response.status(), 303);
     assert_eq!(
         response.headers()[header::LOCATION],
@@ -497,14 +477,13 @@ async fn with_a_token_the_dashboard_needs_a_session_cookie_from_the_login_form()
             .expect("page");
         assert_eq!(page.status(), 303, "{forged:?}");
     }
-    let post = client()
-        .post(app.url("/ui/queues/default/pause"))
-        .header(header::COOKIE, format!("conveyor_csrf={csrf}"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("csrf={field}"))
-        .send()
-        .await
-        .expect("post");
+    let post = post_form(
+        &app,
+        "/ui/queues/default/pause",
+        format!("conveyor_csrf={csrf}"),
+        format!("csrf={field}"),
+    )
+    .await;
     assert_eq!(post.status(), 401);
 }
 
@@ -512,7 +491,7 @@ async fn with_a_token_the_dashboard_needs_a_session_cookie_from_the_login_form()
 async fn pages_forbid_framing_and_foreign_code() {
     let app = TestApp::start().await;
     for path in ["/ui", "/ui/nothing", "/ui/assets/ui.js"] {
-        let response = client().get(app.url(path)).send().await.expect("page");
+        let response = get(&app, path).await;
         let headers = response.headers();
         let csp = headers[header::CONTENT_SECURITY_POLICY]
             .to_str()
@@ -533,14 +512,7 @@ async fn a_live_refresh_gets_the_live_regions_without_the_payload() {
         .create(json!({"type": "send_email", "payload": {"marker": "payload-marker"}}))
         .await;
     let path = format!("/ui/jobs/{}", job["id"].as_str().expect("id"));
-    let full = client()
-        .get(app.url(&path))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let full = get(&app, &path).await.text().await.expect("html");
     assert!(
         full.contains("payload-marker") && full.contains("<nav"),
         "{full}"

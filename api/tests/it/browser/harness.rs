@@ -164,27 +164,17 @@ impl Browser {
     /// Waits until `check` (given the page's text) holds, or panics with
     /// `what` and the text last seen.
     pub async fn wait_for_text(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            // The page may be between two loads: a failed read is retried.
-            let text = match self.client.find(Locator::Css("body")).await {
-                Ok(body) => body.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            if check(&text) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited {PATIENCE:?} for {what}; the page ({}) said:\n{text}",
-                self.path().await
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_until(what, "body", check).await
     }
 
     /// Waits until the text of element `css` satisfies `check`; returns it.
     pub async fn wait_for(&self, css: &str, check: impl Fn(&str) -> bool) -> String {
+        self.wait_until(css, css, check).await
+    }
+
+    /// Waits until the text of element `css` satisfies `check`, or panics
+    /// naming `what` with the text last seen.
+    async fn wait_until(&self, what: &str, css: &str, check: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             // The element may be between two refreshes: a failed read is
@@ -198,7 +188,7 @@ impl Browser {
             }
             assert!(
                 Instant::now() < deadline,
-                "waited {PATIENCE:?} for {css:?}; it said {text:?} on {}",
+                "waited {PATIENCE:?} for {what}; {css:?} said {text:?} on {}",
                 self.path().await
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
