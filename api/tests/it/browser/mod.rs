@@ -470,3 +470,54 @@ async fn live_refreshes_never_overlap_and_stop_while_the_tab_is_hidden() {
     }
     browser.close().await;
 }
+
+/// Without a mouse: Tab reaches the skip link first, then every control in
+/// order, and Enter presses a button (here: pausing a queue).
+#[tokio::test]
+async fn a_queue_is_paused_with_the_keyboard_alone() {
+    let app = TestApp::start().await;
+    app.create(json!({"type": "send_email", "queue": "emails", "payload": {}}))
+        .await;
+    let Some(browser) = Browser::start(&app.base).await else {
+        return;
+    };
+    browser.open("/ui/queues").await;
+    browser
+        .wait_for("#queue-emails", |text| text.contains("emails"))
+        .await;
+    let focused = "return document.activeElement ? (document.activeElement.id || document.activeElement.textContent.trim()) : null;";
+    let body = browser.find("body").await;
+    body.send_keys("\u{e004}").await.expect("Tab");
+    assert_eq!(browser.eval(focused).await, json!("Skip to content"));
+    // On through the page until the pause button has the focus.
+    let mut reached = false;
+    for _ in 0..40 {
+        let active = browser.client.active_element().await.expect("focus");
+        if browser.eval(focused).await == json!("pause-emails") {
+            active.send_keys("\u{e007}").await.expect("Enter");
+            reached = true;
+            break;
+        }
+        active.send_keys("\u{e004}").await.expect("Tab");
+    }
+    assert!(reached, "Tab never reached the pause button");
+    browser
+        .client
+        .accept_alert()
+        .await
+        .expect("confirm the pause");
+    browser
+        .wait_for_text("the pause's notice", |text| text.contains("Paused."))
+        .await;
+    assert!(browser.text("#queue-emails").await.contains("paused"));
+    // Focus is visible: the stylesheet outlines controls focused from the
+    // keyboard.
+    let outlined = browser
+        .eval(
+            "return [...document.styleSheets].flatMap(sheet => [...sheet.cssRules])
+                .some(rule => rule.selectorText === ':focus-visible' && rule.style.outline.includes('solid'));",
+        )
+        .await;
+    assert_eq!(outlined, json!(true));
+    browser.close().await;
+}
