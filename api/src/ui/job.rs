@@ -68,17 +68,30 @@ pub async fn page(
                                     td.num { (duration((now - attempt.started_at).num_milliseconds())) " so far" }
                                     td {}
                                 }
+                                @if attempt.attempt == 1 && !attempts.is_empty() { (requeued_row()) }
                             }
                             // Newest first: the attempt that matters is on top.
-                            @for attempt in attempts.iter().rev() {
+                            @for (i, attempt) in attempts.iter().enumerate().rev() {
+                                @let next = attempts.get(i + 1).map(|next| next.attempt)
+                                    .or(running.as_ref().map(|running| running.attempt));
+                                // Another attempt of the same run followed, or
+                                // (the newest) one is due.
+                                @let retried = attempt.outcome == "failed" && match next {
+                                    Some(next) => next != 1,
+                                    None => job.status == JobStatus::Retrying,
+                                };
                                 tr {
                                     td.num { (attempt.attempt) }
-                                    td { (status_badge(&attempt.outcome)) }
+                                    td {
+                                        (status_badge(&attempt.outcome))
+                                        @if retried { " " span.muted { "then retried" } }
+                                    }
                                     td.mono { (attempt.worker_id.as_deref().unwrap_or("—")) }
                                     td { (when(attempt.started_at, now)) }
                                     td.num { (duration(attempt.duration_ms())) }
                                     td.error-text { (plain(attempt.error.as_deref().unwrap_or(""))) }
                                 }
+                                @if attempt.attempt == 1 && i > 0 { (requeued_row()) }
                             }
                         }
                     }
@@ -92,6 +105,13 @@ pub async fn page(
         }
     };
     Ok(shell.page(body))
+}
+
+/// Between two runs of a job: a manual retry starts again from attempt 1.
+fn requeued_row() -> Markup {
+    html! {
+        tr.run-break { td colspan="6" { "↑ queued again by hand (attempts count from 1 again)" } }
+    }
 }
 
 fn facts(job: &Job, now: chrono::DateTime<chrono::Utc>) -> Markup {

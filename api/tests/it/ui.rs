@@ -563,3 +563,60 @@ async fn guessing_the_token_is_stopped_after_twenty_tries_a_minute() {
         .expect("api");
     assert_eq!(api.status(), 200);
 }
+
+/// A job's attempts read as they happened: a failed attempt that was
+/// retried says so, and a manual retry (attempts count from 1 again) is
+/// marked between the runs.
+#[tokio::test]
+async fn attempts_show_retries_and_the_runs_a_manual_retry_starts() {
+    use conveyor::{ClaimToken, Fence, JobId, Store, WorkerId};
+    use std::time::Duration;
+    let app = TestApp::start().await;
+    let job = app
+        .create(json!({"type": "charge", "payload": {}, "max_attempts": 2}))
+        .await;
+    let id: JobId = job["id"].as_str().expect("id").parse().expect("uuid");
+    let store = Store::new(app.db.conn.clone());
+    let worker = WorkerId::new("w1");
+    let fail = |error: &'static str| {
+        let store = store.clone();
+        let worker = worker.clone();
+        async move {
+            let running = store
+                .claim(id, &worker, ClaimToken::new(), Duration::from_secs(30))
+                .await
+                .expect("claim")
+                .won()
+                .expect("claimed");
+            store
+                .schedule_retry(&Fence::of(&running, &worker), error, Duration::ZERO)
+                .await
+                .expect("fail");
+        }
+    };
+    fail("first run, first try").await;
+    fail("first run, last try").await;
+    let (status, _) = app.post(&format!("/jobs/{id}/retry")).await;
+    assert_eq!(status, 200);
+    fail("second run, first try").await;
+    let html = get(&app, &format!("/ui/jobs/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert_eq!(html.matches("then retried").count(), 2, "{html}");
+    assert_eq!(html.matches("queued again by hand").count(), 1, "{html}");
+    let order: Vec<usize> = [
+        "second run, first try",
+        "queued again by hand",
+        "first run, last try",
+        "first run, first try",
+    ]
+    .iter()
+    .map(|text| html.find(text).unwrap_or(usize::MAX))
+    .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "newest first, runs apart: {order:?}"
+    );
+}
