@@ -80,7 +80,6 @@ async fn a_new_user_finds_a_failed_job_by_its_key_retries_it_and_pauses_its_queu
         "{attempts}"
     );
     assert_eq!(browser.text("#job-status").await, "failed");
-    browser.screenshot("dashboard-job").await;
 
     browser.click("#job-retry").await;
     browser
