@@ -29,8 +29,9 @@ pub struct Shell {
     pub now: DateTime<Utc>,
     pub csrf: Csrf,
     pub read_only: bool,
-    /// Whether a token protects the dashboard (a log-out button is shown).
-    pub signed_in: bool,
+    /// Whether a token protects the dashboard (so the viewer logged in,
+    /// and a log-out button is shown).
+    pub login_required: bool,
     /// A notice about what the last action did, if any.
     pub notice: Option<String>,
     /// Render only what the live refresh swaps in (see `PageContext`).
@@ -68,7 +69,7 @@ impl Shell {
                                 }
                                 // With a token, /docs wants the bearer
                                 // token, which a browser does not send.
-                                @if !self.signed_in {
+                                @if !self.login_required {
                                     li { a href="/docs" { "API" } }
                                 }
                             }
@@ -76,7 +77,7 @@ impl Shell {
                         div.status {
                             span #live-status role="status" aria-live="polite" { "Live" }
                             @if self.read_only { span.badge.readonly { "read-only" } }
-                            @if self.signed_in {
+                            @if self.login_required {
                                 form method="post" action="/ui/logout" {
                                     (self.csrf.field())
                                     button.link type="submit" { "Log out" }

@@ -357,7 +357,7 @@ impl PageContext {
             now: state.store.db_now().await?,
             csrf: self.csrf,
             read_only: state.settings.ui_read_only,
-            signed_in: state.settings.api_token.is_some(),
+            login_required: state.settings.api_token.is_some(),
             notice: self.notice,
             live_only: self.live_only,
         })

@@ -173,6 +173,33 @@ impl TestApp {
         job
     }
 
+    /// Runs one attempt of job `id` as worker `w1` would and fails it
+    /// retryably with `error`, due again at once (the last allowed attempt
+    /// fails the job), as a worker would leave it.
+    pub async fn fail_attempt(&self, id: conveyor::JobId, error: &str) {
+        let store = conveyor::Store::new(self.db.conn.clone());
+        let worker = conveyor::WorkerId::new("worker-a");
+        let running = store
+            .claim(
+                id,
+                &worker,
+                conveyor::ClaimToken::new(),
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .expect("claim")
+            .won()
+            .expect("claimed");
+        store
+            .schedule_retry(
+                &conveyor::Fence::of(&running, &worker),
+                error,
+                std::time::Duration::ZERO,
+            )
+            .await
+            .expect("fail the attempt");
+    }
+
     pub fn redis_conn(&self) -> redis::Connection {
         redis::Client::open(self.redis.url.as_str())
             .expect("client")

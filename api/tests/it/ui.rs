@@ -569,36 +569,17 @@ async fn guessing_the_token_is_stopped_after_twenty_tries_a_minute() {
 /// marked between the runs.
 #[tokio::test]
 async fn attempts_show_retries_and_the_runs_a_manual_retry_starts() {
-    use conveyor::{ClaimToken, Fence, JobId, Store, WorkerId};
-    use std::time::Duration;
+    use conveyor::JobId;
     let app = TestApp::start().await;
     let job = app
         .create(json!({"type": "charge", "payload": {}, "max_attempts": 2}))
         .await;
     let id: JobId = job["id"].as_str().expect("id").parse().expect("uuid");
-    let store = Store::new(app.db.conn.clone());
-    let worker = WorkerId::new("w1");
-    let fail = |error: &'static str| {
-        let store = store.clone();
-        let worker = worker.clone();
-        async move {
-            let running = store
-                .claim(id, &worker, ClaimToken::new(), Duration::from_secs(30))
-                .await
-                .expect("claim")
-                .won()
-                .expect("claimed");
-            store
-                .schedule_retry(&Fence::of(&running, &worker), error, Duration::ZERO)
-                .await
-                .expect("fail");
-        }
-    };
-    fail("first run, first try").await;
-    fail("first run, last try").await;
+    app.fail_attempt(id, "first run, first try").await;
+    app.fail_attempt(id, "first run, last try").await;
     let (status, _) = app.post(&format!("/jobs/{id}/retry")).await;
     assert_eq!(status, 200);
-    fail("second run, first try").await;
+    app.fail_attempt(id, "second run, first try").await;
     let html = get(&app, &format!("/ui/jobs/{id}"))
         .await
         .text()

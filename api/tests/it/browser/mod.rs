@@ -7,8 +7,8 @@ mod harness;
 use std::time::Duration;
 
 use api::Settings;
+use conveyor::JobId;
 use conveyor::broker::{Tally, WorkerInfo};
-use conveyor::{ClaimToken, Fence, JobId, Store, WorkerId};
 use serde_json::{Value, json};
 
 use crate::support::{Options, TestApp};
@@ -24,22 +24,11 @@ async fn failed_job(app: &TestApp, queue: &str, key: &str) -> JobId {
         )
         .await;
     let id: JobId = job["id"].as_str().expect("id").parse().expect("uuid");
-    let store = Store::new(app.db.conn.clone());
-    let worker = WorkerId::new("worker-a");
     for error in [
         "card declined: insufficient funds",
         "gateway timeout after 30 s",
     ] {
-        let running = store
-            .claim(id, &worker, ClaimToken::new(), Duration::from_secs(30))
-            .await
-            .expect("claim")
-            .won()
-            .expect("claimed");
-        store
-            .schedule_retry(&Fence::of(&running, &worker), error, Duration::ZERO)
-            .await
-            .expect("fail the attempt");
+        app.fail_attempt(id, error).await;
     }
     let shown = app.get(&format!("/jobs/{id}")).await.1;
     assert_eq!(shown["status"], "failed", "{shown}");
