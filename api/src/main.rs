@@ -42,12 +42,13 @@ async fn main() -> anyhow::Result<()> {
     let reads = Store::connect_with(&cli.connection.database_url, &pool(cli.api.read_pool_size))
         .await
         .context("DATABASE_URL is not a usable PostgreSQL URL")?;
-    let broker = Broker::connect(
-        &cli.connection.redis_url,
-        &cli.connection.prefix,
-        broker::DEFAULT_POOL_SIZE,
-    )
-    .context("REDIS_URL is not a usable Redis URL")?;
+    let broker = cli
+        .connection
+        .redis()
+        .and_then(|redis| {
+            Broker::connect(&redis, &cli.connection.prefix, broker::DEFAULT_POOL_SIZE)
+        })
+        .context("REDIS_URL is not a usable Redis URL")?;
     if !cli.api.addr.ip().is_loopback() && cli.api.api_token.is_none() {
         tracing::warn!(event = "api_unprotected", addr = %cli.api.addr,
             "conveyor-api listens on {} without CONVEYOR_API_TOKEN: anyone who can reach it \

@@ -32,7 +32,11 @@ pub async fn reconcile(
     .await?;
     db.execute_unprepared("VACUUM ANALYZE jobs").await?;
     let store = Store::connect(&args.database_url, 4).await?;
-    let broker = Broker::connect(&args.redis_url, &args.prefix, 4)?;
+    let broker = Broker::connect(
+        &conveyor::broker::RedisAddress::new(&args.redis_url, false)?,
+        &args.prefix,
+        4,
+    )?;
     let maintenance = Maintenance::new(
         store,
         broker,

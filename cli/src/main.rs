@@ -113,7 +113,9 @@ async fn connect(connection: &ConnectionConfig) -> anyhow::Result<Client> {
         .ping()
         .await
         .context("cannot reach PostgreSQL at DATABASE_URL")?;
-    let broker = Broker::connect(&connection.redis_url, &connection.prefix, 2)
+    let broker = connection
+        .redis()
+        .and_then(|redis| Broker::connect(&redis, &connection.prefix, 2))
         .context("REDIS_URL is not a usable Redis URL")?;
     Ok(Client::new(store, broker))
 }

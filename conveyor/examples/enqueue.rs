@@ -26,7 +26,9 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let store = Store::connect(&connection.database_url, 2).await?;
-    let broker = Broker::connect(&connection.redis_url, &connection.prefix, 2)?;
+    let broker = connection
+        .redis()
+        .and_then(|redis| Broker::connect(&redis, &connection.prefix, 2))?;
     let client = Client::new(store, broker);
 
     let mut job = NewJob::new(task_type, payload);

@@ -46,15 +46,29 @@ pub struct ConnectionConfig {
           default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
 
-    /// Redis connection URL.
+    /// Redis connection URL. With `CONVEYOR_REDIS_CLUSTER=true`, the URL
+    /// of one cluster node, or of several separated by commas.
     #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL",
           default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis_url: String,
+
+    /// `REDIS_URL` names a Redis Cluster (or Valkey cluster) rather than
+    /// one server.
+    #[arg(long, env = "CONVEYOR_REDIS_CLUSTER", value_name = "CONVEYOR_REDIS_CLUSTER",
+          default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_cluster: bool,
 
     /// Prefix of every Redis key, so several deployments can share one Redis.
     #[arg(long, env = "CONVEYOR_PREFIX", value_name = "CONVEYOR_PREFIX",
           default_value = DEFAULT_PREFIX, value_parser = parse_prefix)]
     pub prefix: String,
+}
+
+impl ConnectionConfig {
+    /// Where Redis is, as `REDIS_URL` and `CONVEYOR_REDIS_CLUSTER` say.
+    pub fn redis(&self) -> Result<crate::broker::RedisAddress, crate::broker::BrokerError> {
+        crate::broker::RedisAddress::new(&self.redis_url, self.redis_cluster)
+    }
 }
 
 /// What the process's metrics may hold.

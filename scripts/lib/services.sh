@@ -2,7 +2,9 @@
 # scripts/test.sh and scripts/dev.sh; bash only.
 #
 # After `ensure_services`, DATABASE_URL and REDIS_URL point at servers that
-# answer. A server this file started lives in a temporary directory and is
+# answer. With CONVEYOR_REDIS_CLUSTER=true, REDIS_URL names a Redis Cluster
+# (its nodes' URLs, separated by commas): one given that answers, or a
+# throwaway one started here (three masters, three replicas). A server this file started lives in a temporary directory and is
 # stopped by `stop_services` (callers trap it on EXIT). Nothing is installed
 # and nothing outside that directory is touched.
 
@@ -10,6 +12,7 @@ SERVICES_DIR=""
 STARTED_PG_DATA=""
 STARTED_PG_USER=""
 STARTED_REDIS_PID=""
+STARTED_CLUSTER_PIDS=()
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -111,16 +114,33 @@ start_redis() {
   export REDIS_URL="redis://127.0.0.1:$port"
 }
 
+# A cluster answers when its first listed node says its state is ok.
+cluster_answers() {
+  local seed=${1%%,*}
+  command -v redis-cli >/dev/null 2>&1 \
+    && timeout 3 redis-cli -u "$seed" CLUSTER INFO 2>/dev/null | grep -q '^cluster_state:ok'
+}
+
 # Uses DATABASE_URL / REDIS_URL (or the local defaults) when they answer;
 # otherwise starts throwaway servers.
 ensure_services() {
   export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-  export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
   if postgres_answers "$DATABASE_URL"; then
     say "using PostgreSQL at $(url_host "$DATABASE_URL"):$(url_port "$DATABASE_URL" 5432)"
   else
     start_postgres
   fi
+  if [[ ${CONVEYOR_REDIS_CLUSTER:-} == true ]]; then
+    if [[ -n ${REDIS_URL:-} ]] && cluster_answers "$REDIS_URL"; then
+      say "using the Redis Cluster at ${REDIS_URL%%,*} (and the nodes it names)"
+    else
+      [[ -z ${REDIS_URL:-} ]] || say "no Redis Cluster answers at REDIS_URL=$REDIS_URL"
+      start_redis_cluster
+      export REDIS_URL=$CLUSTER_URL
+    fi
+    return 0
+  fi
+  export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
   if redis_answers "$REDIS_URL"; then
     say "using Redis at $(url_host "$REDIS_URL"):$(url_port "$REDIS_URL" 6379)"
   else
@@ -129,6 +149,7 @@ ensure_services() {
 }
 
 stop_services() {
+  stop_redis_cluster
   if [[ -n $STARTED_REDIS_PID ]]; then
     kill "$STARTED_REDIS_PID" 2>/dev/null; wait "$STARTED_REDIS_PID" 2>/dev/null
   fi
@@ -138,5 +159,56 @@ stop_services() {
     "${runas[@]}" "$(pg_bin pg_ctl)" -D "$STARTED_PG_DATA" -m immediate stop >/dev/null 2>&1
   fi
   [[ -n $SERVICES_DIR ]] && rm -rf "$SERVICES_DIR"
+  return 0
+}
+
+# Starts a throwaway Redis Cluster: three masters and three replicas on
+# free ports, created with `redis-cli --cluster create`. Sets CLUSTER_URL
+# to its nodes' URLs, separated by commas (what REDIS_URL takes with
+# CONVEYOR_REDIS_CLUSTER=true).
+start_redis_cluster() {
+  local server cli dir port ports=() addrs=() urls=()
+  server=$(command -v redis-server || command -v valkey-server) && cli=$(command -v redis-cli || command -v valkey-cli) \
+    || die "a Redis Cluster run needs redis-server and redis-cli installed (Debian/Ubuntu: sudo apt-get install redis-server)"
+  ensure_services_dir
+  while ((${#ports[@]} < 6)); do
+    port=$(free_port)
+    # The cluster bus listens on port + 10000.
+    ((port + 10000 < 65536)) && ! port_open 127.0.0.1 $((port + 10000)) && [[ " ${ports[*]} " != *" $port "* ]] \
+      && ports+=("$port")
+  done
+  for port in "${ports[@]}"; do
+    dir="$SERVICES_DIR/cluster-$port"
+    mkdir -p "$dir"
+    "$server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      --logfile "$dir/redis.log" --daemonize no &
+    STARTED_CLUSTER_PIDS+=($!)
+    addrs+=("127.0.0.1:$port")
+    urls+=("redis://127.0.0.1:$port")
+  done
+  for port in "${ports[@]}"; do
+    for _ in $(seq 1 100); do port_open 127.0.0.1 "$port" && break; sleep 0.1; done
+    port_open 127.0.0.1 "$port" || die "a cluster node did not start; see $SERVICES_DIR/cluster-$port/redis.log"
+  done
+  say "creating a throwaway Redis Cluster on ${addrs[*]}"
+  "$cli" --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$SERVICES_DIR/cluster-create.log" 2>&1 \
+    || die "redis-cli --cluster create failed; see $SERVICES_DIR/cluster-create.log"
+  for port in "${ports[@]}"; do
+    for _ in $(seq 1 200); do
+      "$cli" -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' && break
+      sleep 0.1
+    done
+    "$cli" -p "$port" cluster info | grep -q '^cluster_state:ok' || die "the cluster did not become ready (node $port)"
+  done
+  CLUSTER_URL=$(IFS=,; printf '%s' "${urls[*]}")
+  export CLUSTER_URL
+}
+
+stop_redis_cluster() {
+  local pid
+  for pid in "${STARTED_CLUSTER_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${STARTED_CLUSTER_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  STARTED_CLUSTER_PIDS=()
   return 0
 }

@@ -29,7 +29,7 @@ pub mod wait;
 pub use db::{STALE_AFTER_SECS, TestDb};
 pub use logs::LogCapture;
 pub use proxy::Proxy;
-pub use redis_prefix::TestRedis;
+pub use redis_prefix::{RedisConnection, TestRedis};
 pub use wait::wait_until;
 
 /// PostgreSQL used when `DATABASE_URL` is unset.

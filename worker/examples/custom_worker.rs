@@ -47,7 +47,9 @@ async fn main() -> anyhow::Result<()> {
     registry.register("greet", greet);
 
     let store = Store::connect(&connection.database_url, 8).await?;
-    let broker = Broker::connect(&connection.redis_url, &connection.prefix, 8)?;
+    let broker = connection
+        .redis()
+        .and_then(|redis| Broker::connect(&redis, &connection.prefix, 8))?;
     let worker = Worker::new(
         store,
         broker,

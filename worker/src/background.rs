@@ -7,7 +7,6 @@ use std::time::Duration;
 use backoff::backoff::Backoff;
 use conveyor::broker::WorkerInfo;
 use conveyor::{ClaimToken, JobId, JobStatus};
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{Runtime, StopReason};
@@ -224,13 +223,11 @@ pub async fn cancel_listener(runtime: Arc<Runtime>, stop: CancellationToken) {
                 }
             }
         };
-        let mut messages = pubsub.on_message();
         loop {
             tokio::select! {
-                message = messages.next() => match message {
+                message = pubsub.next() => match message {
                     Some(message) => {
-                        let id = message.get_payload::<String>().ok().and_then(|id| id.parse::<JobId>().ok());
-                        if let Some(id) = id {
+                        if let Ok(id) = message.parse::<JobId>() {
                             runtime.stop(id, StopReason::Canceled);
                         }
                     }

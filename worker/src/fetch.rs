@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use backoff::backoff::Backoff;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +26,7 @@ pub async fn fetch_loop(
 ) -> JoinSet<()> {
     let slots = Arc::new(Semaphore::new(runtime.settings.concurrency));
     let mut tasks = JoinSet::new();
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<conveyor::broker::BlockingConnection> = None;
     let mut reconnect = runtime.settings.retry.backoff();
     let mut last_adoption = tokio::time::Instant::now();
     let mut adoption_due = false;
@@ -235,7 +234,7 @@ pub const GATED_WAIT: std::time::Duration = std::time::Duration::from_millis(50)
 /// blocking pop: a short wait, then another sweep.
 async fn take_ids(
     runtime: &Runtime,
-    conn: &mut MultiplexedConnection,
+    conn: &mut conveyor::broker::BlockingConnection,
     want: usize,
 ) -> Result<Vec<(String, String)>, conveyor::BrokerError> {
     let me = runtime.me();

@@ -84,12 +84,10 @@ async fn run(
     let store = Store::connect(&connection.database_url, pool.db_pool_size)
         .await
         .context("DATABASE_URL is not a usable PostgreSQL URL")?;
-    let broker = Broker::connect(
-        &connection.redis_url,
-        &connection.prefix,
-        broker::DEFAULT_POOL_SIZE,
-    )
-    .context("REDIS_URL is not a usable Redis URL")?;
+    let broker = connection
+        .redis()
+        .and_then(|redis| Broker::connect(&redis, &connection.prefix, broker::DEFAULT_POOL_SIZE))
+        .context("REDIS_URL is not a usable Redis URL")?;
     let worker = Worker::new(store, broker, settings, builtin_registry());
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = config.metrics_addr {

@@ -151,7 +151,9 @@ pub async fn run(
     let store = Store::connect(&connection.database_url, 2)
         .await
         .context("DATABASE_URL is not a usable PostgreSQL URL")?;
-    let broker = Broker::connect(&connection.redis_url, &connection.prefix, 2)
+    let broker = connection
+        .redis()
+        .and_then(|redis| Broker::connect(&redis, &connection.prefix, 2))
         .context("REDIS_URL is not a usable Redis URL")?;
     let report = recover_stuck(&store, &broker, options).await.context(
         "could not recover stuck jobs: PostgreSQL (DATABASE_URL) refused or is unreachable",

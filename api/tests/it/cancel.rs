@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use conveyor::{JobId, Keys, Store, WorkerId};
-use futures::StreamExt;
+use conveyor::{JobId, Store, WorkerId};
 use serde_json::json;
 
 use crate::support::{TestApp, assert_problem};
@@ -43,10 +42,8 @@ async fn a_running_job_is_asked_to_stop_and_workers_are_notified() {
         .won()
         .expect("claimed");
 
-    let client = redis::Client::open(app.redis.url.as_str()).expect("client");
-    let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
-    pubsub
-        .subscribe(Keys::new(&app.redis.prefix).cancel_channel())
+    let mut notices = crate::support::broker_for(&app.redis, 1)
+        .subscribe_cancels()
         .await
         .expect("subscribe");
 
@@ -55,14 +52,11 @@ async fn a_running_job_is_asked_to_stop_and_workers_are_notified() {
     assert_eq!(body["status"], "running");
     assert_eq!(body["cancel_requested"], true);
 
-    let message = tokio::time::timeout(Duration::from_secs(5), pubsub.on_message().next())
+    let message = tokio::time::timeout(Duration::from_secs(5), notices.next())
         .await
         .expect("notification within 5 s")
         .expect("message");
-    assert_eq!(
-        message.get_payload::<String>().expect("payload"),
-        id.to_string()
-    );
+    assert_eq!(message, id.to_string());
 
     // Asking again is still 202: the request stands.
     let (status, _) = app.post(&format!("/jobs/{id}/cancel")).await;

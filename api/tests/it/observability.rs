@@ -76,7 +76,7 @@ async fn metrics_count_jobs_requests_and_queue_depth() {
 #[tokio::test]
 async fn queues_list_live_workers_with_their_details() {
     let app = TestApp::start().await;
-    let broker = conveyor::Broker::connect(&app.redis.url, &app.redis.prefix, 2).expect("broker");
+    let broker = crate::support::broker_for(&app.redis, 2);
     let info = WorkerInfo {
         id: "host-a-123-abc".to_owned(),
         host: "host-a".to_owned(),

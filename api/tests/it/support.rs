@@ -78,12 +78,12 @@ impl TestApp {
         } else {
             None
         };
-        let redis_url = if options.redis_down {
-            CLOSED_REDIS_URL
+        let broker = if options.redis_down {
+            let closed = conveyor::broker::RedisAddress::Single(CLOSED_REDIS_URL.to_owned());
+            Broker::connect(&closed, &redis.prefix, 4).expect("broker")
         } else {
-            redis.url.as_str()
+            broker_for(&redis, 4)
         };
-        let broker = Broker::connect(redis_url, &redis.prefix, 4).expect("broker");
         let mut state = AppState::new(store, broker, options.settings);
         if let Some(proxy) = &read_proxy {
             let reads = Store::connect_with(&proxy.url_through(&db.url), &api_pool(8))
@@ -200,11 +200,8 @@ impl TestApp {
             .expect("fail the attempt");
     }
 
-    pub fn redis_conn(&self) -> redis::Connection {
-        redis::Client::open(self.redis.url.as_str())
-            .expect("client")
-            .get_connection()
-            .expect("redis connection")
+    pub fn redis_conn(&self) -> testkit::RedisConnection {
+        self.redis.connection().expect("redis connection")
     }
 
     /// Ids in one ready lane of a queue, oldest first.
@@ -262,4 +259,12 @@ pub fn assert_problem(status: u16, body: &Value, want_status: u16, want_code: &s
         body["title"].is_string() && body["detail"].is_string(),
         "{body}"
     );
+}
+
+/// A broker on this test's Redis (a server or a cluster, as the
+/// environment says) and key prefix.
+pub fn broker_for(redis: &TestRedis, pool_size: usize) -> Broker {
+    let address =
+        conveyor::broker::RedisAddress::new(&redis.url, redis.cluster).expect("REDIS_URL");
+    Broker::connect(&address, &redis.prefix, pool_size).expect("broker")
 }

@@ -19,7 +19,12 @@ impl Setup {
         let redis = TestRedis::new();
         let client = Client::new(
             Store::new(db.conn.clone()),
-            Broker::connect(&redis.url, &redis.prefix, 2).expect("broker"),
+            Broker::connect(
+                &conveyor::broker::RedisAddress::new(&redis.url, redis.cluster).expect("REDIS_URL"),
+                &redis.prefix,
+                2,
+            )
+            .expect("broker"),
         );
         Setup { db, redis, client }
     }

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::MultiplexedConnection;
 
-use super::{Broker, BrokerError};
+use super::connection::Batch;
+use super::{BlockingConnection, Broker, BrokerError};
 use crate::job::{Job, PRIORITY_RANGE, WaitingJob};
 
 /// Moves up to ARGV[1] ids, highest lane first, from the ready lanes
@@ -44,27 +44,21 @@ return #due
 ";
 
 impl Broker {
-    /// A connection of its own for blocking pops: a blocking command would
-    /// stall every other user of a shared connection, and its response
-    /// timeout must outlast the block (redis-rs defaults to 500 ms).
+    /// A connection of its own for blocking pops of up to `block`: a
+    /// blocking command would stall every other user of a shared
+    /// connection, and its response timeout must outlast the block.
     pub async fn blocking_connection(
         &self,
         block: Duration,
-    ) -> Result<MultiplexedConnection, BrokerError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(super::CONNECT_TIMEOUT))
-            .set_response_timeout(Some(block + Duration::from_secs(2)));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+    ) -> Result<BlockingConnection, BrokerError> {
+        BlockingConnection::open(&self.address, block).await
     }
 
     /// Takes up to `max` ids from `queue`'s ready lanes, highest priority
     /// first, into `worker`'s processing list, in one atomic step.
     pub async fn sweep(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut BlockingConnection,
         queue: &str,
         worker: &str,
         max: usize,
@@ -82,7 +76,7 @@ impl Broker {
     /// moves it into `worker`'s processing list (`BRPOPLPUSH`).
     pub async fn wait_for_id(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut BlockingConnection,
         queue: &str,
         priority: i16,
         worker: &str,
@@ -122,15 +116,14 @@ impl Broker {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for (queue, id) in ids {
-            pipe.lrem(self.keys.processing(queue, worker), 1, id)
-                .ignore();
+            batch.add(redis::Cmd::lrem(self.keys.processing(queue, worker), 1, id));
             // Its place under the queue's concurrency limit is free again.
-            pipe.zrem(self.keys.active(queue), id).ignore();
+            batch.add(redis::Cmd::zrem(self.keys.active(queue), id));
         }
         let mut conn = self.connection().await?;
-        let () = pipe.query_async(&mut conn).await?;
+        let _: Vec<redis::Value> = batch.query(&mut conn).await?;
         Ok(())
     }
 
@@ -138,9 +131,11 @@ impl Broker {
     /// again: on its ready lane if due, in `delayed` otherwise. For retries,
     /// early deliveries and jobs put back at shutdown.
     pub async fn ack_and_republish(&self, worker: &str, job: &Job) -> Result<(), BrokerError> {
+        // One queue's keys: one slot, so a transaction even on a cluster.
         let mut pipe = redis::pipe();
         pipe.atomic();
-        self.push_job(&mut pipe, &WaitingJob::from(job));
+        pipe.add_command(self.push_command(&WaitingJob::from(job)))
+            .ignore();
         pipe.lrem(
             self.keys.processing(&job.queue, worker),
             1,

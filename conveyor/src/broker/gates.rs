@@ -17,7 +17,6 @@
 //! next heartbeats rebuild.
 
 use redis::Script;
-use redis::aio::MultiplexedConnection;
 
 use super::{Broker, BrokerError};
 
@@ -184,7 +183,7 @@ impl Broker {
     /// in one atomic step.
     pub async fn sweep_limited(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut super::BlockingConnection,
         queue: &str,
         worker: &str,
         max: usize,
@@ -217,7 +216,7 @@ impl Broker {
     #[allow(clippy::too_many_arguments)]
     pub async fn admit(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut super::BlockingConnection,
         queue: &str,
         priority: i16,
         worker: &str,
@@ -261,22 +260,25 @@ impl Broker {
     }
 
     /// How many ids of `queue` are held against its concurrency limit.
+    /// Holds that lapse later are counted by the clock of the node that
+    /// holds the set (`TIME` inside the script): on a cluster, a `TIME`
+    /// sent alone would be answered by any node.
     pub async fn held_count(&self, queue: &str) -> Result<u64, BrokerError> {
         let mut conn = self.connection().await?;
-        let count: u64 = redis::cmd("ZCOUNT")
-            .arg(self.keys.active(queue))
-            .arg(now_ms_of_server(&mut conn).await?)
-            .arg("+inf")
-            .query_async(&mut conn)
+        let count: u64 = Script::new(HELD)
+            .key(self.keys.active(queue))
+            .invoke_async(&mut conn)
             .await?;
         Ok(count)
     }
 }
 
-async fn now_ms_of_server(conn: &mut deadpool_redis::Connection) -> Result<u64, BrokerError> {
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
-    Ok(secs * 1000 + micros / 1000)
-}
+/// Counts the members of the `active` set KEYS[1] whose hold has not lapsed.
+const HELD: &str = r"
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], now_ms, '+inf')
+";
 
 fn lease_ms(lease: std::time::Duration) -> u64 {
     u64::try_from(lease.as_millis()).unwrap_or(u64::MAX)

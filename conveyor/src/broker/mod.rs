@@ -26,6 +26,8 @@
 //!
 //! # Layout
 //! - this module: [`Keys`], [`Broker`] and publishing.
+//! - `connection`: one Redis or a Redis Cluster; batches of commands
+//!   split by hash slot on a cluster.
 //! - `fetch`: what workers do with ids — the sweep and blocking pop, acks,
 //!   promotion of due ids.
 //! - `registry`: worker heartbeats, presence and removal.
@@ -35,6 +37,7 @@
 //! - `tally`: attempts ended per minute, counted by workers, read by the
 //!   dashboard.
 
+mod connection;
 mod fetch;
 mod gates;
 mod queues;
@@ -42,6 +45,9 @@ mod reconcile;
 mod registry;
 mod tally;
 
+pub use connection::{
+    BlockingConnection, CLUSTER_REQUEST_TIMEOUT, Connection, Messages, RedisAddress,
+};
 pub use gates::{GATE_REFRESH, Held, Limits, Taken};
 pub use queues::QueueDepths;
 pub use registry::{MAX_WORKERS_LISTED, WorkerInfo, WorkerPresence};
@@ -49,8 +55,9 @@ pub use tally::{MinuteTally, TALLY_MINUTES, Tally};
 
 use std::time::Duration;
 
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use redis::{AsyncCommands, Script};
+
+use connection::{Batch, Pool};
 
 use crate::job::{Job, JobId, PRIORITY_RANGE, WaitingJob};
 
@@ -172,6 +179,8 @@ pub enum BrokerError {
     Redis(#[from] redis::RedisError),
     #[error("redis pool: {0}")]
     Pool(#[from] deadpool_redis::PoolError),
+    #[error("redis cluster pool: {0}")]
+    ClusterPool(String),
     #[error("redis configuration: {0}")]
     Config(String),
 }
@@ -181,38 +190,42 @@ pub enum BrokerError {
 #[derive(Clone)]
 pub struct Broker {
     pool: Pool,
-    client: redis::Client,
+    address: RedisAddress,
     keys: Keys,
 }
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("keys", &self.keys).finish()
+        f.debug_struct("Broker")
+            .field("cluster", &self.address.is_cluster())
+            .field("keys", &self.keys)
+            .finish()
     }
 }
 
 impl Broker {
-    /// A pool of at most `pool_size` connections to `redis_url`. Connects
-    /// lazily: a process starts while Redis is down, and reports it.
-    pub fn connect(redis_url: &str, prefix: &str, pool_size: usize) -> Result<Self, BrokerError> {
-        let mut config = Config::from_url(redis_url);
-        config.pool = Some(PoolConfig {
-            max_size: pool_size,
-            timeouts: Timeouts {
-                wait: Some(CONNECT_TIMEOUT),
-                create: Some(CONNECT_TIMEOUT),
-                recycle: Some(CONNECT_TIMEOUT),
-            },
-            ..PoolConfig::default()
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|err| BrokerError::Config(err.to_string()))?;
+    /// A pool of at most `pool_size` connections to Redis, one server or a
+    /// cluster. Connects lazily: a process starts while Redis is down, and
+    /// reports it.
+    pub fn connect(
+        address: &RedisAddress,
+        prefix: &str,
+        pool_size: usize,
+    ) -> Result<Self, BrokerError> {
+        if let RedisAddress::Single(url) = address {
+            // Refuse a malformed URL now, not on first use.
+            redis::Client::open(url.as_str())?;
+        }
         Ok(Broker {
-            pool,
-            client: redis::Client::open(redis_url)?,
+            pool: Pool::new(address, pool_size)?,
+            address: address.clone(),
             keys: Keys::new(prefix),
         })
+    }
+
+    /// Where this broker's Redis is.
+    pub fn address(&self) -> &RedisAddress {
+        &self.address
     }
 
     pub fn keys(&self) -> &Keys {
@@ -220,8 +233,8 @@ impl Broker {
     }
 
     /// A pooled connection, for commands this module does not wrap.
-    pub async fn connection(&self) -> Result<deadpool_redis::Connection, BrokerError> {
-        Ok(self.pool.get().await?)
+    pub async fn connection(&self) -> Result<Connection, BrokerError> {
+        self.pool.get().await
     }
 
     /// Answers when Redis does.
@@ -245,36 +258,34 @@ impl Broker {
         if jobs.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for job in jobs {
-            self.push_job(&mut pipe, job);
+            batch.add(self.push_command(job));
         }
         let mut queues: Vec<&str> = jobs.iter().map(|job| job.queue.as_str()).collect();
         queues.sort_unstable();
         queues.dedup();
-        pipe.sadd(self.keys.queues(), queues).ignore();
+        batch.add(redis::Cmd::sadd(self.keys.queues(), queues));
         let mut conn = self.connection().await?;
-        let () = pipe.query_async(&mut conn).await?;
+        let _: Vec<redis::Value> = batch.query(&mut conn).await?;
         Ok(())
     }
 
-    /// Adds to `pipe` the command that makes `job` visible: its id onto its
+    /// The command that makes `job` visible: its id onto its
     /// ready lane when due, into the delayed set otherwise. "Due" is read
     /// from the row alone, on PostgreSQL's clock: every write sets
     /// `updated_at = now()`, so `run_at <= updated_at` says whether the job
     /// was due when it was last written. No host's clock is consulted.
-    pub(crate) fn push_job(&self, pipe: &mut redis::Pipeline, job: &WaitingJob) {
+    pub(crate) fn push_command(&self, job: &WaitingJob) -> redis::Cmd {
         let id = job.id.to_string();
         if !job.is_due() {
-            pipe.zadd(
+            redis::Cmd::zadd(
                 self.keys.delayed(&job.queue),
                 delayed_member(&id, job.priority),
                 job.run_at.timestamp_millis(),
             )
-            .ignore();
         } else {
-            pipe.lpush(self.keys.ready(&job.queue, job.priority), id)
-                .ignore();
+            redis::Cmd::lpush(self.keys.ready(&job.queue, job.priority), id)
         }
     }
 
@@ -297,11 +308,10 @@ impl Broker {
         Ok(())
     }
 
-    /// A subscription to cancellation notices, on a connection of its own.
-    pub async fn subscribe_cancels(&self) -> Result<redis::aio::PubSub, BrokerError> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(self.keys.cancel_channel()).await?;
-        Ok(pubsub)
+    /// A subscription to cancellation notices (job ids), on a connection
+    /// of its own.
+    pub async fn subscribe_cancels(&self) -> Result<Messages, BrokerError> {
+        Messages::subscribe(&self.address, self.keys.cancel_channel()).await
     }
 
     /// Tells every worker that job `id` should stop; the one running it acts.

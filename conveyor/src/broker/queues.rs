@@ -8,6 +8,7 @@
 
 use redis::Script;
 
+use super::connection::Batch;
 use super::registry::queue_names;
 use super::{Broker, BrokerError};
 use crate::job::PRIORITY_RANGE;
@@ -77,12 +78,12 @@ impl Broker {
         if workers.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for worker in &workers {
-            pipe.hget(self.keys.worker_info(worker), "queues");
+            batch.add(redis::Cmd::hget(self.keys.worker_info(worker), "queues"));
         }
         let mut conn = self.connection().await?;
-        let lists: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        let lists: Vec<Option<String>> = batch.query(&mut conn).await?;
         Ok(workers
             .into_iter()
             .zip(lists)
@@ -147,18 +148,18 @@ impl Broker {
                 served.as_ref().is_none_or(|served| served.contains(queue))
             })
         }
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for queue in queues {
             for priority in PRIORITY_RANGE {
-                pipe.llen(self.keys.ready(queue, priority));
+                batch.add(redis::Cmd::llen(self.keys.ready(queue, priority)));
             }
-            pipe.zcard(self.keys.delayed(queue));
+            batch.add(redis::Cmd::zcard(self.keys.delayed(queue)));
             for (worker, _) in serving(&workers, queue) {
-                pipe.llen(self.keys.processing(queue, worker));
+                batch.add(redis::Cmd::llen(self.keys.processing(queue, worker)));
             }
         }
         let mut conn = self.connection().await?;
-        let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+        let counts: Vec<u64> = batch.query(&mut conn).await?;
         let lanes = PRIORITY_RANGE.count();
         let mut counts = counts.into_iter();
         Ok(queues
@@ -186,14 +187,14 @@ impl Broker {
         if queues.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for queue in queues {
             for priority in PRIORITY_RANGE {
-                pipe.lindex(self.keys.ready(queue, priority), -1);
+                batch.add(redis::Cmd::lindex(self.keys.ready(queue, priority), -1));
             }
         }
         let mut conn = self.connection().await?;
-        let ids: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        let ids: Vec<Option<String>> = batch.query(&mut conn).await?;
         Ok(ids
             .chunks(PRIORITY_RANGE.count())
             .map(|lanes| lanes.iter().flatten().cloned().collect())

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use redis::Script;
 
+use super::connection::Batch;
 use super::{Broker, BrokerError};
 
 /// Scores ARGV[1] in the registry (KEYS[1]) with Redis's clock, in ms.
@@ -191,11 +192,11 @@ impl Broker {
             return Ok(Vec::new());
         }
         let now_ms = seconds * 1000 + micros / 1000;
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for (id, _) in &beats {
-            pipe.hgetall(self.keys.worker_info(id));
+            batch.add(redis::Cmd::hgetall(self.keys.worker_info(id)));
         }
-        let details: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let details: Vec<HashMap<String, String>> = batch.query(&mut conn).await?;
         Ok(beats
             .into_iter()
             .zip(details)

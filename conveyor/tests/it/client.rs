@@ -20,17 +20,14 @@ struct Setup {
 async fn setup() -> Setup {
     let db = TestDb::new().await;
     let redis = TestRedis::new();
-    let broker = Broker::connect(&redis.url, &redis.prefix, 4).expect("broker");
+    let broker = crate::support::broker_for(&redis, 4);
     let client = Client::new(Store::new(db.conn.clone()), broker);
     Setup { db, redis, client }
 }
 
 impl Setup {
-    fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.redis.url.as_str())
-            .expect("client")
-            .get_connection()
-            .expect("connection")
+    fn conn(&self) -> testkit::RedisConnection {
+        self.redis.connection().expect("connection")
     }
 
     fn ready(&self, queue: &str, priority: i16) -> Vec<String> {
@@ -80,7 +77,7 @@ async fn a_committed_insert_whose_reply_was_lost_is_answered_created_once() {
     // Plain text, so the proxy can see which reply is the insert's.
     let url = format!("{}?sslmode=disable", proxy.url_through(&s.db.url));
     let store = Store::connect(&url, 1).await.expect("pool");
-    let broker = Broker::connect(&s.redis.url, &s.redis.prefix, 2).expect("broker");
+    let broker = crate::support::broker_for(&s.redis, 2);
     let client = Client::new(store, broker);
     // Warm the one connection, so the next insert is one round trip whose
     // reply comes after the commit.
@@ -222,8 +219,12 @@ async fn a_repeated_cancel_or_retry_repairs_what_a_lost_reply_left_in_redis() {
 async fn a_publish_redis_missed_is_tried_again_without_waiting_for_the_reconciler() {
     let s = setup().await;
     let proxy = Proxy::start(testkit::proxy::target_of(&s.redis.url)).await;
-    let broker =
-        Broker::connect(&proxy.url_through(&s.redis.url), &s.redis.prefix, 2).expect("broker");
+    let broker = Broker::connect(
+        &conveyor::broker::RedisAddress::Single(proxy.url_through(&s.redis.url)),
+        &s.redis.prefix,
+        2,
+    )
+    .expect("broker");
     let client = Client::new(Store::new(s.db.conn.clone()), broker);
     proxy.cut();
     let job = client

@@ -55,10 +55,7 @@ async fn the_enqueue_example_stores_and_publishes_a_job() {
         ("greet", Some("Ada"))
     );
     let lane = conveyor::Keys::new(&redis.prefix).ready("default", 0);
-    let mut conn = redis::Client::open(redis.url.as_str())
-        .expect("client")
-        .get_connection()
-        .expect("connection");
+    let mut conn = redis.connection().expect("connection");
     let published: Vec<String> = conn.lrange(lane, 0, -1).expect("lrange");
     assert_eq!(published, std::slice::from_ref(&id));
 

@@ -374,12 +374,8 @@ fn limits(concurrency: Option<u32>, rate: Option<(f64, u32)>) -> Limits {
     Limits { concurrency, rate }
 }
 
-async fn push_ids(redis: &TestRedis, broker: &Broker, queue: &str, n: usize) {
-    let mut conn = redis::Client::open(redis.url.as_str())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+async fn push_ids(broker: &Broker, queue: &str, n: usize) {
+    let mut conn = broker.connection().await.expect("conn");
     for i in 0..n {
         let _: i64 = redis::cmd("LPUSH")
             .arg(broker.keys().ready(queue, 0))
@@ -393,8 +389,8 @@ async fn push_ids(redis: &TestRedis, broker: &Broker, queue: &str, n: usize) {
 #[tokio::test]
 async fn the_concurrency_limit_is_shared_by_every_taker_and_freed_by_acks() {
     let redis = TestRedis::new();
-    let broker = Broker::connect(&redis.url, &redis.prefix, 2).expect("broker");
-    push_ids(&redis, &broker, "q", 5).await;
+    let broker = broker_for(&redis, 2);
+    push_ids(&broker, "q", 5).await;
     let mut conn = broker
         .blocking_connection(Duration::from_secs(1))
         .await
@@ -448,8 +444,8 @@ async fn the_concurrency_limit_is_shared_by_every_taker_and_freed_by_acks() {
 #[tokio::test]
 async fn the_rate_limit_lets_a_burst_through_then_refills_at_the_rate() {
     let redis = TestRedis::new();
-    let broker = Broker::connect(&redis.url, &redis.prefix, 2).expect("broker");
-    push_ids(&redis, &broker, "q", 10).await;
+    let broker = broker_for(&redis, 2);
+    push_ids(&broker, "q", 10).await;
     let mut conn = broker
         .blocking_connection(Duration::from_secs(1))
         .await

@@ -29,7 +29,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let redis = TestRedis::new();
-    let broker = Broker::connect(&redis.url, &redis.prefix, 2).expect("broker");
+    let broker = crate::support::broker_for(&redis, 2);
     let keys = Keys::new(&redis.prefix);
     Setup {
         redis,
@@ -39,11 +39,8 @@ fn setup() -> Setup {
 }
 
 impl Setup {
-    fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.redis.url.as_str())
-            .expect("client")
-            .get_connection()
-            .expect("connection")
+    fn conn(&self) -> testkit::RedisConnection {
+        self.redis.connection().expect("connection")
     }
 }
 

@@ -121,3 +121,11 @@ pub async fn claimed(store: &Store, job: &Job, worker: &WorkerId) -> Job {
         .won()
         .expect("the claim wins")
 }
+
+/// A broker on this test's Redis (a server or a cluster, as the
+/// environment says) and key prefix.
+pub fn broker_for(redis: &testkit::TestRedis, pool_size: usize) -> conveyor::Broker {
+    let address =
+        conveyor::broker::RedisAddress::new(&redis.url, redis.cluster).expect("REDIS_URL");
+    conveyor::Broker::connect(&address, &redis.prefix, pool_size).expect("broker")
+}

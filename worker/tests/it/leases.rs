@@ -171,7 +171,7 @@ async fn a_worker_cut_off_from_postgres_stops_its_handlers_after_a_lease() {
     let store = conveyor::Store::connect(&proxy.url_through(&h.db.url), 4)
         .await
         .expect("pool");
-    let broker = conveyor::Broker::connect(&h.redis.url, &h.redis.prefix, 4).expect("broker");
+    let broker = crate::support::broker_for(&h.redis, 4);
     let mut settings = h.settings("w");
     settings.shutdown_grace = Duration::from_millis(100);
     let lease = settings.lease;

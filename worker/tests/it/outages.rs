@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use conveyor::broker::RedisAddress;
 use conveyor::{Broker, JobStatus, Store};
 use serde_json::json;
 use testkit::Proxy;
@@ -13,8 +14,12 @@ use crate::support::{Harness, id, job};
 async fn a_worker_survives_a_redis_outage_and_keeps_working() {
     let h = Harness::new().await;
     let proxy = Proxy::start(target_of(&h.redis.url)).await;
-    let broker =
-        Broker::connect(&proxy.url_through(&h.redis.url), &h.redis.prefix, 4).expect("broker");
+    let broker = Broker::connect(
+        &RedisAddress::Single(proxy.url_through(&h.redis.url)),
+        &h.redis.prefix,
+        4,
+    )
+    .expect("broker");
     let worker = h.spawn_with(
         h.store.clone(),
         broker,
@@ -50,7 +55,7 @@ async fn a_worker_holds_its_ids_through_a_postgres_outage_and_resumes() {
     let store = Store::connect(&proxy.url_through(&h.db.url), 4)
         .await
         .expect("pool");
-    let broker = Broker::connect(&h.redis.url, &h.redis.prefix, 4).expect("broker");
+    let broker = crate::support::broker_for(&h.redis, 4);
     let worker = h.spawn_with(store, broker, h.settings("w"), worker::builtin_registry());
     let before = h.submit(job("noop", json!({}))).await;
     h.wait_for(id(&before), JobStatus::Completed, Duration::from_secs(10))

@@ -20,7 +20,7 @@ impl Harness {
         let db = TestDb::new().await;
         let redis = TestRedis::new();
         let store = Store::new(db.conn.clone());
-        let broker = Broker::connect(&redis.url, &redis.prefix, 4).expect("broker");
+        let broker = broker_for(&redis, 4);
         Harness {
             db,
             redis,
@@ -61,7 +61,7 @@ impl Harness {
 
     /// Starts a worker in this process.
     pub fn spawn(&self, settings: Settings, registry: Registry) -> RunningWorker {
-        let broker = Broker::connect(&self.redis.url, &self.redis.prefix, 4).expect("broker");
+        let broker = broker_for(&self.redis, 4);
         self.spawn_with(self.store.clone(), broker, settings, registry)
     }
 
@@ -136,11 +136,8 @@ impl Harness {
         conveyor::Keys::new(&self.redis.prefix)
     }
 
-    pub fn redis_conn(&self) -> redis::Connection {
-        redis::Client::open(self.redis.url.as_str())
-            .expect("client")
-            .get_connection()
-            .expect("connection")
+    pub fn redis_conn(&self) -> testkit::RedisConnection {
+        self.redis.connection().expect("connection")
     }
 }
 
@@ -235,4 +232,12 @@ pub fn registry_with(calls: &Calls) -> Registry {
         },
     );
     registry
+}
+
+/// A broker on this test's Redis (a server or a cluster, as the
+/// environment says) and key prefix.
+pub fn broker_for(redis: &TestRedis, pool_size: usize) -> Broker {
+    let address =
+        conveyor::broker::RedisAddress::new(&redis.url, redis.cluster).expect("REDIS_URL");
+    Broker::connect(&address, &redis.prefix, pool_size).expect("broker")
 }

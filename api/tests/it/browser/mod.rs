@@ -129,7 +129,7 @@ async fn seed_everything(app: &TestApp) -> JobId {
         )
         .await;
     assert_eq!(status, 201, "{schedule}");
-    let broker = conveyor::Broker::connect(&app.redis.url, &app.redis.prefix, 1).expect("broker");
+    let broker = crate::support::broker_for(&app.redis, 1);
     broker
         .heartbeat(
             &WorkerInfo {
