@@ -19,7 +19,7 @@ use crate::Args;
 use crate::check::{self, Report, WorkerLife};
 use crate::client;
 use crate::procs::{Proc, free_port, wait_for_port};
-use crate::services::{Postgres, Redis};
+use crate::services::{CLUSTER_NODE_TIMEOUT, Postgres, Redis, RedisCluster};
 
 /// Lease and heartbeat of the workers under test: short, so that a dead
 /// worker's jobs come back within seconds.
@@ -31,16 +31,53 @@ const SHUTDOWN_GRACE_SECS: u64 = 1;
 /// the clients' response timeouts.
 const REDIS_DELAY: Duration = Duration::from_millis(1_500);
 
+/// Redis as the stack sees it.
+pub enum RedisSide {
+    /// One server, reached through a proxy in this process that can hold
+    /// replies back.
+    Single { server: Box<Redis>, proxy: Proxy },
+    /// A cluster, reached directly: a cluster client talks to every node.
+    Cluster(RedisCluster),
+}
+
+impl RedisSide {
+    pub async fn single(server: Redis) -> Self {
+        let proxy = Proxy::start(target_of(&server.url())).await;
+        RedisSide::Single {
+            server: Box::new(server),
+            proxy,
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            RedisSide::Single { server, proxy } => {
+                vec![("REDIS_URL", proxy.url_through(&server.url()))]
+            }
+            RedisSide::Cluster(cluster) => vec![
+                ("REDIS_URL", cluster.url()),
+                ("CONVEYOR_REDIS_CLUSTER", "true".to_owned()),
+            ],
+        }
+    }
+
+    async fn stop(&mut self) {
+        match self {
+            RedisSide::Single { server, .. } => server.stop().await,
+            RedisSide::Cluster(cluster) => cluster.stop().await,
+        }
+    }
+}
+
 /// Everything running: servers, API, workers. The API and the workers
-/// reach PostgreSQL and Redis through proxies in this process, which can
-/// lose a reply or hold replies back.
+/// reach PostgreSQL (and a single Redis) through proxies in this process,
+/// which can lose a reply or hold replies back.
 pub struct Stack {
     bin_dir: std::path::PathBuf,
     work_dir: std::path::PathBuf,
     postgres: Postgres,
-    redis: Redis,
+    redis: RedisSide,
     postgres_proxy: Proxy,
-    redis_proxy: Proxy,
     api: Proc,
     api_port: u16,
     api_starts: usize,
@@ -64,12 +101,11 @@ impl Stack {
         args: &Args,
         seed: u64,
         postgres: Postgres,
-        redis: Redis,
+        redis: RedisSide,
     ) -> anyhow::Result<Stack> {
         let api_port = free_port()?;
         let postgres_proxy = Proxy::start(target_of(&postgres.url("postgres"))).await;
-        let redis_proxy = Proxy::start(target_of(&redis.url())).await;
-        let env = base_env(&postgres_proxy, &postgres, &redis_proxy, &redis);
+        let env = base_env(&postgres_proxy, &postgres, &redis);
         let api = spawn_api(&args.bin_dir, &args.work_dir, env, api_port, 0)?;
         let mut stack = Stack {
             bin_dir: args.bin_dir.clone(),
@@ -78,7 +114,6 @@ impl Stack {
             postgres,
             redis,
             postgres_proxy,
-            redis_proxy,
             api_port,
             api_starts: 1,
             workers: Vec::new(),
@@ -102,12 +137,7 @@ impl Stack {
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
-        base_env(
-            &self.postgres_proxy,
-            &self.postgres,
-            &self.redis_proxy,
-            &self.redis,
-        )
+        base_env(&self.postgres_proxy, &self.postgres, &self.redis)
     }
 
     fn spawn_api(&mut self) -> anyhow::Result<Proc> {
@@ -245,9 +275,32 @@ impl Stack {
         self.spawn_worker()
     }
 
+    /// One server: restarted empty. A cluster: a master SIGKILLed, its
+    /// replica promoted (what it had not copied yet is lost), and the
+    /// killed node started again, empty, to rejoin as a replica.
     async fn restart_redis(&mut self) -> anyhow::Result<()> {
-        self.redis.restart_empty().await?;
-        self.note("restarted Redis empty (no persistence: every id lost)".to_owned());
+        let cluster = match &mut self.redis {
+            RedisSide::Single { server, .. } => {
+                server.restart_empty().await?;
+                self.note("restarted Redis empty (no persistence: every id lost)".to_owned());
+                return Ok(());
+            }
+            RedisSide::Cluster(cluster) => cluster,
+        };
+        let masters = cluster.masters().await?;
+        let victim = masters[self.rng.random_range(0..masters.len())];
+        let started = Instant::now();
+        let failed_over = cluster.kill_master(victim, CLUSTER_NODE_TIMEOUT * 10).await;
+        let took = started.elapsed().as_secs_f64();
+        failed_over.with_context(|| format!("no failover after killing master {victim}"))?;
+        self.note(format!(
+            "SIGKILL Redis master :{victim}; its replica took over within {took:.1} s"
+        ));
+        let RedisSide::Cluster(cluster) = &mut self.redis else {
+            unreachable!("matched above")
+        };
+        cluster.restart_node(victim).await?;
+        self.note(format!("Redis node :{victim} started again, empty"));
         Ok(())
     }
 
@@ -276,14 +329,47 @@ impl Stack {
     /// Holds every Redis reply past the clients' response timeouts for a
     /// few seconds: publishes, acknowledgements and pops time out after
     /// Redis acted on them.
+    ///
+    /// On a cluster: a master SIGSTOPped for twice the node timeout (its
+    /// replica takes over meanwhile), then continued: it learns it was
+    /// replaced and becomes a replica, and clients that waited on it move.
     async fn slow_redis(&mut self) -> anyhow::Result<()> {
-        self.redis_proxy.delay_replies(REDIS_DELAY);
+        let proxy = match &self.redis {
+            RedisSide::Single { proxy, .. } => proxy,
+            RedisSide::Cluster(cluster) => {
+                let masters = cluster.masters().await?;
+                let victim = masters[self.rng.random_range(0..masters.len())];
+                let pid = nix::unistd::Pid::from_raw(cluster.pid(victim)? as i32);
+                nix::sys::signal::kill(pid, Signal::SIGSTOP)?;
+                self.note(format!("SIGSTOP Redis master :{victim}"));
+                tokio::time::sleep(CLUSTER_NODE_TIMEOUT * 2).await;
+                nix::sys::signal::kill(pid, Signal::SIGCONT)?;
+                self.note(format!("SIGCONT Redis node :{victim}"));
+                let RedisSide::Cluster(cluster) = &self.redis else {
+                    unreachable!("matched above")
+                };
+                cluster.wait_whole(CLUSTER_NODE_TIMEOUT * 10).await?;
+                let replaced = !cluster.masters().await?.contains(&victim);
+                self.note(format!(
+                    "the Redis Cluster is whole again; :{victim} {}",
+                    if replaced {
+                        "was replaced by its replica"
+                    } else {
+                        "kept its slots"
+                    }
+                ));
+                return Ok(());
+            }
+        };
+        proxy.delay_replies(REDIS_DELAY);
         self.note(format!(
             "Redis replies held back {} ms",
             REDIS_DELAY.as_millis()
         ));
         tokio::time::sleep(Duration::from_secs(3)).await;
-        self.redis_proxy.delay_replies(Duration::ZERO);
+        if let RedisSide::Single { proxy, .. } = &self.redis {
+            proxy.delay_replies(Duration::ZERO);
+        }
         self.note("Redis replies on time again".to_owned());
         Ok(())
     }
@@ -364,19 +450,19 @@ impl Stack {
 fn base_env(
     postgres_proxy: &Proxy,
     postgres: &Postgres,
-    redis_proxy: &Proxy,
-    redis: &Redis,
+    redis: &RedisSide,
 ) -> Vec<(&'static str, String)> {
-    vec![
+    let mut env = vec![
         (
             "DATABASE_URL",
             postgres_proxy.url_through(&postgres.url("postgres")),
         ),
-        ("REDIS_URL", redis_proxy.url_through(&redis.url())),
         ("CONVEYOR_PREFIX", "chaos".to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "info".to_owned()),
-    ]
+    ];
+    env.extend(redis.env());
+    env
 }
 
 fn spawn_api(

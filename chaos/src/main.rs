@@ -31,8 +31,8 @@ use anyhow::Context;
 use clap::Parser;
 use sea_orm::Database;
 
-use crate::faults::Stack;
-use crate::services::{Postgres, Redis};
+use crate::faults::{RedisSide, Stack};
+use crate::services::{Postgres, Redis, RedisCluster};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +57,14 @@ pub struct Args {
     pg_bin_dir: PathBuf,
     #[arg(long, default_value = "redis-server")]
     redis_server: PathBuf,
+    /// Run Redis as a cluster (three masters, three replicas): its faults
+    /// kill and stop masters so that replicas take over.
+    #[arg(long)]
+    cluster: bool,
+    /// Creates the cluster (`--cluster create`) and asks nodes for their
+    /// state.
+    #[arg(long, default_value = "redis-cli")]
+    redis_cli: PathBuf,
     /// The user to run PostgreSQL as when this runs as root.
     #[arg(long)]
     run_as: Option<String>,
@@ -81,10 +89,15 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_default()
     });
     println!(
-        "chaos: {} s at {} jobs/s, {} workers, seed {seed}; logs in {}",
+        "chaos: {} s at {} jobs/s, {} workers, {}, seed {seed}; logs in {}",
         args.duration_secs,
         args.rate,
         args.workers,
+        if args.cluster {
+            "a Redis Cluster"
+        } else {
+            "one Redis"
+        },
         args.work_dir.display()
     );
     std::fs::create_dir_all(&args.work_dir)?;
@@ -98,9 +111,18 @@ async fn main() -> anyhow::Result<()> {
     .context("starting PostgreSQL")?;
     let redis_dir = args.work_dir.join("redis");
     std::fs::create_dir_all(&redis_dir)?;
-    let redis = Redis::start(&args.redis_server, &redis_dir, procs::free_port()?)
-        .await
-        .context("starting Redis")?;
+    let redis = if args.cluster {
+        RedisSide::Cluster(
+            RedisCluster::start(&args.redis_server, &args.redis_cli, &redis_dir)
+                .await
+                .context("starting a Redis Cluster")?,
+        )
+    } else {
+        let server = Redis::start(&args.redis_server, &redis_dir, procs::free_port()?)
+            .await
+            .context("starting Redis")?;
+        RedisSide::single(server).await
+    };
     let passed = run(&args, seed, postgres, redis).await?;
     std::process::exit(if passed { 0 } else { 1 });
 }
@@ -128,7 +150,7 @@ async fn install_refusal(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn run(args: &Args, seed: u64, postgres: Postgres, redis: Redis) -> anyhow::Result<bool> {
+async fn run(args: &Args, seed: u64, postgres: Postgres, redis: RedisSide) -> anyhow::Result<bool> {
     let database_url = postgres.url("postgres");
     let migrate = tokio::process::Command::new(args.bin_dir.join("conveyor-migrate"))
         .arg("up")

@@ -171,3 +171,221 @@ async fn run(command: &mut Command) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long a cluster node may be unreachable before its replica takes
+/// over (`cluster-node-timeout`): short, so failovers fit in a minute's run.
+pub const CLUSTER_NODE_TIMEOUT: Duration = Duration::from_millis(2_000);
+
+/// Masters of the cluster, each with one replica.
+const MASTERS: usize = 3;
+
+/// A Redis Cluster of three masters and three replicas, keeping nothing on
+/// disk but each node's cluster configuration: a node killed and started
+/// again comes back empty and rejoins as a replica.
+pub struct RedisCluster {
+    bin: PathBuf,
+    cli: PathBuf,
+    dir: PathBuf,
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisCluster {
+    pub async fn start(bin: &Path, cli: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let mut cluster = RedisCluster {
+            bin: bin.to_owned(),
+            cli: cli.to_owned(),
+            dir: dir.to_owned(),
+            nodes: Vec::new(),
+        };
+        for _ in 0..MASTERS * 2 {
+            let port = cluster_port(&cluster.nodes)?;
+            cluster.nodes.push(ClusterNode { port, child: None });
+            let at = cluster.nodes.len() - 1;
+            cluster.spawn(at).await?;
+        }
+        let mut create = Command::new(&cluster.cli);
+        create.arg("--cluster").arg("create");
+        for node in &cluster.nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        run(&mut create)
+            .await
+            .context("redis-cli --cluster create")?;
+        for node in &cluster.nodes {
+            cluster
+                .wait_ready(node.port, Duration::from_secs(30))
+                .await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Every node's URL, separated by commas: `REDIS_URL` for a cluster.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    async fn spawn(&mut self, at: usize) -> anyhow::Result<()> {
+        let port = self.nodes[at].port;
+        let dir = self.dir.join(format!("node-{port}"));
+        std::fs::create_dir_all(&dir)?;
+        let child = Command::new(&self.bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args([
+                "--cluster-node-timeout",
+                &CLUSTER_NODE_TIMEOUT.as_millis().to_string(),
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("redis-server (cluster node)")?;
+        self.nodes[at].child = Some(child);
+        wait_for_port(port, Duration::from_secs(10)).await
+    }
+
+    /// `CLUSTER NODES` as one live node sees it.
+    async fn cluster_nodes(&self) -> anyhow::Result<String> {
+        let mut last = None;
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            let output = Command::new(&self.cli)
+                .args(["-p", &node.port.to_string(), "cluster", "nodes"])
+                .stdin(Stdio::null())
+                .output()
+                .await?;
+            if output.status.success() {
+                return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+            }
+            last = Some(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        bail!("no cluster node answers: {}", last.unwrap_or_default())
+    }
+
+    /// Ports of the masters that serve slots and are not marked failed.
+    pub async fn masters(&self) -> anyhow::Result<Vec<u16>> {
+        let nodes = self.cluster_nodes().await?;
+        Ok(nodes
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let flags = fields.get(2)?;
+                let serving = fields.len() > 8;
+                let master = flags.split(',').any(|flag| flag == "master")
+                    && !flags
+                        .split(',')
+                        .any(|flag| flag == "fail" || flag == "fail?");
+                let port = fields.get(1)?.split('@').next()?.rsplit(':').next()?;
+                (master && serving).then(|| port.parse().ok()).flatten()
+            })
+            .collect())
+    }
+
+    /// Waits until the node on `port` says the cluster is whole again.
+    async fn wait_ready(&self, port: u16, limit: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let output = Command::new(&self.cli)
+                .args(["-p", &port.to_string(), "cluster", "info"])
+                .stdin(Stdio::null())
+                .output()
+                .await?;
+            if String::from_utf8_lossy(&output.stdout).contains("cluster_state:ok") {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the cluster is not whole after {limit:?} (asked node {port})");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn index_of(&self, port: u16) -> anyhow::Result<usize> {
+        self.nodes
+            .iter()
+            .position(|node| node.port == port)
+            .with_context(|| format!("no node on port {port}"))
+    }
+
+    /// SIGKILLs the master on `port`; returns once the other nodes have
+    /// marked it failed and promoted its replica, and see the cluster whole.
+    pub async fn kill_master(&mut self, port: u16, limit: Duration) -> anyhow::Result<()> {
+        let at = self.index_of(port)?;
+        if let Some(mut child) = self.nodes[at].child.take() {
+            let _ = child.kill().await;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let masters = self.masters().await?;
+            if masters.len() == MASTERS && !masters.contains(&port) {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no replica took over from master {port} within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.wait_whole(limit).await
+    }
+
+    /// Starts the node on `port` again (empty; it rejoins as a replica).
+    pub async fn restart_node(&mut self, port: u16) -> anyhow::Result<()> {
+        let at = self.index_of(port)?;
+        self.spawn(at).await
+    }
+
+    /// The process id of the node on `port`, to stop and continue it.
+    pub fn pid(&self, port: u16) -> anyhow::Result<u32> {
+        let at = self.index_of(port)?;
+        self.nodes[at]
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .with_context(|| format!("node {port} is not running"))
+    }
+
+    /// Waits until every running node sees the cluster whole.
+    pub async fn wait_whole(&self, limit: Duration) -> anyhow::Result<()> {
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            self.wait_ready(node.port, limit).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn stop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// A free port whose cluster bus port (port + 10000) is free too.
+fn cluster_port(taken: &[ClusterNode]) -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let port = crate::procs::free_port()?;
+        let bus_free = port
+            .checked_add(10_000)
+            .is_some_and(|bus| std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok());
+        if bus_free && taken.iter().all(|node| node.port != port) {
+            return Ok(port);
+        }
+    }
+    bail!("no free port pair for a cluster node")
+}
