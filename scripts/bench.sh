@@ -7,7 +7,9 @@
 # target/bench/results.json. All traffic goes to 127.0.0.1; every load loop
 # is bounded in count and time.
 #
-#   scripts/bench.sh [conveyor-bench options]
+#   scripts/bench.sh [--cluster] [conveyor-bench options]
+#     --cluster        Redis as a throwaway cluster (three masters, three
+#                      replicas) started here; JSON to target/bench/results-cluster.json
 #     --workers N (2)  --concurrency C (100)  --runs R (3)
 #     --submit-count --drain-count (100000) --e2e-count --latency-count
 #     --scenarios submit,submit-batch,drain,end-to-end,latency
@@ -15,6 +17,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
+
+cluster=false
+bench_args=()
+for arg in "$@"; do
+  if [[ $arg == --cluster ]]; then cluster=true; else bench_args+=("$arg"); fi
+done
 
 api_pid=""
 bench_db="conveyor_bench_$$"
@@ -26,11 +34,23 @@ cleanup() {
       "$psql_bin" "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
     done
   fi
-  command -v redis-cli >/dev/null && redis-cli -u "$REDIS_URL" del mylist >/dev/null 2>&1 || true
+  [[ $cluster == true ]] || { command -v redis-cli >/dev/null && redis-cli -u "$REDIS_URL" del mylist >/dev/null 2>&1; } || true
   stop_services
 }
 trap cleanup EXIT
+# The single-server figures are measured on one Redis; --cluster says
+# otherwise.
+unset CONVEYOR_REDIS_CLUSTER
 ensure_services
+redis_settings=(--redis-url "$REDIS_URL" --redis-cluster false)
+out=target/bench/results.json
+if [[ $cluster == true ]]; then
+  start_redis_cluster
+  export REDIS_URL=$CLUSTER_URL CONVEYOR_REDIS_CLUSTER=true
+  redis_settings=(--redis-url "$CLUSTER_URL" --redis-cluster true)
+  out=target/bench/results-cluster.json
+  say "Redis: a throwaway cluster of three masters and three replicas"
+fi
 psql_bin=$(pg_bin psql) || die "psql is needed to create the benchmark databases"
 
 say "building (release)"
@@ -57,5 +77,5 @@ say "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(postgr
 target/release/conveyor-bench \
   --api-url "http://127.0.0.1:$port" --api-pid "$api_pid" \
   --database-url "$DATABASE_URL_BENCH" --pgbench-url "$server/$pgbench_db" \
-  --redis-url "$REDIS_URL" --prefix "$prefix" \
-  --worker-bin target/release/conveyor-worker "$@"
+  "${redis_settings[@]}" --prefix "$prefix" --out "$out" \
+  --worker-bin target/release/conveyor-worker "${bench_args[@]}"

@@ -42,17 +42,20 @@ pub fn pgbench_tps(args: &Args) -> Result<f64, String> {
         .ok_or_else(|| format!("no tps in pgbench output: {output}"))
 }
 
-/// redis-benchmark LPUSH requests/s at 32 clients.
+/// redis-benchmark LPUSH requests/s at 32 clients (on a cluster, its
+/// `--cluster` mode, which spreads the keys over every master).
 pub fn redis_lpush_ops(args: &Args) -> Result<f64, String> {
-    let url = args.redis_url.trim_start_matches("redis://");
+    let first = args.redis_url.split(',').next().unwrap_or_default();
+    let url = first.trim().trim_start_matches("redis://");
     let (host, port) = url.split_once(':').unwrap_or((url, "6379"));
     let port = port.trim_end_matches('/');
-    let output = run(
-        "redis-benchmark",
-        &[
-            "-h", host, "-p", port, "-t", "lpush", "-n", "200000", "-c", "32", "-q",
-        ],
-    )?;
+    let mut options = vec![
+        "-h", host, "-p", port, "-t", "lpush", "-n", "200000", "-c", "32", "-q",
+    ];
+    if args.redis_cluster {
+        options.push("--cluster");
+    }
+    let output = run("redis-benchmark", &options)?;
     output
         .split(['\r', '\n'])
         .filter(|line| line.starts_with("LPUSH:"))

@@ -41,6 +41,9 @@ pub struct Args {
     pub pgbench_url: String,
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// `redis_url` names a Redis Cluster's nodes, separated by commas.
+    #[arg(long, env = "CONVEYOR_REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_cluster: bool,
     #[arg(long, env = "CONVEYOR_PREFIX", default_value = "conveyor-bench")]
     pub prefix: String,
     #[arg(long, default_value = "target/release/conveyor-worker")]
@@ -125,7 +128,14 @@ async fn main() -> anyhow::Result<()> {
         Err(err) => println!("  pgbench: not measured ({err})"),
     }
     match &redis {
-        Ok(ops) => println!("  redis-benchmark LPUSH, 32 clients: {ops:.0} ops/s"),
+        Ok(ops) => println!(
+            "  redis-benchmark LPUSH, 32 clients{}: {ops:.0} ops/s",
+            if args.redis_cluster {
+                ", across the cluster"
+            } else {
+                ""
+            }
+        ),
         Err(err) => println!("  redis-benchmark: not measured ({err})"),
     }
 
@@ -175,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
     let report = json!({
         "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
         "settings": {
+            "redis_cluster": args.redis_cluster,
             "workers": args.workers, "concurrency": args.concurrency, "runs": args.runs,
             "submit_count": args.submit_count, "drain_count": args.drain_count,
             "e2e_count": args.e2e_count, "latency_count": args.latency_count, "worker_log": args.worker_log,

@@ -33,7 +33,7 @@ pub async fn reconcile(
     db.execute_unprepared("VACUUM ANALYZE jobs").await?;
     let store = Store::connect(&args.database_url, 4).await?;
     let broker = Broker::connect(
-        &conveyor::broker::RedisAddress::new(&args.redis_url, false)?,
+        &conveyor::broker::RedisAddress::new(&args.redis_url, args.redis_cluster)?,
         &args.prefix,
         4,
     )?;

@@ -12,23 +12,14 @@ use crate::Args;
 /// Empties the jobs table and the benchmark's Redis keys.
 pub async fn reset(db: &DatabaseConnection, args: &Args) -> anyhow::Result<()> {
     db.execute_unprepared("TRUNCATE jobs").await?;
-    let client = redis::Client::open(args.redis_url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut keys: Vec<String> = Vec::new();
-    {
-        let mut scan =
-            redis::AsyncCommands::scan_match::<_, String>(&mut conn, format!("{}:*", args.prefix))
-                .await?;
-        while let Some(key) = scan.next_item().await {
-            keys.push(key?);
-        }
-    }
-    for chunk in keys.chunks(500) {
-        let _: i64 = redis::cmd("UNLINK")
-            .arg(chunk)
-            .query_async(&mut conn)
-            .await?;
-    }
+    // testkit deletes a prefix's keys on one server or on every master of a
+    // cluster; it runs blocking commands, so off the async threads.
+    let keys = testkit::TestRedis {
+        url: args.redis_url.clone(),
+        cluster: args.redis_cluster,
+        prefix: args.prefix.clone(),
+    };
+    tokio::task::spawn_blocking(move || keys.delete_all()).await??;
     db.execute_unprepared("VACUUM ANALYZE jobs").await?;
     Ok(())
 }
@@ -54,6 +45,7 @@ impl Workers {
                 Command::new(&args.worker_bin)
                     .env("DATABASE_URL", &args.database_url)
                     .env("REDIS_URL", &args.redis_url)
+                    .env("CONVEYOR_REDIS_CLUSTER", args.redis_cluster.to_string())
                     .env("CONVEYOR_PREFIX", &args.prefix)
                     .env("CONVEYOR_CONCURRENCY", args.concurrency.to_string())
                     .env("RUST_LOG", &args.worker_log)
