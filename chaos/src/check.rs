@@ -156,6 +156,10 @@ pub struct Report {
     pub worst_recovery: Option<(Duration, String)>,
     /// Workers that did not exit in time after SIGTERM (or a second one).
     pub slow_exits: usize,
+    /// Spells after a Redis failover, with the old master stopped, in
+    /// which fewer than a quarter as many jobs completed as arrived (on a
+    /// cluster).
+    pub redis_stalls: usize,
     /// Answers 5xx other than 503, to the client or the hostile prober.
     pub server_errors: usize,
     /// Payloads that did not read back as sent.
@@ -194,6 +198,7 @@ impl Report {
             && self.written_twice == 0
             && self.over_attempts == 0
             && self.slow_exits == 0
+            && self.redis_stalls == 0
             && self.server_errors == 0
             && self.read_back_mismatches == 0
             && self.bad_input_mishandled == 0
@@ -234,6 +239,7 @@ impl Report {
             n(self.slow_exits),
             true,
         );
+        line("stalled after a Redis failover", n(self.redis_stalls), true);
         line(
             "server errors (5xx but 503; dashboard hangs)",
             n(self.server_errors),

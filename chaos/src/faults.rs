@@ -31,6 +31,13 @@ const SHUTDOWN_GRACE_SECS: u64 = 1;
 /// the clients' response timeouts.
 const REDIS_DELAY: Duration = Duration::from_millis(1_500);
 
+/// The Redis key prefix of the stack under test.
+const CHAOS_PREFIX: &str = "chaos";
+
+/// How long a stopped Redis master stays stopped after its replica took
+/// over (on a cluster), while jobs must keep completing.
+const STOPPED_MASTER_WINDOW: Duration = Duration::from_secs(8);
+
 /// Redis as the stack sees it.
 pub enum RedisSide {
     /// One server, reached through a proxy in this process that can hold
@@ -91,6 +98,8 @@ pub struct Stack {
     pub seed: u64,
     /// Workers that did not exit when they should have.
     pub slow_exits: Vec<String>,
+    /// Spells after a Redis failover in which nothing completed.
+    pub redis_stalls: Vec<String>,
     /// What was done, in order, for the log.
     pub faults: Vec<String>,
     started: Instant,
@@ -122,6 +131,7 @@ impl Stack {
             rng: rand::SeedableRng::seed_from_u64(seed ^ 0x5eed),
             seed,
             slow_exits: Vec::new(),
+            redis_stalls: Vec::new(),
             faults: Vec::new(),
             started: Instant::now(),
         };
@@ -330,36 +340,14 @@ impl Stack {
     /// few seconds: publishes, acknowledgements and pops time out after
     /// Redis acted on them.
     ///
-    /// On a cluster: a master SIGSTOPped for twice the node timeout (its
-    /// replica takes over meanwhile), then continued: it learns it was
-    /// replaced and becomes a replica, and clients that waited on it move.
-    async fn slow_redis(&mut self) -> anyhow::Result<()> {
+    /// On a cluster: a master SIGSTOPped (a hung process: connections to
+    /// it open and are never answered) until its replica has taken over
+    /// and for [`STOPPED_MASTER_WINDOW`] more, in which jobs must keep
+    /// completing; then continued, to learn it was replaced.
+    async fn slow_redis(&mut self, db: &DatabaseConnection) -> anyhow::Result<()> {
         let proxy = match &self.redis {
             RedisSide::Single { proxy, .. } => proxy,
-            RedisSide::Cluster(cluster) => {
-                let masters = cluster.masters().await?;
-                let victim = masters[self.rng.random_range(0..masters.len())];
-                let pid = nix::unistd::Pid::from_raw(cluster.pid(victim)? as i32);
-                nix::sys::signal::kill(pid, Signal::SIGSTOP)?;
-                self.note(format!("SIGSTOP Redis master :{victim}"));
-                tokio::time::sleep(CLUSTER_NODE_TIMEOUT * 2).await;
-                nix::sys::signal::kill(pid, Signal::SIGCONT)?;
-                self.note(format!("SIGCONT Redis node :{victim}"));
-                let RedisSide::Cluster(cluster) = &self.redis else {
-                    unreachable!("matched above")
-                };
-                cluster.wait_whole(CLUSTER_NODE_TIMEOUT * 10).await?;
-                let replaced = !cluster.masters().await?.contains(&victim);
-                self.note(format!(
-                    "the Redis Cluster is whole again; :{victim} {}",
-                    if replaced {
-                        "was replaced by its replica"
-                    } else {
-                        "kept its slots"
-                    }
-                ));
-                return Ok(());
-            }
+            RedisSide::Cluster(_) => return self.stop_redis_master(db).await,
         };
         proxy.delay_replies(REDIS_DELAY);
         self.note(format!(
@@ -371,6 +359,65 @@ impl Stack {
             proxy.delay_replies(Duration::ZERO);
         }
         self.note("Redis replies on time again".to_owned());
+        Ok(())
+    }
+
+    fn cluster(&self) -> anyhow::Result<&RedisCluster> {
+        match &self.redis {
+            RedisSide::Cluster(cluster) => Ok(cluster),
+            RedisSide::Single { .. } => anyhow::bail!("Redis is not a cluster in this run"),
+        }
+    }
+
+    /// The cluster's slow Redis: see [`Stack::slow_redis`].
+    async fn stop_redis_master(&mut self, db: &DatabaseConnection) -> anyhow::Result<()> {
+        // A master whose replica is still copying its data cannot be
+        // replaced: wait for the last fault's node to catch up.
+        self.cluster()?
+            .wait_replicas_in_sync(CLUSTER_NODE_TIMEOUT * 10)
+            .await?;
+        // The master of the `default` queue, where most jobs go.
+        let busiest = conveyor::Keys::new(CHAOS_PREFIX).ready("default", 0);
+        let victim = self.cluster()?.master_of(&busiest).await?;
+        let pid = nix::unistd::Pid::from_raw(self.cluster()?.pid(victim)? as i32);
+        nix::sys::signal::kill(pid, Signal::SIGSTOP)?;
+        self.note(format!("SIGSTOP Redis master :{victim}"));
+        let replaced = self
+            .cluster()?
+            .wait_replaced(victim, CLUSTER_NODE_TIMEOUT * 10)
+            .await;
+        if let Err(err) = replaced {
+            nix::sys::signal::kill(pid, Signal::SIGCONT)?;
+            return Err(err);
+        }
+        self.note(format!(
+            "its replica took over; :{victim} stays stopped {} s more",
+            STOPPED_MASTER_WINDOW.as_secs()
+        ));
+        let (created_before, completed_before) = job_counts(db).await?;
+        tokio::time::sleep(STOPPED_MASTER_WINDOW).await;
+        let (created_after, completed_after) = job_counts(db).await?;
+        let (created, completed) = (
+            created_after - created_before,
+            completed_after - completed_before,
+        );
+        self.note(format!(
+            "{completed} job(s) completed and {created} submitted while :{victim} was stopped after the failover"
+        ));
+        // Most jobs are quick: a healthy stack completes about as many as
+        // arrive. A quarter allows for the slow ones.
+        if completed * 4 < created {
+            self.redis_stalls.push(format!(
+                "only {completed} job(s) completed, of {created} submitted, in the {} s after Redis master :{victim} was replaced while it stayed stopped",
+                STOPPED_MASTER_WINDOW.as_secs()
+            ));
+        }
+        nix::sys::signal::kill(pid, Signal::SIGCONT)?;
+        self.note(format!("SIGCONT Redis node :{victim}"));
+        self.cluster()?
+            .wait_whole(CLUSTER_NODE_TIMEOUT * 10)
+            .await?;
+        self.note("the Redis Cluster is whole again".to_owned());
         Ok(())
     }
 
@@ -457,7 +504,7 @@ fn base_env(
             "DATABASE_URL",
             postgres_proxy.url_through(&postgres.url("postgres")),
         ),
-        ("CONVEYOR_PREFIX", "chaos".to_owned()),
+        ("CONVEYOR_PREFIX", CHAOS_PREFIX.to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];
@@ -566,7 +613,7 @@ pub async fn run(
             Fault::RestartApi => stack.restart_api().await,
             Fault::TerminateWorkerTwice => stack.terminate_worker(true).await,
             Fault::RetryLostJobs => stack.retry_lost_jobs(db).await,
-            Fault::SlowRedis => stack.slow_redis().await,
+            Fault::SlowRedis => stack.slow_redis(db).await,
             Fault::LosePostgresReplies => stack.lose_postgres_replies().await,
             Fault::KillWorkerDuringPostgresOutage => {
                 stack.kill_worker_during_postgres_outage().await
@@ -645,6 +692,8 @@ pub async fn run(
     report.server_errors += operated.server_errors.len();
     report.problems.extend(operated.server_errors);
     report.slow_exits = stack.slow_exits.len();
+    report.redis_stalls = stack.redis_stalls.len();
+    report.problems.extend(stack.redis_stalls.iter().cloned());
     report.hostile_probes = findings.probes;
     report.slow_clients_closed = findings.slow_clients_closed;
     report.server_errors += findings.server_errors.len();
@@ -653,4 +702,16 @@ pub async fn run(
     report.problems.extend(findings.mishandled);
     report.problems.extend(stack.slow_exits.iter().cloned());
     Ok(report)
+}
+
+/// Jobs stored, and jobs completed, so far.
+async fn job_counts(db: &DatabaseConnection) -> anyhow::Result<(i64, i64)> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS stored, count(*) FILTER (WHERE status = 'completed') AS completed FROM jobs",
+        ))
+        .await?
+        .context("no count")?;
+    Ok((row.try_get("", "stored")?, row.try_get("", "completed")?))
 }

@@ -29,7 +29,7 @@ pub const PAUSE_TAKES_EFFECT: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct Findings {
     /// Each pause: when the API answered it (the queue's `updated_at`, on
-    /// PostgreSQL's clock) and when the resume did.
+    /// PostgreSQL's clock) and when its resume was first asked for.
     pub pauses: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     /// Answers 5xx other than 503.
     pub server_errors: Vec<String>,
@@ -107,10 +107,17 @@ pub async fn run(api: String, until: Instant) -> Findings {
         tokio::time::sleep(PAUSE_FOR).await;
         // A queue left paused strands its jobs: keep asking well past the run.
         let give_up = Instant::now() + Duration::from_secs(120);
-        if let Some(resumed_at) =
-            send(|| http.post(&resume), "resume", give_up, &mut findings).await
+        // The pause ends for the audit when the resume is first asked for,
+        // not when it is answered: an attempt whose reply was lost (the API
+        // or PostgreSQL restarting) may have resumed the queue already,
+        // and the answered retry carries a later `updated_at`. Same host,
+        // so this clock and PostgreSQL's agree.
+        let asked = Utc::now();
+        if send(|| http.post(&resume), "resume", give_up, &mut findings)
+            .await
+            .is_some()
         {
-            findings.pauses.push((paused_at, resumed_at));
+            findings.pauses.push((paused_at, asked));
         }
     }
     findings

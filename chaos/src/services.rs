@@ -260,26 +260,79 @@ impl RedisCluster {
         wait_for_port(port, Duration::from_secs(10)).await
     }
 
-    /// `CLUSTER NODES` as one live node sees it.
-    async fn cluster_nodes(&self) -> anyhow::Result<String> {
-        let mut last = None;
-        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
-            let output = Command::new(&self.cli)
-                .args(["-p", &node.port.to_string(), "cluster", "nodes"])
-                .stdin(Stdio::null())
-                .output()
-                .await?;
-            if output.status.success() {
-                return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+    /// `CLUSTER NODES` as a live node other than `besides` sees it.
+    async fn cluster_nodes(&self, besides: Option<u16>) -> anyhow::Result<String> {
+        let mut last = String::new();
+        let asked = self
+            .nodes
+            .iter()
+            .filter(|node| node.child.is_some() && Some(node.port) != besides);
+        for node in asked {
+            // A stopped node accepts connections and never answers.
+            let answer = tokio::time::timeout(
+                Duration::from_secs(2),
+                Command::new(&self.cli)
+                    .args(["-p", &node.port.to_string(), "cluster", "nodes"])
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await;
+            match answer {
+                Ok(Ok(output)) if output.status.success() => {
+                    return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+                }
+                Ok(Ok(output)) => last = String::from_utf8_lossy(&output.stderr).into_owned(),
+                Ok(Err(err)) => last = err.to_string(),
+                Err(_) => last = format!("node {} did not answer", node.port),
             }
-            last = Some(String::from_utf8_lossy(&output.stderr).into_owned());
         }
-        bail!("no cluster node answers: {}", last.unwrap_or_default())
+        bail!("no cluster node answers: {last}")
+    }
+
+    /// The port of the master serving `key`'s slot.
+    pub async fn master_of(&self, key: &str) -> anyhow::Result<u16> {
+        let node = self
+            .nodes
+            .iter()
+            .find(|node| node.child.is_some())
+            .context("no node running")?;
+        let output = Command::new(&self.cli)
+            .args(["-p", &node.port.to_string(), "cluster", "keyslot", key])
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        let slot: u16 = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .context("CLUSTER KEYSLOT")?;
+        let nodes = self.cluster_nodes(None).await?;
+        nodes
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let flags = fields.get(2)?;
+                if !flags.split(',').any(|flag| flag == "master") {
+                    return None;
+                }
+                let serves = fields.iter().skip(8).any(|range| {
+                    let (first, last) = range.split_once('-').unwrap_or((range, range));
+                    matches!((first.parse::<u16>(), last.parse::<u16>()), (Ok(first), Ok(last)) if (first..=last).contains(&slot))
+                });
+                let port = fields.get(1)?.split('@').next()?.rsplit(':').next()?;
+                serves.then(|| port.parse().ok()).flatten()
+            })
+            .with_context(|| format!("no master serves slot {slot}"))
     }
 
     /// Ports of the masters that serve slots and are not marked failed.
     pub async fn masters(&self) -> anyhow::Result<Vec<u16>> {
-        let nodes = self.cluster_nodes().await?;
+        self.masters_seen_besides(None).await
+    }
+
+    /// [`RedisCluster::masters`] as the nodes other than `besides` see them.
+    async fn masters_seen_besides(&self, besides: Option<u16>) -> anyhow::Result<Vec<u16>> {
+        let nodes = self.cluster_nodes(besides).await?;
         Ok(nodes
             .lines()
             .filter_map(|line| {
@@ -329,18 +382,24 @@ impl RedisCluster {
         if let Some(mut child) = self.nodes[at].child.take() {
             let _ = child.kill().await;
         }
+        self.wait_replaced(port, limit).await?;
+        self.wait_whole(limit).await
+    }
+
+    /// Waits until the other nodes have marked the master on `port` failed
+    /// and promoted its replica.
+    pub async fn wait_replaced(&self, port: u16, limit: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let masters = self.masters().await?;
+            let masters = self.masters_seen_besides(Some(port)).await?;
             if masters.len() == MASTERS && !masters.contains(&port) {
-                break;
+                return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("no replica took over from master {port} within {limit:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.wait_whole(limit).await
     }
 
     /// Starts the node on `port` again (empty; it rejoins as a replica).
@@ -365,6 +424,33 @@ impl RedisCluster {
             self.wait_ready(node.port, limit).await?;
         }
         Ok(())
+    }
+
+    /// Waits until every master has a replica in sync: one that could take
+    /// over (a node just started again is still copying its master's data).
+    pub async fn wait_replicas_in_sync(&self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let mut in_sync = 0;
+            for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+                let output = Command::new(&self.cli)
+                    .args(["-p", &node.port.to_string(), "info", "replication"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .await?;
+                let info = String::from_utf8_lossy(&output.stdout);
+                if info.contains("role:slave") && info.contains("master_link_status:up") {
+                    in_sync += 1;
+                }
+            }
+            if in_sync >= MASTERS {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{in_sync} of {MASTERS} replicas in sync after {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn stop(&mut self) {

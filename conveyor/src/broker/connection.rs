@@ -37,6 +37,8 @@ use super::{BrokerError, CONNECT_TIMEOUT};
 pub const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one attempt of a request to a cluster node may take.
 const CLUSTER_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a cluster subscription checks that its nodes answer.
+const SUBSCRIPTION_CHECK: Duration = Duration::from_secs(5);
 /// Retries of one cluster request (after a redirection, a refused
 /// connection or a timeout), waiting 10 to 500 ms between them.
 const CLUSTER_RETRIES: u32 = 8;
@@ -53,7 +55,7 @@ pub enum RedisAddress {
 
 impl RedisAddress {
     /// `REDIS_URL` as given: with `cluster`, one or several node URLs
-    /// separated by commas.
+    /// separated by commas (a comma in a password is then written `%2C`).
     pub fn new(url: &str, cluster: bool) -> Result<Self, BrokerError> {
         if cluster {
             let seeds: Vec<String> = url
@@ -68,11 +70,6 @@ impl RedisAddress {
                 ));
             }
             Ok(RedisAddress::Cluster(seeds))
-        } else if url.contains(',') {
-            Err(BrokerError::Config(
-                "REDIS_URL lists several servers: set CONVEYOR_REDIS_CLUSTER=true for a Redis Cluster"
-                    .to_owned(),
-            ))
         } else {
             Ok(RedisAddress::Single(url.to_owned()))
         }
@@ -174,6 +171,13 @@ impl Pool {
             RedisAddress::Cluster(seeds) => {
                 let client =
                     cluster_client(seeds, CLUSTER_ATTEMPT_TIMEOUT, CLUSTER_REQUEST_TIMEOUT)?;
+                // Making a cluster connection asks every seed and node,
+                // and a hung one costs a connect timeout: more room than
+                // one server needs.
+                let timeouts = deadpool_redis::Timeouts {
+                    create: Some(CLUSTER_REQUEST_TIMEOUT),
+                    ..timeouts
+                };
                 let pool = managed::Pool::builder(ClusterManager { client })
                     .max_size(size)
                     .timeouts(timeouts)
@@ -189,7 +193,10 @@ impl Pool {
         match self {
             Pool::Single(pool) => Ok(Connection::Single(pool.get().await?)),
             Pool::Cluster(pool) => match pool.get().await {
-                Ok(conn) => Ok(Connection::Cluster(conn)),
+                Ok(conn) => Ok(Connection::Cluster(Pooled {
+                    conn: Some(conn),
+                    stale: false,
+                })),
                 Err(err) => Err(BrokerError::ClusterPool(err.to_string())),
             },
         }
@@ -201,14 +208,74 @@ impl Pool {
 #[allow(missing_debug_implementations)] // redis-rs's cluster connection is not `Debug`
 pub enum Connection {
     Single(deadpool_redis::Connection),
-    Cluster(managed::Object<ClusterManager>),
+    Cluster(Pooled),
+}
+
+/// A pooled cluster connection that leaves the pool, instead of going back
+/// to it, after an error that says its view of the cluster may be stale.
+/// redis-rs refreshes its slot map on a redirection or a dropped
+/// connection, but not on a timeout: a connection whose master hangs
+/// (stopped, or cut off) would keep sending that master's slots to it
+/// after its replica took over. A new connection asks the cluster afresh.
+#[allow(missing_debug_implementations)] // redis-rs's cluster connection is not `Debug`
+pub struct Pooled {
+    conn: Option<managed::Object<ClusterManager>>,
+    stale: bool,
+}
+
+impl Pooled {
+    fn send<'a, T: Send + 'a>(
+        &'a mut self,
+        request: impl FnOnce(&'a mut ClusterConnection) -> RedisFuture<'a, T> + Send + 'a,
+    ) -> RedisFuture<'a, T> {
+        let Pooled { conn, stale } = self;
+        Box::pin(async move {
+            let conn = conn.as_deref_mut().ok_or_else(|| {
+                RedisError::from((redis::ErrorKind::Client, "connection released"))
+            })?;
+            let result = request(conn).await;
+            if let Err(err) = &result {
+                *stale |= leaves_view_stale(err);
+            }
+            result
+        })
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let (true, Some(conn)) = (self.stale, self.conn.take()) {
+            // Taken out of the pool and dropped: its connections close.
+            drop(managed::Object::take(conn));
+        }
+    }
+}
+
+/// Errors after which a cluster connection's map of slots to nodes may be
+/// out of date: timeouts, broken connections, and the cluster's own
+/// redirections and refusals (a transaction aborted by one included).
+fn leaves_view_stale(err: &RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    err.is_timeout()
+        || err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_cluster_error()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::ExecAbort
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::MasterDown
+            )
+        )
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Connection::Single(conn) => conn.req_packed_command(cmd),
-            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(pooled) => pooled.send(move |conn| conn.req_packed_command(cmd)),
         }
     }
 
@@ -220,14 +287,16 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Connection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(pooled) => {
+                pooled.send(move |conn| conn.req_packed_commands(pipeline, offset, count))
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Connection::Single(conn) => conn.get_db(),
-            Connection::Cluster(conn) => conn.get_db(),
+            Connection::Cluster(pooled) => pooled.conn.as_deref().map_or(0, ConnectionLike::get_db),
         }
     }
 }
@@ -334,12 +403,33 @@ impl Messages {
                     .build()?;
                 let mut conn = client.get_async_connection().await?;
                 conn.subscribe(&channel).await?;
-                let stream =
-                    futures::stream::unfold((receiver, conn), |(mut receiver, conn)| async move {
-                        let push = receiver.recv().await?;
-                        Some((push, (receiver, conn)))
-                    })
-                    .filter_map(|push| async move { message_payload(push) });
+                // The subscription is re-made by redis-rs only when it
+                // reconnects or refreshes its slot map, which a connection
+                // that sends nothing never does: a ping now and then finds
+                // a subscription whose node died or hangs, and ends the
+                // stream, so that the caller subscribes afresh.
+                let mut liveness = tokio::time::interval(SUBSCRIPTION_CHECK);
+                liveness.reset();
+                let stream = futures::stream::unfold(
+                    (receiver, conn, liveness),
+                    |(mut receiver, mut conn, mut liveness)| async move {
+                        loop {
+                            tokio::select! {
+                                push = receiver.recv() => {
+                                    return Some((push?, (receiver, conn, liveness)));
+                                }
+                                _ = liveness.tick() => {
+                                    let alive: Result<Value, RedisError> =
+                                        redis::cmd("PING").query_async(&mut conn).await;
+                                    if alive.is_err() {
+                                        return None;
+                                    }
+                                }
+                            }
+                        }
+                    },
+                )
+                .filter_map(|push| async move { message_payload(push) });
                 Ok(Messages {
                     stream: Box::pin(stream),
                 })
@@ -398,7 +488,12 @@ impl Batch {
                 }
                 pipe.query_async::<Vec<Value>>(conn).await?
             }
-            Connection::Cluster(conn) => by_slot(conn, self.commands).await?,
+            Connection::Cluster(pooled) => {
+                let commands = self.commands;
+                pooled
+                    .send(move |conn| Box::pin(by_slot(conn, commands)))
+                    .await?
+            }
         };
         replies
             .into_iter()
@@ -462,14 +557,21 @@ mod tests {
     }
 
     #[test]
-    fn several_servers_without_cluster_mode_are_refused() {
-        let err = RedisAddress::new("redis://a:1,redis://b:2", false).expect_err("refused");
-        assert!(err.to_string().contains("CONVEYOR_REDIS_CLUSTER"), "{err}");
-        assert!(
-            !RedisAddress::new("redis://a:1", false)
-                .expect("single")
-                .is_cluster()
+    fn one_server_s_url_is_taken_whole() {
+        // A comma is allowed in a password.
+        let address = RedisAddress::new("redis://:a,b@host:1", false).expect("single");
+        assert_eq!(
+            address,
+            RedisAddress::Single("redis://:a,b@host:1".to_owned())
         );
+    }
+
+    #[test]
+    fn errors_that_may_mean_a_stale_view_of_the_cluster_are_told_apart() {
+        let timeout = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(leaves_view_stale(&timeout));
+        let wrong_type = RedisError::from((redis::ErrorKind::UnexpectedReturnType, "not a list"));
+        assert!(!leaves_view_stale(&wrong_type));
     }
 
     #[test]

@@ -27,6 +27,20 @@ end
 return ids
 ";
 
+/// Takes ARGV[1] out of the processing list KEYS[1] and the `active` set
+/// KEYS[2], and puts it back: onto the ready lane KEYS[3] when ARGV[2] is
+/// `ready`, else into the delayed set KEYS[3] as ARGV[3], scored ARGV[2].
+const ACK_AND_REPUBLISH: &str = r"
+redis.call('LREM', KEYS[1], 1, ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if ARGV[2] == 'ready' then
+  redis.call('LPUSH', KEYS[3], ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+end
+return 1
+";
+
 /// Moves up to ARGV[1] members of the delayed set (KEYS[1]) that are due by
 /// Redis's own clock onto the ready lane of their priority (KEYS[2 + p]).
 const PROMOTE: &str = r"
@@ -127,25 +141,33 @@ impl Broker {
         Ok(())
     }
 
-    /// Acknowledges `job` and, in the same transaction, makes it visible
+    /// Acknowledges `job` and, in the same atomic step, makes it visible
     /// again: on its ready lane if due, in `delayed` otherwise. For retries,
-    /// early deliveries and jobs put back at shutdown.
+    /// early deliveries and jobs put back at shutdown. A script rather than
+    /// a `MULTI`: on a cluster a redirection inside a transaction aborts it,
+    /// while a script is redirected and retried like any command.
     pub async fn ack_and_republish(&self, worker: &str, job: &Job) -> Result<(), BrokerError> {
-        // One queue's keys: one slot, so a transaction even on a cluster.
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.add_command(self.push_command(&WaitingJob::from(job)))
-            .ignore();
-        pipe.lrem(
-            self.keys.processing(&job.queue, worker),
-            1,
-            job.id.to_string(),
-        )
-        .ignore();
-        pipe.zrem(self.keys.active(&job.queue), job.id.to_string())
-            .ignore();
+        let id = job.id.to_string();
+        let waiting = WaitingJob::from(job);
+        let script = Script::new(ACK_AND_REPUBLISH);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.keys.processing(&job.queue, worker))
+            .key(self.keys.active(&job.queue));
+        if waiting.is_due() {
+            invocation
+                .key(self.keys.ready(&job.queue, job.priority))
+                .arg(&id)
+                .arg("ready");
+        } else {
+            invocation
+                .key(self.keys.delayed(&job.queue))
+                .arg(&id)
+                .arg(job.run_at.timestamp_millis())
+                .arg(super::delayed_member(&id, job.priority));
+        }
         let mut conn = self.connection().await?;
-        let () = pipe.query_async(&mut conn).await?;
+        let _: i64 = invocation.invoke_async(&mut conn).await?;
         Ok(())
     }
 

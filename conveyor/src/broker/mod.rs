@@ -276,7 +276,7 @@ impl Broker {
     /// from the row alone, on PostgreSQL's clock: every write sets
     /// `updated_at = now()`, so `run_at <= updated_at` says whether the job
     /// was due when it was last written. No host's clock is consulted.
-    pub(crate) fn push_command(&self, job: &WaitingJob) -> redis::Cmd {
+    fn push_command(&self, job: &WaitingJob) -> redis::Cmd {
         let id = job.id.to_string();
         if !job.is_due() {
             redis::Cmd::zadd(
