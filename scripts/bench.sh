@@ -42,13 +42,13 @@ trap cleanup EXIT
 # otherwise.
 unset CONVEYOR_REDIS_CLUSTER
 ensure_services
-redis_settings=(--redis-url "$REDIS_URL" --redis-cluster false)
-out=target/bench/results.json
+redis_settings=(--redis-url "$REDIS_URL")
 if [[ $cluster == true ]]; then
   start_redis_cluster
   export REDIS_URL=$CLUSTER_URL CONVEYOR_REDIS_CLUSTER=true
   redis_settings=(--redis-url "$CLUSTER_URL" --redis-cluster true)
-  out=target/bench/results-cluster.json
+  # The cluster's figures go beside the single server's, unless told.
+  [[ " ${bench_args[*]} " == *" --out "* ]] || redis_settings+=(--out target/bench/results-cluster.json)
   say "Redis: a throwaway cluster of three masters and three replicas"
 fi
 psql_bin=$(pg_bin psql) || die "psql is needed to create the benchmark databases"
@@ -77,5 +77,5 @@ say "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(postgr
 target/release/conveyor-bench \
   --api-url "http://127.0.0.1:$port" --api-pid "$api_pid" \
   --database-url "$DATABASE_URL_BENCH" --pgbench-url "$server/$pgbench_db" \
-  "${redis_settings[@]}" --prefix "$prefix" --out "$out" \
+  "${redis_settings[@]}" --prefix "$prefix" \
   --worker-bin target/release/conveyor-worker "${bench_args[@]}"

@@ -35,7 +35,12 @@ initdb=$(pg_bin initdb) && pg_ctl=$(pg_bin pg_ctl) || die "the chaos harness sta
 [[ $(dirname "$initdb") == "$(dirname "$pg_ctl")" ]] || die "initdb and pg_ctl are in different directories"
 redis_server=$(command -v redis-server || command -v valkey-server) || die "the chaos harness starts its own Redis, and redis-server is not installed.
   Install it, e.g.: Debian/Ubuntu: sudo apt-get install redis-server   macOS: brew install redis"
-redis_cli=$(command -v redis-cli || command -v valkey-cli) || die "the chaos harness needs redis-cli (it comes with redis-server)"
+redis_cli=()
+if cli=$(command -v redis-cli || command -v valkey-cli); then
+  redis_cli=(--redis-cli "$cli")
+elif [[ " ${args[*]} " == *" --cluster "* ]]; then
+  die "the chaos harness's cluster run needs redis-cli (it comes with redis-server)"
+fi
 
 bins=(--bin conveyor-api --bin conveyor-worker --bin conveyor-migrate --bin conveyor-chaos)
 if [[ $profile == release ]]; then
@@ -78,7 +83,7 @@ trap 'say "interrupted; logs kept in $work"; exit 130' INT TERM
 
 status=0
 setsid "$bin_dir/conveyor-chaos" --bin-dir "$bin_dir" --pg-bin-dir "$(dirname "$initdb")" \
-  --redis-server "$redis_server" --redis-cli "$redis_cli" --work-dir "$work" "${run_as[@]}" "${args[@]}" &
+  --redis-server "$redis_server" "${redis_cli[@]}" --work-dir "$work" "${run_as[@]}" "${args[@]}" &
 chaos_pid=$!
 wait "$chaos_pid" || status=$?
 chaos_pid=""

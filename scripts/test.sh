@@ -136,7 +136,8 @@ fi
 
 # Redis Cluster: the same code, told CONVEYOR_REDIS_CLUSTER=true, on a
 # throwaway cluster started from redis-server (CI requires it).
-if ! { command -v redis-server && command -v redis-cli; } >/dev/null && [[ -z ${CONVEYOR_REQUIRE_CLUSTER:-} ]]; then
+if ! { { command -v redis-server || command -v valkey-server; } && { command -v redis-cli || command -v valkey-cli; }; } >/dev/null \
+  && [[ -z ${CONVEYOR_REQUIRE_CLUSTER:-} ]]; then
   say "WARNING: skipped the Redis Cluster runs: they start a throwaway cluster from redis-server and redis-cli, which are not installed"
   exit 0
 fi
@@ -148,9 +149,11 @@ smoke_test "conveyor_smoke_cluster_$$" "$(free_port)" "$cluster_logs" \
 stop_smoke_stack
 rm -rf "$cluster_logs"
 
-if pg_bin initdb >/dev/null && command -v redis-server >/dev/null || [[ -n ${CONVEYOR_REQUIRE_CHAOS:-} ]]; then
+if pg_bin initdb >/dev/null || [[ -n ${CONVEYOR_REQUIRE_CHAOS:-} ]]; then
   say "fault injection on a Redis Cluster, a master killed mid-run: scripts/chaos.sh --cluster"
   bash scripts/chaos.sh --profile dev --cluster
+else
+  say "WARNING: skipped scripts/chaos.sh --cluster: it needs PostgreSQL's server binaries (initdb, pg_ctl) installed locally"
 fi
 
 # A proxy in front of one node cannot cut a cluster client's connections

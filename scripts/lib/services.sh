@@ -1,5 +1,5 @@
 # Finds PostgreSQL and Redis, or starts throwaway ones. Sourced by
-# scripts/test.sh and scripts/dev.sh; bash only.
+# scripts/test.sh, dev.sh, bench.sh and chaos.sh; bash only.
 #
 # After `ensure_services`, DATABASE_URL and REDIS_URL point at servers that
 # answer. With CONVEYOR_REDIS_CLUSTER=true, REDIS_URL names a Redis Cluster
@@ -116,9 +116,9 @@ start_redis() {
 
 # A cluster answers when its first listed node says its state is ok.
 cluster_answers() {
-  local seed=${1%%,*}
-  command -v redis-cli >/dev/null 2>&1 \
-    && timeout 3 redis-cli -u "$seed" CLUSTER INFO 2>/dev/null | grep -q '^cluster_state:ok'
+  local seed=${1%%,*} cli
+  cli=$(command -v redis-cli || command -v valkey-cli) \
+    && timeout 3 "$cli" -u "$seed" CLUSTER INFO 2>/dev/null | grep -q '^cluster_state:ok'
 }
 
 # Uses DATABASE_URL / REDIS_URL (or the local defaults) when they answer;

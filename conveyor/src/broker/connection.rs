@@ -4,8 +4,10 @@
 //! share a hash tag, so it runs on one cluster slot. What differs on a
 //! cluster is how commands travel:
 //! - pooled connections are redis-rs cluster connections: they follow
-//!   `MOVED`/`ASK` redirections and failovers themselves, with bounded
-//!   retries and timeouts (see [`CLUSTER_REQUEST_TIMEOUT`]);
+//!   `MOVED`/`ASK` redirections themselves, with bounded retries and
+//!   timeouts (see [`CLUSTER_REQUEST_TIMEOUT`]); one that met a timeout or
+//!   a redirection leaves the pool, so that its replacement reads the
+//!   cluster's slots afresh (see [`Pooled`]);
 //! - commands that span slots (a publish to several queues, depths read
 //!   across queues) go as a [`Batch`]: one pipeline on a single server, one
 //!   pipeline per slot, all sent at once, on a cluster (which refuses a
@@ -13,8 +15,9 @@
 //! - a blocking pop runs on a cluster connection of its own, whose response
 //!   timeout outlasts the block; the cluster routes it to the node owning
 //!   the queue's slot;
-//! - cancel notices use RESP3 pub/sub through a cluster connection, which
-//!   subscribes again after a failover (cluster pub/sub reaches every node).
+//! - cancel notices use RESP3 pub/sub through a cluster connection (cluster
+//!   pub/sub reaches every node), which pings now and then and ends the
+//!   subscription when a node does not answer, to be made afresh.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -107,12 +110,13 @@ fn cluster_client(
         .build()
 }
 
-/// Makes cluster connections for the pool. A cluster connection reconnects
-/// to nodes and follows topology changes by itself, so a pooled one is
-/// never pinged or replaced: deadpool-redis's own cluster manager pings a
-/// random node on every checkout and builds its client with redis-rs's
-/// defaults (no response timeout, retries waiting seconds each), which
-/// would stall a request for minutes during a failover.
+/// Makes cluster connections for the pool. A pooled one is never pinged
+/// on checkout (a cluster connection reconnects to nodes by itself, and
+/// [`Pooled`] drops one whose view may be stale): deadpool-redis's own
+/// cluster manager pings every master on every checkout and builds its
+/// client with redis-rs's defaults (no response timeout, retries waiting
+/// seconds each), which would stall a request for minutes during a
+/// failover.
 pub struct ClusterManager {
     client: ClusterClient,
 }
@@ -390,9 +394,7 @@ impl Messages {
                 })
             }
             RedisAddress::Cluster(seeds) => {
-                // Pub/sub on a cluster connection needs RESP3; the
-                // connection subscribes again on whichever node it
-                // reconnects to after a failover.
+                // Pub/sub on a cluster connection needs RESP3.
                 let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
                 let client = ClusterClient::builder(seeds.iter().map(String::as_str))
                     .connection_timeout(CONNECT_TIMEOUT)
