@@ -26,7 +26,7 @@ use std::time::Duration;
 use deadpool::managed;
 use futures::{Stream, StreamExt};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::cluster::ClusterClient;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, Value};
@@ -81,25 +81,11 @@ impl RedisAddress {
     pub fn is_cluster(&self) -> bool {
         matches!(self, RedisAddress::Cluster(_))
     }
-
-    /// The same kind of address with every URL rewritten by `f` (tests
-    /// route a single server through a proxy this way).
-    pub fn map_urls(&self, f: impl Fn(&str) -> String) -> Self {
-        match self {
-            RedisAddress::Single(url) => RedisAddress::Single(f(url)),
-            RedisAddress::Cluster(seeds) => {
-                RedisAddress::Cluster(seeds.iter().map(|seed| f(seed)).collect())
-            }
-        }
-    }
 }
 
-/// A cluster client whose requests give up after `timeout` in all.
-fn cluster_client(
-    seeds: &[String],
-    attempt: Duration,
-    timeout: Duration,
-) -> Result<ClusterClient, RedisError> {
+/// A cluster client whose requests wait up to `attempt` for each node's
+/// answer and give up after `timeout` in all.
+fn cluster_client(seeds: &[String], attempt: Duration, timeout: Duration) -> ClusterClientBuilder {
     ClusterClient::builder(seeds.iter().map(String::as_str))
         .connection_timeout(CONNECT_TIMEOUT)
         .response_timeout(attempt)
@@ -107,7 +93,6 @@ fn cluster_client(
         .retries(CLUSTER_RETRIES)
         .min_retry_wait(10)
         .max_retry_wait(500)
-        .build()
 }
 
 /// Makes cluster connections for the pool. A pooled one is never pinged
@@ -174,7 +159,8 @@ impl Pool {
             }
             RedisAddress::Cluster(seeds) => {
                 let client =
-                    cluster_client(seeds, CLUSTER_ATTEMPT_TIMEOUT, CLUSTER_REQUEST_TIMEOUT)?;
+                    cluster_client(seeds, CLUSTER_ATTEMPT_TIMEOUT, CLUSTER_REQUEST_TIMEOUT)
+                        .build()?;
                 // Making a cluster connection asks every seed and node,
                 // and a hung one costs a connect timeout: more room than
                 // one server needs.
@@ -207,13 +193,44 @@ impl Pool {
     }
 }
 
-/// A pooled connection to a server or a cluster; use it as any redis-rs
-/// async connection.
+/// A connection to one server or to a cluster, used as any redis-rs async
+/// connection: each call goes to the kind it holds.
 #[allow(missing_debug_implementations)] // redis-rs's cluster connection is not `Debug`
-pub enum Connection {
-    Single(deadpool_redis::Connection),
-    Cluster(Pooled),
+pub enum ServerOrCluster<S, C> {
+    Single(S),
+    Cluster(C),
 }
+
+impl<S: ConnectionLike + Send, C: ConnectionLike + Send> ConnectionLike for ServerOrCluster<S, C> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            ServerOrCluster::Single(conn) => conn.req_packed_command(cmd),
+            ServerOrCluster::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            ServerOrCluster::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            ServerOrCluster::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            ServerOrCluster::Single(conn) => conn.get_db(),
+            ServerOrCluster::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// A pooled connection to a server or a cluster.
+pub type Connection = ServerOrCluster<deadpool_redis::Connection, Pooled>;
 
 /// A pooled cluster connection that leaves the pool, instead of going back
 /// to it, after an error that says its view of the cluster may be stale.
@@ -275,12 +292,9 @@ fn leaves_view_stale(err: &RedisError) -> bool {
         )
 }
 
-impl ConnectionLike for Connection {
+impl ConnectionLike for Pooled {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Connection::Single(conn) => conn.req_packed_command(cmd),
-            Connection::Cluster(pooled) => pooled.send(move |conn| conn.req_packed_command(cmd)),
-        }
+        self.send(move |conn| conn.req_packed_command(cmd))
     }
 
     fn req_packed_commands<'a>(
@@ -289,29 +303,17 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Connection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(pooled) => {
-                pooled.send(move |conn| conn.req_packed_commands(pipeline, offset, count))
-            }
-        }
+        self.send(move |conn| conn.req_packed_commands(pipeline, offset, count))
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Connection::Single(conn) => conn.get_db(),
-            Connection::Cluster(pooled) => pooled.conn.as_deref().map_or(0, ConnectionLike::get_db),
-        }
+        self.conn.as_deref().map_or(0, ConnectionLike::get_db)
     }
 }
 
 /// A connection of its own, for blocking pops: a blocking command would
 /// stall every other user of a shared connection.
-#[allow(missing_debug_implementations)] // redis-rs's cluster connection is not `Debug`
-pub enum BlockingConnection {
-    Single(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
+pub type BlockingConnection = ServerOrCluster<MultiplexedConnection, ClusterConnection>;
 
 impl BlockingConnection {
     /// Connects with a response timeout that outlasts `block` (redis-rs
@@ -326,44 +328,17 @@ impl BlockingConnection {
                 let conn = redis::Client::open(url.as_str())?
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
-                Ok(BlockingConnection::Single(conn))
+                Ok(ServerOrCluster::Single(conn))
             }
             RedisAddress::Cluster(seeds) => {
                 // The whole request may outlast one blocked attempt by the
                 // time a redirection or failover takes.
-                let client = cluster_client(seeds, response, response + CLUSTER_REQUEST_TIMEOUT)?;
-                Ok(BlockingConnection::Cluster(
+                let client =
+                    cluster_client(seeds, response, response + CLUSTER_REQUEST_TIMEOUT).build()?;
+                Ok(ServerOrCluster::Cluster(
                     client.get_async_connection().await?,
                 ))
             }
-        }
-    }
-}
-
-impl ConnectionLike for BlockingConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            BlockingConnection::Single(conn) => conn.req_packed_command(cmd),
-            BlockingConnection::Cluster(conn) => conn.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            BlockingConnection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            BlockingConnection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            BlockingConnection::Single(conn) => conn.get_db(),
-            BlockingConnection::Cluster(conn) => conn.get_db(),
         }
     }
 }
@@ -396,13 +371,11 @@ impl Messages {
             RedisAddress::Cluster(seeds) => {
                 // Pub/sub on a cluster connection needs RESP3.
                 let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-                let client = ClusterClient::builder(seeds.iter().map(String::as_str))
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(CLUSTER_ATTEMPT_TIMEOUT)
-                    .overall_response_timeout(Some(CLUSTER_REQUEST_TIMEOUT))
-                    .use_protocol(redis::ProtocolVersion::RESP3)
-                    .push_sender(sender)
-                    .build()?;
+                let client =
+                    cluster_client(seeds, CLUSTER_ATTEMPT_TIMEOUT, CLUSTER_REQUEST_TIMEOUT)
+                        .use_protocol(redis::ProtocolVersion::RESP3)
+                        .push_sender(sender)
+                        .build()?;
                 let mut conn = client.get_async_connection().await?;
                 conn.subscribe(&channel).await?;
                 // The subscription is re-made by redis-rs only when it

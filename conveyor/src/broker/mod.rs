@@ -47,6 +47,7 @@ mod tally;
 
 pub use connection::{
     BlockingConnection, CLUSTER_REQUEST_TIMEOUT, Connection, Messages, RedisAddress,
+    ServerOrCluster,
 };
 pub use gates::{GATE_REFRESH, Held, Limits, Taken};
 pub use queues::QueueDepths;
@@ -221,11 +222,6 @@ impl Broker {
             address: address.clone(),
             keys: Keys::new(prefix),
         })
-    }
-
-    /// Where this broker's Redis is.
-    pub fn address(&self) -> &RedisAddress {
-        &self.address
     }
 
     pub fn keys(&self) -> &Keys {
