@@ -446,9 +446,11 @@ impl Store {
         }
         let rows = Due::find_by_statement(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS due_secs \
-             FROM jobs WHERE id = ANY($1) AND status IN ('queued', 'retrying') \
-             AND run_at <= now() GROUP BY queue",
+            format!(
+                "SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS due_secs \
+                 FROM jobs WHERE id = ANY($1) AND {} AND run_at <= now() GROUP BY queue",
+                super::status_among(&[JobStatus::Queued, JobStatus::Retrying])
+            ),
             [ids.into()],
         ))
         .all(&self.db)

@@ -5,6 +5,7 @@ mod example;
 mod idempotency;
 mod leases;
 mod operable;
+mod plans;
 mod queues;
 mod races;
 mod support;

@@ -1,0 +1,133 @@
+//! The statements that find jobs by id reach them by primary key, even when
+//! the planner's statistics are out of date.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use conveyor::{ClaimToken, JobId, Store, WorkerId};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+use testkit::TestDb;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// How many scans each index of `jobs` has started, and (as `updates`)
+/// how many rows of it were updated, as the statistics collector last
+/// heard.
+async fn index_scans(db: &TestDb) -> HashMap<String, i64> {
+    let rows = db
+        .conn
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT indexrelname AS name, idx_scan AS n FROM pg_stat_user_indexes \
+             WHERE relname = 'jobs' \
+             UNION ALL SELECT 'updates', n_tup_upd FROM pg_stat_user_tables WHERE relname = 'jobs'",
+        ))
+        .await
+        .expect("statistics");
+    rows.iter()
+        .map(|row| {
+            (
+                row.try_get::<String>("", "name").expect("name"),
+                row.try_get::<i64>("", "n").expect("count"),
+            )
+        })
+        .collect()
+}
+
+async fn waiting_ids(db: &TestDb, n: usize) -> Vec<JobId> {
+    let rows = db
+        .conn
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT {n}"),
+        ))
+        .await
+        .expect("ids");
+    rows.iter()
+        .map(|row| JobId::from(row.try_get::<uuid::Uuid>("", "id").expect("id")))
+        .collect()
+}
+
+/// The usual way statistics go stale: the table was analysed while every
+/// job in it had finished, and a backlog arrived since (autovacuum analyses
+/// it up to a minute later; here, never). Walking the waiting jobs' partial
+/// index then looks nearly free to the planner, and a guard written
+/// `status IN ('queued', 'retrying')` lets it: each claim would read the
+/// whole backlog.
+#[tokio::test]
+async fn transitions_by_id_use_the_primary_key_while_statistics_are_stale() {
+    let db = TestDb::new().await;
+    db.execute("ALTER TABLE jobs SET (autovacuum_enabled = false)")
+        .await;
+    db.execute(
+        "INSERT INTO jobs (id, type, payload, status, attempts, started_at, completed_at) \
+         SELECT gen_random_uuid(), 'noop', '{}'::jsonb, 'completed', 1, now(), now() \
+         FROM generate_series(1, 20000)",
+    )
+    .await;
+    db.execute("ANALYZE jobs").await;
+    db.execute(
+        "INSERT INTO jobs (id, type, payload) \
+         SELECT gen_random_uuid(), 'noop', '{}'::jsonb FROM generate_series(1, 20000)",
+    )
+    .await;
+    let ids = waiting_ids(&db, 70).await;
+    // One connection, so that the test can ask it to report its statistics.
+    let mut options = ConnectOptions::new(db.url.clone());
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false);
+    let conn = Database::connect(options).await.expect("connect");
+    let store = Store::new(conn.clone());
+    let before = index_scans(&db).await;
+
+    let worker = WorkerId::new("plans");
+    let batch: Vec<(JobId, ClaimToken)> = ids[..64]
+        .iter()
+        .map(|id| (*id, ClaimToken::new()))
+        .collect();
+    let won = store
+        .claim_many(&batch, &worker, LEASE)
+        .await
+        .expect("claim many");
+    assert_eq!(won.len(), 64);
+    let claimed = store
+        .claim(ids[64], &worker, ClaimToken::new(), LEASE)
+        .await
+        .expect("claim");
+    assert!(
+        matches!(claimed, conveyor::Transition::Won(_)),
+        "{claimed:?}"
+    );
+    let canceled = store.cancel(ids[65]).await.expect("cancel");
+    assert!(
+        matches!(canceled, conveyor::Transition::Won(_)),
+        "{canceled:?}"
+    );
+    let due: Vec<String> = ids[66..].iter().map(ToString::to_string).collect();
+    assert_eq!(store.longest_due(&due).await.expect("longest due").len(), 1);
+
+    conn.execute_unprepared("SELECT pg_stat_force_next_flush()")
+        .await
+        .expect("flush statistics");
+    let after = testkit::wait_until(
+        "the statistics of the store's connection",
+        Duration::from_secs(10),
+        || async {
+            let now = index_scans(&db).await;
+            // 64 + 1 claims and a cancel.
+            (now["updates"] >= before["updates"] + 66).then_some(now)
+        },
+    )
+    .await;
+    for index in after
+        .keys()
+        .filter(|index| !["jobs_pkey", "updates"].contains(&index.as_str()))
+    {
+        assert_eq!(
+            after[index], before[index],
+            "{index} was scanned: a transition by id walked it instead of the primary key"
+        );
+    }
+}
