@@ -12,7 +12,7 @@
 #                      replicas) started here; JSON to target/bench/results-cluster.json
 #     --workers N (2)  --concurrency C (100)  --runs R (3)
 #     --submit-count --drain-count (100000) --e2e-count --latency-count
-#     --scenarios submit,submit-batch,drain,end-to-end,latency
+#     --scenarios submit,submit-batch,drain,drain-defaults,end-to-end,latency
 #     (and on request: --scenarios reconcile --runs 1 [--reconcile-count N])
 set -euo pipefail
 cd "$(dirname "$0")/.."

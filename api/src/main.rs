@@ -28,7 +28,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    logging::init(cli.log.log_format);
+    let _logs = logging::init(cli.log.log_format);
     conveyor::metrics::set_max_label_values(cli.metrics.metrics_max_label_values);
 
     let pool = |max_connections| PoolSettings {

@@ -70,23 +70,29 @@ pub struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     pub reconcile_count: usize,
     /// Scenarios to run, comma-separated.
-    #[arg(long, default_value = "submit,submit-batch,drain,end-to-end,latency")]
+    #[arg(
+        long,
+        default_value = "submit,submit-batch,drain,drain-defaults,end-to-end,latency"
+    )]
     pub scenarios: String,
     #[arg(long, default_value = "target/bench/results.json")]
     pub out: PathBuf,
 }
 
-/// Targets from issue 8: (figure, kind, value).
+/// Targets from issue 19: (figure, kind, value).
 const TARGETS: &[(&str, &str, f64)] = &[
-    ("submit_requests_per_sec", "at_least", 3_000.0),
-    ("submit_batch_jobs_per_sec", "at_least", 20_000.0),
-    ("drain_jobs_per_sec", "at_least", 5_000.0),
-    ("end_to_end_jobs_per_sec", "at_least", 2_500.0),
+    ("submit_requests_per_sec", "at_least", 8_000.0),
+    ("submit_batch_jobs_per_sec", "at_least", 50_000.0),
+    ("drain_jobs_per_sec", "at_least", 22_000.0),
+    ("end_to_end_jobs_per_sec", "at_least", 4_700.0),
     ("latency_submit_to_start_p50_ms", "at_most", 2.0),
     ("latency_submit_to_start_p99_ms", "at_most", 10.0),
     ("api_peak_rss_mb", "at_most", 50.0),
     ("worker_peak_rss_mb", "at_most", 50.0),
 ];
+
+/// The share of the drain the workers' default settings must keep.
+const DEFAULTS_KEEP: f64 = 0.85;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -100,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
                 "submit" => scenarios::submit(&args).await?,
                 "submit-batch" => scenarios::submit_batch(&args).await?,
                 "drain" => scenarios::drain(&args, &db).await?,
+                "drain-defaults" => scenarios::drain_defaults(&args, &db).await?,
                 "end-to-end" => scenarios::end_to_end(&args, &db).await?,
                 "latency" => scenarios::latency(&args, &db).await?,
                 "reconcile" => reconcile::reconcile(&args, &db).await?,
@@ -177,6 +184,23 @@ async fn main() -> anyhow::Result<()> {
                 figure.median / (tps / 3.0)
             );
         }
+    }
+
+    let median = |name: &str| figures.iter().find(|f| f.name == name).map(|f| f.median);
+    if let (Some(defaults), Some(tuned)) = (
+        median("drain_defaults_jobs_per_sec"),
+        median("drain_jobs_per_sec"),
+    ) {
+        let kept = defaults / tuned;
+        println!(
+            "  the workers' defaults keep {:.0} % of the benchmark settings' drain (target >= 85 %: {})",
+            kept * 100.0,
+            if kept >= DEFAULTS_KEEP {
+                "met"
+            } else {
+                "MISSED"
+            }
+        );
     }
 
     if let Some(dir) = args.out.parent() {

@@ -11,7 +11,7 @@ use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 
 use crate::Args;
-use crate::stack::{Workers, count, peak_rss_mb};
+use crate::stack::{Tuning, Workers, count, peak_rss_mb};
 use crate::stats::{ms, percentile};
 
 /// Longest any scenario may take before it is called a failure.
@@ -160,7 +160,7 @@ pub async fn drain(
         .context("pre-loading")?;
     let loaded = count(db, "SELECT count(*) AS n FROM jobs WHERE status = 'queued'").await?;
     let started = Instant::now();
-    let workers = Workers::start(args).await?;
+    let workers = Workers::start(args, Tuning::Bench).await?;
     let elapsed = wait_completed(db, loaded, started).await?;
     let worker_rss = workers
         .pids()
@@ -176,13 +176,34 @@ pub async fn drain(
     Ok(figures)
 }
 
+/// The drain again, with the workers as they start by default (their
+/// default concurrency, `info` logs in text, read from a pipe): how much of
+/// the benchmark's figure a default deployment keeps.
+pub async fn drain_defaults(
+    args: &Args,
+    db: &DatabaseConnection,
+) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    submit_batches(args, args.drain_count, 8)
+        .await
+        .context("pre-loading")?;
+    let loaded = count(db, "SELECT count(*) AS n FROM jobs WHERE status = 'queued'").await?;
+    let started = Instant::now();
+    let workers = Workers::start(args, Tuning::Defaults).await?;
+    let elapsed = wait_completed(db, loaded, started).await?;
+    workers.stop().await;
+    Ok(vec![(
+        "drain_defaults_jobs_per_sec",
+        loaded as f64 / elapsed.as_secs_f64(),
+    )])
+}
+
 /// Scenario 4, end-to-end: workers running while jobs are submitted;
 /// sustained jobs/s from the first submission to the last completion.
 pub async fn end_to_end(
     args: &Args,
     db: &DatabaseConnection,
 ) -> anyhow::Result<Vec<(&'static str, f64)>> {
-    let workers = Workers::start(args).await?;
+    let workers = Workers::start(args, Tuning::Bench).await?;
     let started = Instant::now();
     submit_singles(args, args.e2e_count).await?;
     let elapsed = wait_completed(db, args.e2e_count as i64, started).await?;
@@ -200,7 +221,7 @@ pub async fn latency(
     args: &Args,
     db: &DatabaseConnection,
 ) -> anyhow::Result<Vec<(&'static str, f64)>> {
-    let workers = Workers::start(args).await?;
+    let workers = Workers::start(args, Tuning::Bench).await?;
     let client = client();
     let mut observed = Vec::with_capacity(args.latency_count);
     for _ in 0..args.latency_count {

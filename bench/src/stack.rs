@@ -37,24 +37,55 @@ pub struct Workers {
     children: Vec<Child>,
 }
 
+/// How the workers of a scenario are configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tuning {
+    /// The benchmark's settings: `--concurrency`, logs at `--worker-log`
+    /// (default `warn`) thrown away.
+    Bench,
+    /// The worker's own defaults (concurrency, `info` logs, text format),
+    /// its logs read from a pipe as a log collector would read them.
+    Defaults,
+}
+
 impl Workers {
-    pub async fn start(args: &Args) -> anyhow::Result<Workers> {
+    pub async fn start(args: &Args, tuning: Tuning) -> anyhow::Result<Workers> {
         let mut children = Vec::new();
         for _ in 0..args.workers {
-            children.push(
-                Command::new(&args.worker_bin)
-                    .env("DATABASE_URL", &args.database_url)
-                    .env("REDIS_URL", &args.redis_url)
-                    .env("CONVEYOR_REDIS_CLUSTER", args.redis_cluster.to_string())
-                    .env("CONVEYOR_PREFIX", &args.prefix)
-                    .env("CONVEYOR_CONCURRENCY", args.concurrency.to_string())
-                    .env("RUST_LOG", &args.worker_log)
-                    .env("LOG_FORMAT", "json")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .kill_on_drop(true)
-                    .spawn()?,
-            );
+            let mut command = Command::new(&args.worker_bin);
+            command
+                .env("DATABASE_URL", &args.database_url)
+                .env("REDIS_URL", &args.redis_url)
+                .env("CONVEYOR_REDIS_CLUSTER", args.redis_cluster.to_string())
+                .env("CONVEYOR_PREFIX", &args.prefix)
+                .env_remove("CONVEYOR_CONCURRENCY")
+                .env_remove("RUST_LOG")
+                .env_remove("LOG_FORMAT")
+                .kill_on_drop(true);
+            match tuning {
+                Tuning::Bench => {
+                    command
+                        .env("CONVEYOR_CONCURRENCY", args.concurrency.to_string())
+                        .env("RUST_LOG", &args.worker_log)
+                        .env("LOG_FORMAT", "json")
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null());
+                }
+                Tuning::Defaults => {
+                    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+                }
+            }
+            let mut child = command.spawn()?;
+            for output in [
+                child.stdout.take().map(|out| Box::new(out) as Output),
+                child.stderr.take().map(|err| Box::new(err) as Output),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                tokio::spawn(drain_output(output));
+            }
+            children.push(child);
         }
         // Registered and fetching: give them a moment to connect.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -79,6 +110,13 @@ impl Workers {
             let _ = tokio::time::timeout(Duration::from_secs(40), child.wait()).await;
         }
     }
+}
+
+type Output = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// Reads a worker's output to its end and throws it away.
+async fn drain_output(mut output: Output) {
+    let _ = tokio::io::copy(&mut output, &mut tokio::io::sink()).await;
 }
 
 /// Peak resident memory of a process, in MB (VmHWM), if readable.

@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let connection: ConnectionConfig = config::from_env()?;
     let worker_config: WorkerConfig = config::from_env()?;
     let log: LogConfig = config::from_env()?;
-    logging::init(log.log_format);
+    let _logs = logging::init(log.log_format);
 
     // The built-ins too, so this worker can serve the demo jobs as well.
     let mut registry = worker::builtin_registry();

@@ -47,7 +47,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    logging::init(cli.log.log_format);
+    let _logs = logging::init(cli.log.log_format);
     conveyor::metrics::set_max_label_values(cli.metrics.metrics_max_label_values);
     cli.worker.validate().map_err(|err| anyhow::anyhow!(err))?;
     match cli.command.unwrap_or(Command::Run) {
@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
             };
             if let Err(err) = recover::run(&cli.connection, options).await {
                 eprintln!("error: {err:#}");
+                logging::flush();
                 std::process::exit(1);
             }
             Ok(())
@@ -108,6 +109,7 @@ async fn run(
         let _ = first_signal.send(());
         signals::terminate().await;
         tracing::warn!("second signal: exiting at once");
+        logging::flush();
         std::process::exit(130);
     });
     worker
