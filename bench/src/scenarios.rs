@@ -155,21 +155,11 @@ pub async fn drain(
     args: &Args,
     db: &DatabaseConnection,
 ) -> anyhow::Result<Vec<(&'static str, f64)>> {
-    submit_batches(args, args.drain_count, 8)
-        .await
-        .context("pre-loading")?;
-    let loaded = count(db, "SELECT count(*) AS n FROM jobs WHERE status = 'queued'").await?;
-    let started = Instant::now();
-    let workers = Workers::start(args, Tuning::Bench).await?;
-    let elapsed = wait_completed(db, loaded, started).await?;
-    let worker_rss = workers
-        .pids()
-        .iter()
-        .filter_map(|pid| peak_rss_mb(*pid))
-        .fold(0.0, f64::max);
-    workers.stop().await;
-    let mut figures = vec![("drain_jobs_per_sec", loaded as f64 / elapsed.as_secs_f64())];
-    figures.push(("worker_peak_rss_mb", worker_rss));
+    let (jobs_per_sec, worker_rss) = timed_drain(args, db, Tuning::Bench).await?;
+    let mut figures = vec![
+        ("drain_jobs_per_sec", jobs_per_sec),
+        ("worker_peak_rss_mb", worker_rss),
+    ];
     if let Some(api_rss) = args.api_pid.and_then(peak_rss_mb) {
         figures.push(("api_peak_rss_mb", api_rss));
     }
@@ -183,18 +173,32 @@ pub async fn drain_defaults(
     args: &Args,
     db: &DatabaseConnection,
 ) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    let (jobs_per_sec, _) = timed_drain(args, db, Tuning::Defaults).await?;
+    Ok(vec![("drain_defaults_jobs_per_sec", jobs_per_sec)])
+}
+
+/// Pre-loads `--drain-count` noop jobs, starts workers tuned as `tuning`
+/// says, and waits until every job is completed: jobs/s, and the largest
+/// peak RSS of a worker, in MB.
+async fn timed_drain(
+    args: &Args,
+    db: &DatabaseConnection,
+    tuning: Tuning,
+) -> anyhow::Result<(f64, f64)> {
     submit_batches(args, args.drain_count, 8)
         .await
         .context("pre-loading")?;
     let loaded = count(db, "SELECT count(*) AS n FROM jobs WHERE status = 'queued'").await?;
     let started = Instant::now();
-    let workers = Workers::start(args, Tuning::Defaults).await?;
+    let workers = Workers::start(args, tuning).await?;
     let elapsed = wait_completed(db, loaded, started).await?;
+    let worker_rss = workers
+        .pids()
+        .iter()
+        .filter_map(|pid| peak_rss_mb(*pid))
+        .fold(0.0, f64::max);
     workers.stop().await;
-    Ok(vec![(
-        "drain_defaults_jobs_per_sec",
-        loaded as f64 / elapsed.as_secs_f64(),
-    )])
+    Ok((loaded as f64 / elapsed.as_secs_f64(), worker_rss))
 }
 
 /// Scenario 4, end-to-end: workers running while jobs are submitted;

@@ -333,3 +333,9 @@ pub(crate) fn status_among(statuses: &[crate::JobStatus]) -> String {
         .collect();
     format!("status <> ALL ('{{{}}}')", others.join(","))
 }
+
+/// [`status_among`] the waiting statuses (`queued`, `retrying`): the guard
+/// of every claim, built once.
+pub(crate) static WAITING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    status_among(&[crate::JobStatus::Queued, crate::JobStatus::Retrying])
+});

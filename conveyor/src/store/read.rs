@@ -449,7 +449,7 @@ impl Store {
             format!(
                 "SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS due_secs \
                  FROM jobs WHERE id = ANY($1) AND {} AND run_at <= now() GROUP BY queue",
-                super::status_among(&[JobStatus::Queued, JobStatus::Retrying])
+                super::WAITING.as_str()
             ),
             [ids.into()],
         ))

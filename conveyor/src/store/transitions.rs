@@ -21,7 +21,7 @@ use sea_orm::{
     UpdateMany,
 };
 
-use super::{Fence, Store, StoreError, Transition, status_among};
+use super::{Fence, Store, StoreError, Transition, WAITING, status_among};
 use crate::job::{ClaimToken, Job, JobId, WorkerId};
 use entity::JobStatus;
 use entity::job::{Column, Entity};
@@ -285,10 +285,7 @@ impl Store {
             .col_expr(Column::Status, status(JobStatus::Canceled))
             .col_expr(Column::CanceledAt, now())
             .col_expr(Column::UpdatedAt, now())
-            .filter(Expr::cust(status_among(&[
-                JobStatus::Queued,
-                JobStatus::Retrying,
-            ])));
+            .filter(Expr::cust(WAITING.as_str()));
         self.guarded(id, update).await
     }
 
@@ -512,10 +509,7 @@ fn claim_update(worker: &WorkerId, lease: Duration) -> UpdateMany<Entity> {
         .col_expr(Column::StartedAt, now())
         .col_expr(Column::Progress, null())
         .col_expr(Column::UpdatedAt, now())
-        .filter(Expr::cust(status_among(&[
-            JobStatus::Queued,
-            JobStatus::Retrying,
-        ])))
+        .filter(Expr::cust(WAITING.as_str()))
         .filter(Expr::col(Column::RunAt).lte(now()))
         .filter(Column::CancelRequested.eq(false))
         .filter(Expr::cust(NOT_PAUSED))
@@ -592,7 +586,7 @@ static CLAIM_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          AND run_at <= now() AND NOT cancel_requested \
          AND NOT EXISTS (SELECT 1 FROM queues WHERE queues.name = jobs.queue AND queues.paused) \
          RETURNING *",
-        status_among(&[JobStatus::Queued, JobStatus::Retrying])
+        WAITING.as_str()
     )
 });
 

@@ -105,6 +105,11 @@ async fn transitions_by_id_use_the_primary_key_while_statistics_are_stale() {
         matches!(canceled, conveyor::Transition::Won(_)),
         "{canceled:?}"
     );
+    let retried = store.requeue(ids[65]).await.expect("manual retry");
+    assert!(
+        matches!(retried, conveyor::Transition::Won(_)),
+        "{retried:?}"
+    );
     let due: Vec<String> = ids[66..].iter().map(ToString::to_string).collect();
     assert_eq!(store.longest_due(&due).await.expect("longest due").len(), 1);
 
@@ -116,8 +121,8 @@ async fn transitions_by_id_use_the_primary_key_while_statistics_are_stale() {
         Duration::from_secs(10),
         || async {
             let now = index_scans(&db).await;
-            // 64 + 1 claims and a cancel.
-            (now["updates"] >= before["updates"] + 66).then_some(now)
+            // 64 + 1 claims, a cancel and a manual retry.
+            (now["updates"] >= before["updates"] + 67).then_some(now)
         },
     )
     .await;
