@@ -163,7 +163,7 @@ impl Broker {
             invocation
                 .key(self.keys.delayed(&job.queue))
                 .arg(&id)
-                .arg(job.run_at.timestamp_millis())
+                .arg(super::delayed_score(job.run_at))
                 .arg(super::delayed_member(&id, job.priority));
         }
         let mut conn = self.connection().await?;

@@ -168,6 +168,18 @@ pub fn delayed_member(id: &str, priority: i16) -> String {
     format!("{id}:{priority}")
 }
 
+/// A job's score in its queue's delayed set: its `run_at` in milliseconds,
+/// rounded up. The promoter compares scores with Redis's clock in whole
+/// milliseconds, so a score rounded down would let it promote a job up to a
+/// millisecond before `run_at`; the claim, on PostgreSQL's clock, would then
+/// find it not yet due and send it back for another promoter pass.
+pub fn delayed_score(run_at: chrono::DateTime<chrono::Utc>) -> i64 {
+    run_at
+        .timestamp_micros()
+        .saturating_add(999)
+        .div_euclid(1000)
+}
+
 /// The job id of a delayed-set member.
 pub fn delayed_member_id(member: &str) -> &str {
     member.rsplit_once(':').map_or(member, |(id, _)| id)
@@ -278,7 +290,7 @@ impl Broker {
             redis::Cmd::zadd(
                 self.keys.delayed(&job.queue),
                 delayed_member(&id, job.priority),
-                job.run_at.timestamp_millis(),
+                delayed_score(job.run_at),
             )
         } else {
             redis::Cmd::lpush(self.keys.ready(&job.queue, job.priority), id)
@@ -329,6 +341,16 @@ mod tests {
         let member = delayed_member("01a2-ff", 7);
         assert_eq!(member, "01a2-ff:7");
         assert_eq!(delayed_member_id(&member), "01a2-ff");
+    }
+
+    #[test]
+    fn delayed_scores_never_fall_before_run_at() {
+        let at = |micros| chrono::DateTime::from_timestamp_micros(micros).unwrap();
+        assert_eq!(delayed_score(at(1_000_000)), 1_000);
+        assert_eq!(delayed_score(at(1_000_001)), 1_001);
+        assert_eq!(delayed_score(at(1_000_999)), 1_001);
+        // Before 1970 as well: rounded towards the later millisecond.
+        assert_eq!(delayed_score(at(-1_500)), -1);
     }
 
     #[test]

@@ -171,6 +171,35 @@ async fn a_delay_is_measured_on_the_databases_clock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_job_is_never_scored_before_its_run_at() {
+    // The promoter moves ids whose score has passed by Redis's clock in
+    // whole milliseconds; `run_at` has microseconds. A score rounded down
+    // delivered jobs up to a millisecond early, and their claim (by
+    // PostgreSQL's clock) sent them back for another promoter pass.
+    let s = setup().await;
+    let key = conveyor::Keys::new(&s.redis.prefix).delayed("default");
+    for _ in 0..5 {
+        let mut later = NewJob::new("noop", json!({}));
+        later.schedule = Schedule::DelaySeconds(3600);
+        let row = s
+            .client
+            .enqueue(later)
+            .await
+            .expect("enqueue")
+            .job()
+            .clone();
+        let member = conveyor::broker::delayed_member(&row.id.to_string(), row.priority);
+        let score: f64 = s.conn().zscore(&key, member).expect("zscore");
+        let score_micros = score as i64 * 1_000;
+        let run_at = row.run_at.timestamp_micros();
+        assert!(
+            (run_at..run_at + 1_000).contains(&score_micros),
+            "score {score} ms for run_at {run_at} µs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_cancel_or_retry_repairs_what_a_lost_reply_left_in_redis() {
     let s = setup().await;
     let mut later = NewJob::new("noop", json!({}));
