@@ -345,7 +345,7 @@ mod tests {
 
     #[test]
     fn delayed_scores_never_fall_before_run_at() {
-        let at = |micros| chrono::DateTime::from_timestamp_micros(micros).unwrap();
+        let at = |micros| chrono::DateTime::from_timestamp_micros(micros).expect("in range");
         assert_eq!(delayed_score(at(1_000_000)), 1_000);
         assert_eq!(delayed_score(at(1_000_001)), 1_001);
         assert_eq!(delayed_score(at(1_000_999)), 1_001);
