@@ -13,7 +13,15 @@
 #     --workers N (2)  --concurrency C (100)  --runs R (3)
 #     --submit-count --drain-count (100000) --e2e-count --latency-count
 #     --scenarios submit,submit-batch,drain,drain-defaults,end-to-end,latency
-#     (and on request: --scenarios reconcile --runs 1 [--reconcile-count N])
+#     (and on request, each with --runs 1:
+#       --scenarios reconcile [--reconcile-count N]
+#       --scenarios growth [--finished-rows N] [--backlog N] [--load-seconds S]
+#                   [--plots-dir D]: 1/2/4 workers, a table of finished rows,
+#                   a deep backlog, latency at half load; PNG plots
+#       --scenarios instructions [--cost-jobs N]: instructions per job of the
+#                   API and of a worker, under valgrind's callgrind)
+#   conveyor-bench --plot-from F [--plots-dir D] draws the plots of an
+#   earlier results file again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh

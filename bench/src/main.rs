@@ -7,11 +7,18 @@
 //! # Layout
 //! - `scenarios`: submit, submit-batch, drain (+ memory), end-to-end, latency.
 //! - `reconcile`: the reconciler's pass over a large backlog (on request).
+//! - `growth`: how throughput and latency change with workers, table size,
+//!   backlog and load (on request); `plot` draws its series as PNGs.
+//! - `instructions`: instructions per job of the API and of a worker, under
+//!   callgrind (on request).
 //! - `ceiling`: pgbench and redis-benchmark.
 //! - `stack`: resetting data, worker processes, peak memory.
 //! - `stats`: percentiles and medians.
 
 mod ceiling;
+mod growth;
+mod instructions;
+mod plot;
 mod reconcile;
 mod scenarios;
 mod stack;
@@ -48,6 +55,13 @@ pub struct Args {
     pub prefix: String,
     #[arg(long, default_value = "target/release/conveyor-worker")]
     pub worker_bin: PathBuf,
+    /// The API binary the `instructions` scenario runs under callgrind.
+    #[arg(long, default_value = "target/release/conveyor-api")]
+    pub api_bin: PathBuf,
+    /// Jobs of the `instructions` scenario's smaller run (the larger has
+    /// twice as many).
+    #[arg(long, default_value_t = 500)]
+    pub cost_jobs: usize,
     /// Worker processes.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
@@ -69,6 +83,21 @@ pub struct Args {
     /// Waiting jobs for the `reconcile` scenario (not run by default).
     #[arg(long, default_value_t = 1_000_000)]
     pub reconcile_count: usize,
+    /// Finished jobs in the table for the `growth` scenario's second part.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub finished_rows: usize,
+    /// Waiting jobs the `growth` scenario drains in its third part.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: usize,
+    /// How long the `growth` scenario keeps the stack half busy.
+    #[arg(long, default_value_t = 20)]
+    pub load_seconds: u64,
+    /// Where the `growth` scenario's plots are written (PNG).
+    #[arg(long, default_value = "target/bench/plots")]
+    pub plots_dir: PathBuf,
+    /// Only draw the plots of this earlier results file, then stop.
+    #[arg(long)]
+    pub plot_from: Option<PathBuf>,
     /// Scenarios to run, comma-separated.
     #[arg(
         long,
@@ -97,12 +126,26 @@ const DEFAULTS_KEEP: f64 = 0.85;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(results) = &args.plot_from {
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(results)?)?;
+        for path in plot::draw(&report, &args.plots_dir)? {
+            println!("drew {}", path.display());
+        }
+        return Ok(());
+    }
     let db = Database::connect(args.database_url.as_str()).await?;
     let mut runs: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    // The plotted series: the last run's.
+    let mut series = BTreeMap::new();
     for scenario in args.scenarios.split(',').map(str::trim) {
         for run in 1..=args.runs {
             stack::reset(&db, &args).await?;
             let figures = match scenario {
+                "growth" => {
+                    let grown = growth::growth(&args, &db).await?;
+                    series = grown.series;
+                    grown.figures
+                }
                 "submit" => scenarios::submit(&args).await?,
                 "submit-batch" => scenarios::submit_batch(&args).await?,
                 "drain" => scenarios::drain(&args, &db).await?,
@@ -110,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
                 "end-to-end" => scenarios::end_to_end(&args, &db).await?,
                 "latency" => scenarios::latency(&args, &db).await?,
                 "reconcile" => reconcile::reconcile(&args, &db).await?,
+                "instructions" => instructions::instructions(&args, &db).await?,
                 other => anyhow::bail!("unknown scenario {other:?}"),
             };
             let shown: Vec<String> = figures
@@ -169,6 +213,8 @@ async fn main() -> anyhow::Result<()> {
             "MB"
         } else if name.ends_with("_secs") {
             "s"
+        } else if name.contains("instructions") {
+            "instr"
         } else {
             "/s"
         };
@@ -213,14 +259,27 @@ async fn main() -> anyhow::Result<()> {
             "workers": args.workers, "concurrency": args.concurrency, "runs": args.runs,
             "submit_count": args.submit_count, "drain_count": args.drain_count,
             "e2e_count": args.e2e_count, "latency_count": args.latency_count, "worker_log": args.worker_log,
+            "finished_rows": args.finished_rows, "backlog": args.backlog, "load_seconds": args.load_seconds,
         },
         "ceilings": {
             "pgbench_single_row_update_tps": pgbench.ok(),
             "redis_lpush_ops_per_sec": redis.ok(),
         },
         "figures": figures,
+        "series": series,
     });
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     println!("\nwritten to {}", args.out.display());
+    if !series.is_empty() {
+        // The figures are written; a machine without a font still has them.
+        match plot::draw(&report, &args.plots_dir) {
+            Ok(paths) => {
+                for path in paths {
+                    println!("drew {}", path.display());
+                }
+            }
+            Err(err) => println!("plots not drawn: {err:#}"),
+        }
+    }
     Ok(())
 }

@@ -15,13 +15,13 @@ use crate::stack::{Tuning, Workers, count, peak_rss_mb};
 use crate::stats::{ms, percentile};
 
 /// Longest any scenario may take before it is called a failure.
-const DEADLINE: Duration = Duration::from_secs(600);
+pub const DEADLINE: Duration = Duration::from_secs(600);
 /// Connections used by the submit scenarios.
 const CONNECTIONS: usize = 32;
 const BATCH_SIZE: usize = 1_000;
 const BATCH_CONNECTIONS: usize = 4;
 
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)
         .timeout(Duration::from_secs(30))
@@ -29,7 +29,7 @@ fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-fn noop() -> Value {
+pub fn noop() -> Value {
     json!({"type": "noop", "payload": {}})
 }
 
@@ -64,7 +64,11 @@ async fn submit_singles(args: &Args, count: usize) -> anyhow::Result<(Duration, 
 }
 
 /// POSTs `count` jobs in batches of 1,000 over a few connections.
-async fn submit_batches(args: &Args, count: usize, connections: usize) -> anyhow::Result<Duration> {
+pub async fn submit_batches(
+    args: &Args,
+    count: usize,
+    connections: usize,
+) -> anyhow::Result<Duration> {
     let client = client();
     let batches = count.div_ceil(BATCH_SIZE);
     let next = Arc::new(AtomicUsize::new(0));
@@ -93,12 +97,14 @@ async fn submit_batches(args: &Args, count: usize, connections: usize) -> anyhow
 /// Waits until no job is left to run, then checks that `expected` jobs
 /// completed. The poll asks only whether one unfinished job is left: a
 /// count of finished rows every 50 ms grows with the table and took a
-/// backend's worth of PostgreSQL's CPU from the workers it measures.
-async fn wait_completed(
+/// backend's worth of PostgreSQL's CPU from the workers it measures. Gives
+/// up after [`DEADLINE`], or a millisecond a job when that is longer.
+pub async fn wait_completed(
     db: &DatabaseConnection,
     expected: i64,
     since: Instant,
 ) -> anyhow::Result<Duration> {
+    let deadline = DEADLINE.max(Duration::from_millis(expected.unsigned_abs()));
     loop {
         let unfinished = count(
             db,
@@ -109,15 +115,17 @@ async fn wait_completed(
         if unfinished == 0 {
             break;
         }
-        if since.elapsed() > DEADLINE {
-            bail!("jobs were still unfinished after {DEADLINE:?}");
+        if since.elapsed() > deadline {
+            bail!("jobs were still unfinished after {deadline:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = since.elapsed();
     let done = count(
         db,
-        "SELECT count(*) AS n FROM jobs WHERE status = 'completed'",
+        &format!(
+            "SELECT count(*) AS n FROM (SELECT 1 FROM jobs WHERE status = 'completed' LIMIT {expected}) AS done"
+        ),
     )
     .await?;
     if done < expected {
@@ -180,7 +188,7 @@ pub async fn drain_defaults(
 /// Pre-loads `--drain-count` noop jobs, starts workers tuned as `tuning`
 /// says, and waits until every job is completed: jobs/s, and the largest
 /// peak RSS of a worker, in MB.
-async fn timed_drain(
+pub async fn timed_drain(
     args: &Args,
     db: &DatabaseConnection,
     tuning: Tuning,
@@ -207,15 +215,21 @@ pub async fn end_to_end(
     args: &Args,
     db: &DatabaseConnection,
 ) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    Ok(vec![(
+        "end_to_end_jobs_per_sec",
+        timed_end_to_end(args, db).await?,
+    )])
+}
+
+/// Starts the workers, submits `--e2e-count` single jobs and waits until
+/// all completed: jobs/s.
+pub async fn timed_end_to_end(args: &Args, db: &DatabaseConnection) -> anyhow::Result<f64> {
     let workers = Workers::start(args, Tuning::Bench).await?;
     let started = Instant::now();
     submit_singles(args, args.e2e_count).await?;
     let elapsed = wait_completed(db, args.e2e_count as i64, started).await?;
     workers.stop().await;
-    Ok(vec![(
-        "end_to_end_jobs_per_sec",
-        args.e2e_count as f64 / elapsed.as_secs_f64(),
-    )])
+    Ok(args.e2e_count as f64 / elapsed.as_secs_f64())
 }
 
 /// Scenario 5, latency: one job at a time on idle workers. Submit-to-start and

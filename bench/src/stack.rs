@@ -50,9 +50,26 @@ pub enum Tuning {
 
 impl Workers {
     pub async fn start(args: &Args, tuning: Tuning) -> anyhow::Result<Workers> {
+        Workers::start_wrapped(args, tuning, &[]).await
+    }
+
+    /// As [`Workers::start`], each worker run by the `wrapper` command
+    /// line (e.g. valgrind and its options) when that is not empty.
+    pub async fn start_wrapped(
+        args: &Args,
+        tuning: Tuning,
+        wrapper: &[String],
+    ) -> anyhow::Result<Workers> {
         let mut children = Vec::new();
         for _ in 0..args.workers {
-            let mut command = Command::new(&args.worker_bin);
+            let mut command = match wrapper.split_first() {
+                Some((program, options)) => {
+                    let mut command = Command::new(program);
+                    command.args(options).arg(&args.worker_bin);
+                    command
+                }
+                None => Command::new(&args.worker_bin),
+            };
             command
                 .env("DATABASE_URL", &args.database_url)
                 .env("REDIS_URL", &args.redis_url)
