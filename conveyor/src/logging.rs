@@ -9,6 +9,7 @@
 //! wake; [`Logs`] (and [`flush`], before `std::process::exit`) writes out
 //! what is left.
 
+use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
@@ -50,7 +51,7 @@ pub fn init(format: LogFormat) -> Logs {
     if let Ok(mut slot) = WRITER.lock() {
         *slot = Some(guard);
     }
-    install(format, "info", writer);
+    install(format, "info", writer, std::io::stdout().is_terminal());
     Logs(())
 }
 
@@ -64,16 +65,25 @@ pub fn flush() {
 /// The operator CLI's logging: on standard error (its answers are on
 /// standard out), warnings only unless `RUST_LOG` says otherwise.
 pub fn init_for_cli(format: LogFormat) {
-    install(format, "warn", std::io::stderr);
+    install(
+        format,
+        "warn",
+        std::io::stderr,
+        std::io::stderr().is_terminal(),
+    );
 }
 
-fn install<W>(format: LogFormat, default: &str, writer: W)
+/// Colours (ANSI escapes) only when `colour` says the output is a
+/// terminal: a pipe or a file is read by a log collector, which would keep
+/// the escapes as text, and writing them costs time on every line.
+fn install<W>(format: LogFormat, default: &str, writer: W, colour: bool)
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(writer);
     // Ignore the error of a second call (tests): the first subscriber stays.
     let _ = match format {

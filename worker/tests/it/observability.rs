@@ -237,3 +237,35 @@ async fn ended_attempts_are_tallied_for_the_dashboard() {
             .all(|w| w[1].minute - w[0].minute == chrono::Duration::minutes(1))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_into_a_pipe_carry_no_colour_codes() {
+    // A log collector reads a pipe; ANSI escapes would reach it as text.
+    let h = Harness::new().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_conveyor-worker"))
+        .env("DATABASE_URL", &h.db.url)
+        .env("REDIS_URL", &h.redis.url)
+        .env("CONVEYOR_PREFIX", &h.redis.prefix)
+        .env("RUST_LOG", "info")
+        .env_remove("LOG_FORMAT")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start conveyor-worker");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let started = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if line.contains("worker_started") {
+                return line;
+            }
+        }
+        panic!("the worker's output ended before it started");
+    })
+    .await
+    .expect("the worker logs worker_started within 20 s");
+    assert!(started.contains(" INFO "), "text format: {started}");
+    assert!(!started.contains('\u{1b}'), "no escape codes: {started:?}");
+    let _ = child.kill().await;
+}
