@@ -7,7 +7,9 @@
 //! without the process's start and stop.
 //!
 //! - API: sequential `POST /jobs` of a no-op job over one connection.
-//! - Worker: a drain of that many queued no-op jobs at `--concurrency`.
+//! - Worker: a drain of that many queued no-op jobs at `--concurrency`,
+//!   logging at `warn`; and again on the worker's defaults (`info` logs in
+//!   text into a pipe), which prices the log lines of a job.
 //!
 //! What the processes do on timers (heartbeats, the promoter, gauges) while
 //! the jobs run is counted too; under valgrind a run lasts longer than it
@@ -41,21 +43,29 @@ pub async fn instructions(
     let n = args.cost_jobs;
     let mut api = Vec::new();
     let mut worker = Vec::new();
+    let mut worker_defaults = Vec::new();
     for jobs in [n, 2 * n] {
         stack::reset(db, args).await?;
         api.push(api_run(args, &dir, jobs).await?);
         stack::reset(db, args).await?;
-        worker.push(worker_run(args, db, &dir, jobs).await?);
+        worker.push(worker_run(args, db, &dir, jobs, Tuning::Bench).await?);
+        stack::reset(db, args).await?;
+        worker_defaults.push(worker_run(args, db, &dir, jobs, Tuning::Defaults).await?);
         println!(
-            "  {jobs} jobs: API {} instructions, worker {} instructions",
+            "  {jobs} jobs: API {} instructions, worker {} ({} on its defaults)",
             api[api.len() - 1],
-            worker[worker.len() - 1]
+            worker[worker.len() - 1],
+            worker_defaults[worker_defaults.len() - 1]
         );
     }
     let per_job = |totals: &[u64]| (totals[1] as f64 - totals[0] as f64) / n as f64;
     Ok(vec![
         ("api_instructions_per_submit", per_job(&api)),
         ("worker_instructions_per_job", per_job(&worker)),
+        (
+            "worker_defaults_instructions_per_job",
+            per_job(&worker_defaults),
+        ),
     ])
 }
 
@@ -120,21 +130,27 @@ async fn api_run(args: &Args, dir: &Path, jobs: usize) -> anyhow::Result<u64> {
 }
 
 /// Queues `jobs` jobs through the benchmark's API, drains them with one
-/// worker under callgrind, stops it and returns its instruction count.
+/// worker under callgrind (tuned as `tuning` says), stops it and returns
+/// its instruction count.
 async fn worker_run(
     args: &Args,
     db: &DatabaseConnection,
     dir: &Path,
     jobs: usize,
+    tuning: Tuning,
 ) -> anyhow::Result<u64> {
-    let out = dir.join(format!("worker-{jobs}.out"));
+    let name = match tuning {
+        Tuning::Bench => "worker",
+        Tuning::Defaults => "worker-defaults",
+    };
+    let out = dir.join(format!("{name}-{jobs}.out"));
     scenarios::submit_batches(args, jobs, 1).await?;
     let one = Args {
         workers: 1,
         ..args.clone()
     };
     let started = Instant::now();
-    let workers = Workers::start_wrapped(&one, Tuning::Bench, &valgrind(&out)).await?;
+    let workers = Workers::start_wrapped(&one, tuning, &valgrind(&out)).await?;
     wait_completed(db, jobs as i64, started).await?;
     workers.stop().await;
     total(&out)
