@@ -9,6 +9,9 @@ use crate::Args;
 /// pgbench TPS of one single-row UPDATE per transaction, 32 clients, 10 s.
 pub fn pgbench_tps(args: &Args) -> Result<f64, String> {
     let url = &args.pgbench_url;
+    if url.is_empty() {
+        return Err("no --pgbench-url given".to_owned());
+    }
     run("pgbench", &["-i", "-q", "-s", "10", url])?;
     let script = std::env::temp_dir().join(format!("conveyor-pgbench-{}.sql", std::process::id()));
     std::fs::write(

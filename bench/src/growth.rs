@@ -37,6 +37,11 @@ impl Growth {
 }
 
 pub async fn growth(args: &Args, db: &DatabaseConnection) -> anyhow::Result<Growth> {
+    if !WORKER_COUNTS.contains(&args.workers) {
+        bail!(
+            "the growth scenario's other parts run with --workers, which must be one of {WORKER_COUNTS:?}"
+        );
+    }
     let mut out = Growth::default();
     let mut baseline = (0.0, 0.0);
 
@@ -188,7 +193,7 @@ async fn latency_under_load(
     for task in tasks {
         task.await??;
     }
-    wait_completed(db, total as i64, started).await?;
+    wait_completed(db, 0, total as i64, started).await?;
     workers.stop().await;
     let mut latencies = Vec::new();
     for p in PERCENTILES {

@@ -15,7 +15,7 @@
 //! the jobs run is counted too; under valgrind a run lasts longer than it
 //! would natively, so that share is somewhat larger than in production.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,7 @@ fn valgrind(out: &Path) -> Vec<String> {
 /// another, stops it and returns its instruction count.
 async fn api_run(args: &Args, dir: &Path, jobs: usize) -> anyhow::Result<u64> {
     let out = dir.join(format!("api-{jobs}.out"));
+    fresh(&out)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -125,7 +126,12 @@ async fn api_run(args: &Args, dir: &Path, jobs: usize) -> anyhow::Result<u64> {
         }
     }
     terminate(child.id())?;
-    let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .context("the API under valgrind did not stop within 120 s")??;
+    if !status.success() {
+        bail!("the API under valgrind ended with {status}");
+    }
     total(&out)
 }
 
@@ -144,6 +150,7 @@ async fn worker_run(
         Tuning::Defaults => "worker-defaults",
     };
     let out = dir.join(format!("{name}-{jobs}.out"));
+    fresh(&out)?;
     scenarios::submit_batches(args, jobs, 1).await?;
     let one = Args {
         workers: 1,
@@ -151,9 +158,18 @@ async fn worker_run(
     };
     let started = Instant::now();
     let workers = Workers::start_wrapped(&one, tuning, &valgrind(&out)).await?;
-    wait_completed(db, jobs as i64, started).await?;
+    wait_completed(db, 0, jobs as i64, started).await?;
     workers.stop().await;
     total(&out)
+}
+
+/// Removes an earlier run's output, so a run that writes none fails
+/// instead of reading old figures.
+fn fresh(out: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(out) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
+        _ => Ok(()),
+    }
 }
 
 fn terminate(pid: Option<u32>) -> anyhow::Result<()> {
@@ -166,7 +182,7 @@ fn terminate(pid: Option<u32>) -> anyhow::Result<()> {
 }
 
 /// The instruction count in a callgrind output file (its `totals:` line).
-fn total(out: &PathBuf) -> anyhow::Result<u64> {
+fn total(out: &Path) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string(out)
         .with_context(|| format!("reading {} (did valgrind finish?)", out.display()))?;
     text.lines()

@@ -41,10 +41,12 @@ pub struct Args {
     /// The API's pid, to read its peak memory.
     #[arg(long)]
     pub api_pid: Option<u32>,
-    #[arg(long, env = "DATABASE_URL")]
+    /// Needed for every scenario (not for `--plot-from`).
+    #[arg(long, env = "DATABASE_URL", default_value = "")]
     pub database_url: String,
-    /// Database pgbench may fill with its own tables.
-    #[arg(long)]
+    /// Database pgbench may fill with its own tables (no pgbench ceiling
+    /// without it).
+    #[arg(long, default_value = "")]
     pub pgbench_url: String,
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
@@ -132,6 +134,9 @@ async fn main() -> anyhow::Result<()> {
             println!("drew {}", path.display());
         }
         return Ok(());
+    }
+    if args.database_url.is_empty() {
+        anyhow::bail!("--database-url (or DATABASE_URL) is needed to run scenarios");
     }
     let db = Database::connect(args.database_url.as_str()).await?;
     let mut runs: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();

@@ -31,13 +31,15 @@ struct Chart {
     series: &'static [(&'static str, &'static str)],
     /// Decimals of the values written beside the points.
     decimals: usize,
+    /// x is a percentile, drawn as its nines (1 = p90, 2 = p99; 100 as 4).
+    nines: bool,
     legend: SeriesLabelPosition,
 }
 
 const CHARTS: &[Chart] = &[
     Chart {
         file: "growth-workers.png",
-        title: "Throughput by worker processes (2 cores)",
+        title: "Throughput by worker processes",
         x: "worker processes",
         y: "jobs/s",
         series: &[
@@ -45,6 +47,7 @@ const CHARTS: &[Chart] = &[
             ("end_to_end_by_workers", "end to end over HTTP"),
         ],
         decimals: 0,
+        nines: false,
         legend: SeriesLabelPosition::LowerRight,
     },
     Chart {
@@ -57,6 +60,7 @@ const CHARTS: &[Chart] = &[
             ("end_to_end_by_finished_rows", "end to end over HTTP"),
         ],
         decimals: 0,
+        nines: false,
         legend: SeriesLabelPosition::LowerRight,
     },
     Chart {
@@ -66,15 +70,17 @@ const CHARTS: &[Chart] = &[
         y: "jobs/s",
         series: &[("drain_by_backlog", "drain")],
         decimals: 0,
+        nines: false,
         legend: SeriesLabelPosition::LowerRight,
     },
     Chart {
         file: "growth-latency-half-load.png",
         title: "Submit-to-start latency at half the end-to-end rate",
-        x: "percentile",
+        x: "percentile as nines (0.3 = p50, 1 = p90, 2 = p99, 3 = p99.9, 4 = max)",
         y: "ms",
         series: &[("submit_to_start_ms_at_half_load", "submit to start")],
         decimals: 1,
+        nines: true,
         legend: SeriesLabelPosition::UpperLeft,
     },
 ];
@@ -87,9 +93,11 @@ pub fn draw(report: &Value, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let mut lines = Vec::new();
         for (key, label) in chart.series {
             let mut points = points(report, key)?;
-            // Row counts read better in millions.
-            if chart.x.contains("millions") {
-                for point in &mut points {
+            for point in &mut points {
+                if chart.nines {
+                    point.0 = nines(point.0);
+                } else if chart.x.contains("millions") {
+                    // Row counts read better in millions.
                     point.0 /= 1e6;
                 }
             }
@@ -106,10 +114,17 @@ pub fn draw(report: &Value, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     register_font()?;
     std::fs::create_dir_all(dir)?;
+    let cores = report["machine"]["cores"].as_u64().unwrap_or(0);
     let mut written = Vec::new();
     for (chart, lines) in charts {
         let path = dir.join(chart.file);
-        line_chart(&path, chart, &lines).with_context(|| format!("drawing {}", path.display()))?;
+        let title = if cores > 0 {
+            format!("{} ({cores} cores)", chart.title)
+        } else {
+            chart.title.to_owned()
+        };
+        line_chart(&path, chart, &title, &lines)
+            .with_context(|| format!("drawing {}", path.display()))?;
         written.push(path);
     }
     Ok(written)
@@ -127,7 +142,22 @@ fn points(report: &Value, key: &str) -> anyhow::Result<Vec<(f64, f64)>> {
         .collect())
 }
 
-fn line_chart(path: &Path, chart: &Chart, lines: &[(&str, Vec<(f64, f64)>)]) -> anyhow::Result<()> {
+/// A percentile's nines: 50 → 0.3, 90 → 1, 99 → 2, 99.9 → 3; the maximum
+/// (100) at 4.
+fn nines(percentile: f64) -> f64 {
+    if percentile >= 100.0 {
+        4.0
+    } else {
+        -(1.0 - percentile / 100.0).log10()
+    }
+}
+
+fn line_chart(
+    path: &Path,
+    chart: &Chart,
+    title: &str,
+    lines: &[(&str, Vec<(f64, f64)>)],
+) -> anyhow::Result<()> {
     let all = || lines.iter().flat_map(|(_, points)| points.iter());
     let x_max = all().map(|p| p.0).fold(0.0, f64::max);
     let x_min = all().map(|p| p.0).fold(x_max, f64::min);
@@ -136,7 +166,7 @@ fn line_chart(path: &Path, chart: &Chart, lines: &[(&str, Vec<(f64, f64)>)]) -> 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let mut cartesian = ChartBuilder::on(&root)
-        .caption(chart.title, ("sans-serif", 22))
+        .caption(title, ("sans-serif", 22))
         .margin(18)
         .x_label_area_size(48)
         .y_label_area_size(72)
@@ -263,6 +293,16 @@ mod tests {
             Err(err) => assert!(err.to_string().contains("CONVEYOR_BENCH_FONT"), "{err:#}"),
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn percentiles_are_drawn_as_their_nines() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(nines(90.0), 1.0));
+        assert!(close(nines(99.0), 2.0));
+        assert!(close(nines(99.9), 3.0));
+        assert!((nines(50.0) - 0.301).abs() < 1e-3);
+        assert!(close(nines(100.0), 4.0), "the maximum");
     }
 
     #[test]

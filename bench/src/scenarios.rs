@@ -94,13 +94,23 @@ pub async fn submit_batches(
     Ok(started.elapsed())
 }
 
+/// Completed jobs in the table now (before a run adds `expected` more).
+pub async fn completed(db: &DatabaseConnection) -> anyhow::Result<i64> {
+    count(
+        db,
+        "SELECT count(*) AS n FROM jobs WHERE status = 'completed'",
+    )
+    .await
+}
+
 /// Waits until no job is left to run, then checks that `expected` jobs
-/// completed. The poll asks only whether one unfinished job is left: a
+/// completed beyond the `already` completed before the run. The poll asks only whether one unfinished job is left: a
 /// count of finished rows every 50 ms grows with the table and took a
 /// backend's worth of PostgreSQL's CPU from the workers it measures. Gives
 /// up after [`DEADLINE`], or a millisecond a job when that is longer.
 pub async fn wait_completed(
     db: &DatabaseConnection,
+    already: i64,
     expected: i64,
     since: Instant,
 ) -> anyhow::Result<Duration> {
@@ -124,10 +134,12 @@ pub async fn wait_completed(
     let done = count(
         db,
         &format!(
-            "SELECT count(*) AS n FROM (SELECT 1 FROM jobs WHERE status = 'completed' LIMIT {expected}) AS done"
+            "SELECT count(*) AS n FROM (SELECT 1 FROM jobs WHERE status = 'completed' LIMIT {}) AS done",
+            already + expected
         ),
     )
-    .await?;
+    .await?
+        - already;
     if done < expected {
         bail!("only {done} of {expected} jobs completed; the rest ended otherwise");
     }
@@ -197,9 +209,10 @@ pub async fn timed_drain(
         .await
         .context("pre-loading")?;
     let loaded = count(db, "SELECT count(*) AS n FROM jobs WHERE status = 'queued'").await?;
+    let already = completed(db).await?;
     let started = Instant::now();
     let workers = Workers::start(args, tuning).await?;
-    let elapsed = wait_completed(db, loaded, started).await?;
+    let elapsed = wait_completed(db, already, loaded, started).await?;
     let worker_rss = workers
         .pids()
         .iter()
@@ -224,10 +237,11 @@ pub async fn end_to_end(
 /// Starts the workers, submits `--e2e-count` single jobs and waits until
 /// all completed: jobs/s.
 pub async fn timed_end_to_end(args: &Args, db: &DatabaseConnection) -> anyhow::Result<f64> {
+    let already = completed(db).await?;
     let workers = Workers::start(args, Tuning::Bench).await?;
     let started = Instant::now();
     submit_singles(args, args.e2e_count).await?;
-    let elapsed = wait_completed(db, args.e2e_count as i64, started).await?;
+    let elapsed = wait_completed(db, already, args.e2e_count as i64, started).await?;
     workers.stop().await;
     Ok(args.e2e_count as f64 / elapsed.as_secs_f64())
 }

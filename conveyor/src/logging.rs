@@ -51,7 +51,7 @@ pub fn init(format: LogFormat) -> Logs {
     if let Ok(mut slot) = WRITER.lock() {
         *slot = Some(guard);
     }
-    install(format, "info", writer, std::io::stdout().is_terminal());
+    install(format, "info", writer, colour(&std::io::stdout()));
     Logs(())
 }
 
@@ -65,17 +65,17 @@ pub fn flush() {
 /// The operator CLI's logging: on standard error (its answers are on
 /// standard out), warnings only unless `RUST_LOG` says otherwise.
 pub fn init_for_cli(format: LogFormat) {
-    install(
-        format,
-        "warn",
-        std::io::stderr,
-        std::io::stderr().is_terminal(),
-    );
+    install(format, "warn", std::io::stderr, colour(&std::io::stderr()));
 }
 
-/// Colours (ANSI escapes) only when `colour` says the output is a
-/// terminal: a pipe or a file is read by a log collector, which would keep
-/// the escapes as text, and writing them costs time on every line.
+/// Colours (ANSI escapes) only on a terminal, and not when `NO_COLOR` is
+/// set (no-color.org): a pipe or a file is read by a log collector, which
+/// would keep the escapes as text, and writing them costs time on every
+/// line.
+fn colour(output: &impl IsTerminal) -> bool {
+    output.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
 fn install<W>(format: LogFormat, default: &str, writer: W, colour: bool)
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,

@@ -26,10 +26,23 @@ url_port() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# The lowest port the kernel hands out to outgoing connections. A port in
+# that range can be taken by any client socket between our check and the
+# server's bind (it happened to a cluster node once), so servers get ports
+# below it.
+ephemeral_low() {
+  local low
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+  ((low > 11000)) || low=32768
+  printf '%s' "$low"
+}
+
+# A port nothing listens on, from 10000 up to (not including) $1, by
+# default the start of the ephemeral range.
 free_port() {
-  local port
+  local below=${1:-$(ephemeral_low)} port
   for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 30000))
+    port=$((10000 + RANDOM % (below - 10000)))
     port_open 127.0.0.1 "$port" || { printf '%s' "$port"; return 0; }
   done
   die "no free TCP port found on 127.0.0.1"
@@ -172,9 +185,10 @@ start_redis_cluster() {
     || die "a Redis Cluster run needs redis-server and redis-cli installed (Debian/Ubuntu: sudo apt-get install redis-server)"
   ensure_services_dir
   while ((${#ports[@]} < 6)); do
-    port=$(free_port)
-    # The cluster bus listens on port + 10000.
-    ((port + 10000 < 65536)) && ! port_open 127.0.0.1 $((port + 10000)) && [[ " ${ports[*]} " != *" $port "* ]] \
+    # The cluster bus listens on port + 10000: both below the ephemeral range.
+    port=$(free_port $(($(ephemeral_low) - 10000)))
+    ! port_open 127.0.0.1 $((port + 10000)) && [[ " ${ports[*]} " != *" $port "* ]] \
+      && [[ " ${ports[*]} " != *" $((port + 10000)) "* && " ${ports[*]} " != *" $((port - 10000)) "* ]] \
       && ports+=("$port")
   done
   for port in "${ports[@]}"; do

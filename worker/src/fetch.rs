@@ -172,7 +172,7 @@ fn start(
     // Boxed: the job's future is over 12 KB, and tokio moves a task's
     // future (and its slot for the output, as large) several times while
     // spawning, polling the end and joining it; a box moves as a pointer.
-    // Counted under callgrind, about 30 % of a worker's instructions per
+    // Counted under callgrind, about 40 % of a worker's instructions per
     // job were those copies (docs/performance.md).
     tasks.spawn(Box::pin(async move {
         match claim {

@@ -44,9 +44,13 @@ pub struct Report {
     pub redis_was_reset: bool,
 }
 
-/// The share of the time routine passes may take: after a pass that took
-/// `d`, the next routine one waits at least `d × (BUSY_SHARE⁻¹ − 1)`.
-const BUSY_SHARE: u32 = 10;
+/// Routine passes take at most one part in this many of the time: after a
+/// pass that took `d`, the next waits at least `d × (PARTS − 1)`.
+const PARTS: u32 = 10;
+
+/// The longest wait between routine passes, however long the last took: a
+/// publish that never happened is found within this (plus a pass).
+pub const MAX_PAUSE: Duration = Duration::from_secs(120);
 
 /// The service: a full pass every `reconcile_interval`, or less often when
 /// passes are long (see [`pause_after`]), and at once when the epoch key is
@@ -58,15 +62,16 @@ pub struct Reconciler {
 }
 
 /// How long after a pass that took `pass` the next routine one is due: the
-/// reconcile interval, or nine times the pass when that is longer, so that
-/// routine passes take at most a tenth of the time. A pass reads every
-/// waiting job and every id Redis holds; over a backlog of a million it
-/// takes seconds, and every ten seconds it cost a draining stack a third of
-/// its throughput. What it looks for (a publish that never happened) waits
-/// behind that backlog anyway. A Redis that lost its data is still
-/// reconciled at once.
+/// reconcile interval, or nine times the pass when that is longer (so that
+/// routine passes take at most a tenth of the time), but never more than
+/// [`MAX_PAUSE`]. A pass reads every waiting job and every id Redis holds;
+/// over a backlog of a million it takes seconds, and every ten seconds it
+/// cost a draining stack a third of its throughput. A Redis that lost its
+/// data is still reconciled at once.
 pub fn pause_after(pass: Duration, interval: Duration) -> Duration {
-    interval.max(pass * (BUSY_SHARE - 1))
+    interval
+        .max(pass.saturating_mul(PARTS - 1))
+        .min(MAX_PAUSE.max(interval))
 }
 
 impl Service for Reconciler {
@@ -182,5 +187,11 @@ mod tests {
         let pause = pause_after(pass, interval);
         assert_eq!(pause, Duration::from_secs(27));
         assert!(pass.as_secs_f64() / (pass + pause).as_secs_f64() <= 0.1);
+        // A pass slowed by a stall cannot put the next one off for long.
+        assert_eq!(pause_after(Duration::from_secs(60), interval), MAX_PAUSE);
+        assert_eq!(pause_after(Duration::MAX, interval), MAX_PAUSE);
+        // An interval set longer than the cap is kept.
+        let hourly = Duration::from_secs(3600);
+        assert_eq!(pause_after(Duration::from_secs(60), hourly), hourly);
     }
 }

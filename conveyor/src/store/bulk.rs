@@ -4,7 +4,7 @@
 //! UPDATE SKIP LOCKED` so a bulk action never waits on a worker's row.
 
 use sea_orm::{
-    ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ColumnTrait, DbBackend, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     Statement,
 };
 
@@ -109,10 +109,7 @@ impl Store {
         values: Vec<sea_orm::Value>,
     ) -> Result<Vec<Job>, StoreError> {
         let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
-        Ok(entity::job::Entity::find()
-            .from_raw_sql(statement)
-            .all(&self.db)
-            .await?)
+        Ok(Job::find_by_statement(statement).all(&self.db).await?)
     }
 }
 

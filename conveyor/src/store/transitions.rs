@@ -130,7 +130,7 @@ impl Store {
                 millis(lease).into(),
             ],
         );
-        Ok(Entity::find().from_raw_sql(statement).all(&self.db).await?)
+        Ok(Job::find_by_statement(statement).all(&self.db).await?)
     }
 
     /// `running` (fenced) → `completed` with `result`.
@@ -183,13 +183,13 @@ impl Store {
             COMPLETE_MANY,
             [serde_json::Value::Array(rows).into()],
         );
-        let mut won: HashMap<(uuid::Uuid, Option<uuid::Uuid>), Job> = Entity::find()
-            .from_raw_sql(statement)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|job| ((job.id, job.claim_token), job))
-            .collect();
+        let mut won: HashMap<(uuid::Uuid, Option<uuid::Uuid>), Job> =
+            Job::find_by_statement(statement)
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|job| ((job.id, job.claim_token), job))
+                .collect();
         let mut transitions = Vec::with_capacity(items.len());
         for (fence, _) in items {
             let key = (fence.job_id.as_uuid(), Some(fence.token.as_uuid()));
