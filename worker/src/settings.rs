@@ -11,8 +11,7 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_PROMOTE_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a handler asked to stop may take before it is aborted.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_millis(500);
-/// How often, at most, the reconciler compares every waiting job with
-/// Redis (less often while its passes are long: see `pause_after`).
+/// How often the reconciler compares every waiting job with Redis.
 pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
 /// How often it checks whether Redis lost its data (the epoch key).
 pub const DEFAULT_EPOCH_CHECK_INTERVAL: Duration = Duration::from_secs(1);

@@ -44,34 +44,11 @@ pub struct Report {
     pub redis_was_reset: bool,
 }
 
-/// Routine passes take at most one part in this many of the time: after a
-/// pass that took `d`, the next waits at least `d × (PARTS − 1)`.
-const PARTS: u32 = 10;
-
-/// The longest wait between routine passes, however long the last took: a
-/// publish that never happened is found within this (plus a pass).
-pub const MAX_PAUSE: Duration = Duration::from_secs(120);
-
-/// The service: a full pass every `reconcile_interval`, or less often when
-/// passes are long (see [`pause_after`]), and at once when the epoch key is
-/// gone.
+/// The service: a full pass every `reconcile_interval`, and at once when
+/// the epoch key is gone.
 #[derive(Debug, Default)]
 pub struct Reconciler {
-    /// When the last pass ended, and how long it took.
-    last_pass: Mutex<Option<(Instant, Duration)>>,
-}
-
-/// How long after a pass that took `pass` the next routine one is due: the
-/// reconcile interval, or nine times the pass when that is longer (so that
-/// routine passes take at most a tenth of the time), but never more than
-/// [`MAX_PAUSE`]. A pass reads every waiting job and every id Redis holds;
-/// over a backlog of a million it takes seconds, and every ten seconds it
-/// cost a draining stack a third of its throughput. A Redis that lost its
-/// data is still reconciled at once.
-pub fn pause_after(pass: Duration, interval: Duration) -> Duration {
-    interval
-        .max(pass.saturating_mul(PARTS - 1))
-        .min(MAX_PAUSE.max(interval))
+    last_pass: Mutex<Option<Instant>>,
 }
 
 impl Service for Reconciler {
@@ -90,16 +67,13 @@ impl Service for Reconciler {
     fn pass<'a>(&'a self, ctx: &'a Context) -> Pass<'a> {
         Box::pin(async move {
             let last = self.last_pass.lock().ok().and_then(|last| *last);
-            let due = last.is_none_or(|(ended, took)| {
-                ended.elapsed() >= pause_after(took, ctx.settings.reconcile_interval)
-            });
+            let due = last.is_none_or(|at| at.elapsed() >= ctx.settings.reconcile_interval);
             if !due && ctx.broker.epoch_exists().await? {
                 return Ok(());
             }
-            let started = Instant::now();
             reconcile_once(ctx, ctx.settings.reconcile_interval * 2).await?;
             if let Ok(mut last) = self.last_pass.lock() {
-                *last = Some((Instant::now(), started.elapsed()));
+                *last = Some(Instant::now());
             }
             Ok(())
         })
@@ -170,28 +144,4 @@ pub async fn reconcile_once(ctx: &Context, quiet: Duration) -> Result<Report, Ma
         );
     }
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routine_passes_take_at_most_a_tenth_of_the_time() {
-        let interval = Duration::from_secs(10);
-        // Short passes keep the interval.
-        assert_eq!(pause_after(Duration::from_millis(20), interval), interval);
-        assert_eq!(pause_after(Duration::from_secs(1), interval), interval);
-        // Long ones space the next out: a 3 s pass, then 27 s of rest.
-        let pass = Duration::from_secs(3);
-        let pause = pause_after(pass, interval);
-        assert_eq!(pause, Duration::from_secs(27));
-        assert!(pass.as_secs_f64() / (pass + pause).as_secs_f64() <= 0.1);
-        // A pass slowed by a stall cannot put the next one off for long.
-        assert_eq!(pause_after(Duration::from_secs(60), interval), MAX_PAUSE);
-        assert_eq!(pause_after(Duration::MAX, interval), MAX_PAUSE);
-        // An interval set longer than the cap is kept.
-        let hourly = Duration::from_secs(3600);
-        assert_eq!(pause_after(Duration::from_secs(60), hourly), hourly);
-    }
 }
