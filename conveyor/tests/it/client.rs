@@ -40,6 +40,18 @@ impl Setup {
         self.conn().zrange(key, 0, -1).expect("zrange")
     }
 
+    /// Enqueues a no-op job due in `seconds` on the default queue.
+    async fn enqueue_delayed(&self, seconds: u32) -> conveyor::Job {
+        let mut job = NewJob::new("noop", json!({}));
+        job.schedule = Schedule::DelaySeconds(seconds);
+        self.client
+            .enqueue(job)
+            .await
+            .expect("enqueue")
+            .job()
+            .clone()
+    }
+
     async fn rows(&self) -> i64 {
         self.db.count("SELECT count(*) AS n FROM jobs").await
     }
@@ -154,15 +166,7 @@ async fn canceling_a_waiting_job_takes_its_id_out_of_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delay_is_measured_on_the_databases_clock() {
     let s = setup().await;
-    let mut delayed = NewJob::new("noop", json!({}));
-    delayed.schedule = Schedule::DelaySeconds(60);
-    let row = s
-        .client
-        .enqueue(delayed)
-        .await
-        .expect("enqueue")
-        .job()
-        .clone();
+    let row = s.enqueue_delayed(60).await;
     assert_eq!(
         (row.run_at - row.created_at).num_seconds(),
         60,
@@ -179,15 +183,7 @@ async fn a_delayed_job_is_never_scored_before_its_run_at() {
     let s = setup().await;
     let key = conveyor::Keys::new(&s.redis.prefix).delayed("default");
     for _ in 0..5 {
-        let mut later = NewJob::new("noop", json!({}));
-        later.schedule = Schedule::DelaySeconds(3600);
-        let row = s
-            .client
-            .enqueue(later)
-            .await
-            .expect("enqueue")
-            .job()
-            .clone();
+        let row = s.enqueue_delayed(3600).await;
         let member = conveyor::broker::delayed_member(&row.id.to_string(), row.priority);
         let score: f64 = s.conn().zscore(&key, member).expect("zscore");
         let score_micros = score as i64 * 1_000;
@@ -202,15 +198,7 @@ async fn a_delayed_job_is_never_scored_before_its_run_at() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_cancel_or_retry_repairs_what_a_lost_reply_left_in_redis() {
     let s = setup().await;
-    let mut later = NewJob::new("noop", json!({}));
-    later.schedule = Schedule::DelaySeconds(3600);
-    let later = s
-        .client
-        .enqueue(later)
-        .await
-        .expect("enqueue")
-        .job()
-        .clone();
+    let later = s.enqueue_delayed(3600).await;
     // The cancel committed, but its reply was lost before the id left Redis.
     let store = s.client.store();
     assert!(
