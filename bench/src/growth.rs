@@ -15,7 +15,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::Args;
 use crate::scenarios::{self, DEADLINE, timed_drain, wait_completed};
-use crate::stack::{self, Tuning, Workers, count};
+use crate::stack::{self, Tuning, Workers};
 
 /// The worker counts compared.
 const WORKER_COUNTS: [usize; 3] = [1, 2, 4];
@@ -203,17 +203,7 @@ async fn latency_under_load(
     workers.stop().await;
     let mut latencies = Vec::new();
     for p in PERCENTILES {
-        let us = count(
-            db,
-            &format!(
-                "SELECT (percentile_cont({}) WITHIN GROUP (ORDER BY \
-                 extract(epoch FROM started_at - created_at)) * 1000000)::bigint AS n \
-                 FROM jobs WHERE status = 'completed'",
-                p / 100.0
-            ),
-        )
-        .await?;
-        latencies.push((p, us as f64 / 1000.0));
+        latencies.push((p, scenarios::since_submit_ms(db, "started_at", p).await?));
     }
     Ok(latencies)
 }

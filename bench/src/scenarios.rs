@@ -283,28 +283,22 @@ pub async fn latency(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     workers.stop().await;
-    let quantile = |column: &str, q: f64| {
-        format!(
-            "SELECT (percentile_cont({q}) WITHIN GROUP (ORDER BY extract(epoch FROM {column} - created_at)) * 1000000)::bigint AS n FROM jobs WHERE status = 'completed'"
-        )
-    };
-    let us = |v: i64| v as f64 / 1000.0;
     Ok(vec![
         (
             "latency_submit_to_start_p50_ms",
-            us(count(db, &quantile("started_at", 0.5)).await?),
+            since_submit_ms(db, "started_at", 50.0).await?,
         ),
         (
             "latency_submit_to_start_p99_ms",
-            us(count(db, &quantile("started_at", 0.99)).await?),
+            since_submit_ms(db, "started_at", 99.0).await?,
         ),
         (
             "latency_submit_to_completed_p50_ms",
-            us(count(db, &quantile("completed_at", 0.5)).await?),
+            since_submit_ms(db, "completed_at", 50.0).await?,
         ),
         (
             "latency_submit_to_completed_p99_ms",
-            us(count(db, &quantile("completed_at", 0.99)).await?),
+            since_submit_ms(db, "completed_at", 99.0).await?,
         ),
         (
             "latency_client_observed_p50_ms",
@@ -315,4 +309,21 @@ pub async fn latency(
             ms(percentile(&mut observed, 99.0)),
         ),
     ])
+}
+
+/// Percentile `p` (0..=100) over the completed jobs of the time from
+/// submission (`created_at`) to `column` (`started_at` or `completed_at`),
+/// by the database's timestamps, in ms.
+pub async fn since_submit_ms(db: &DatabaseConnection, column: &str, p: f64) -> anyhow::Result<f64> {
+    let us = count(
+        db,
+        &format!(
+            "SELECT (percentile_cont({}) WITHIN GROUP (ORDER BY \
+             extract(epoch FROM {column} - created_at)) * 1000000)::bigint AS n \
+             FROM jobs WHERE status = 'completed'",
+            p / 100.0
+        ),
+    )
+    .await?;
+    Ok(us as f64 / 1000.0)
 }

@@ -180,15 +180,17 @@ stop_services() {
 # to its nodes' URLs, separated by commas (what REDIS_URL takes with
 # CONVEYOR_REDIS_CLUSTER=true).
 start_redis_cluster() {
-  local server cli dir port ports=() addrs=() urls=()
+  local server cli dir port taken ports=() addrs=() urls=()
   server=$(command -v redis-server || command -v valkey-server) && cli=$(command -v redis-cli || command -v valkey-cli) \
     || die "a Redis Cluster run needs redis-server and redis-cli installed (Debian/Ubuntu: sudo apt-get install redis-server)"
   ensure_services_dir
   while ((${#ports[@]} < 6)); do
     # The cluster bus listens on port + 10000: both below the ephemeral range.
     port=$(free_port $(($(ephemeral_low) - 10000)))
-    ! port_open 127.0.0.1 $((port + 10000)) && [[ " ${ports[*]} " != *" $port "* ]] \
-      && [[ " ${ports[*]} " != *" $((port + 10000)) "* && " ${ports[*]} " != *" $((port - 10000)) "* ]] \
+    # Neither may be another node's port or bus port.
+    taken=" ${ports[*]} "
+    ! port_open 127.0.0.1 $((port + 10000)) && [[ $taken != *" $port "* \
+      && $taken != *" $((port + 10000)) "* && $taken != *" $((port - 10000)) "* ]] \
       && ports+=("$port")
   done
   for port in "${ports[@]}"; do
