@@ -22,6 +22,8 @@
 #                   API and of a worker, under valgrind's callgrind)
 #   conveyor-bench --plot-from F [--plots-dir D] draws the plots of an
 #   earlier results file again.
+#   BENCH_SQL='...' runs those statements on the benchmark's database after
+#   its migrations (to measure a schema change before writing it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -68,6 +70,13 @@ server=${DATABASE_URL%/*}
 "$psql_bin" "$DATABASE_URL" -qc "CREATE DATABASE \"$bench_db\"" -c "CREATE DATABASE \"$pgbench_db\""
 export DATABASE_URL_BENCH="$server/$bench_db"
 DATABASE_URL=$DATABASE_URL_BENCH target/release/conveyor-migrate up >/dev/null
+# BENCH_SQL: statements run on the benchmark's database after the
+# migrations, to measure a schema change (an index dropped or added) before
+# writing its migration, e.g. BENCH_SQL='DROP INDEX jobs_type_created_idx'.
+if [[ -n ${BENCH_SQL:-} ]]; then
+  say "BENCH_SQL: $BENCH_SQL"
+  "$psql_bin" "$DATABASE_URL_BENCH" -v ON_ERROR_STOP=1 -qc "$BENCH_SQL"
+fi
 
 port=$(free_port)
 prefix="bench-$$"

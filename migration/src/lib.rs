@@ -9,6 +9,7 @@
 //! - `m20261129_000002_list_indexes`: `GET /jobs` by queue and by type, newest first.
 //! - `m20261130_000001_operable_queues`: queue settings, attempt history, progress.
 //! - `m20261130_000002_schedules`: periodic jobs (cron schedules).
+//! - `m20261130_000003_partial_idempotency_index`: keyless jobs out of the key's index.
 //! - [`lock`]: [`migrate_locked`], migrations run under a PostgreSQL advisory lock.
 
 pub use sea_orm_migration::prelude::*;
@@ -21,6 +22,7 @@ mod m20261129_000001_claim_token;
 mod m20261129_000002_list_indexes;
 mod m20261130_000001_operable_queues;
 mod m20261130_000002_schedules;
+mod m20261130_000003_partial_idempotency_index;
 
 pub use lock::{Command, migrate_locked};
 
@@ -39,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_list_indexes::Migration),
             Box::new(m20261130_000001_operable_queues::Migration),
             Box::new(m20261130_000002_schedules::Migration),
+            Box::new(m20261130_000003_partial_idempotency_index::Migration),
         ]
     }
 }

@@ -136,3 +136,77 @@ async fn transitions_by_id_use_the_primary_key_while_statistics_are_stale() {
         );
     }
 }
+
+/// The idempotency key's unique index holds only jobs with a key: keyless
+/// jobs (and every update of one) leave it alone, yet a replayed key is
+/// still found through it, by the insert's lookup and by `find_by_key`.
+#[tokio::test]
+async fn the_key_index_skips_keyless_jobs_and_still_answers_lookups_by_key() {
+    let db = TestDb::new().await;
+    let definition = db
+        .conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_get_indexdef(indexrelid) AS def FROM pg_index \
+             WHERE indrelid = 'jobs'::regclass AND indisunique AND NOT indisprimary",
+        ))
+        .await
+        .expect("index definition")
+        .expect("one unique index besides the primary key");
+    let definition: String = definition.try_get("", "def").expect("def");
+    assert!(
+        definition.ends_with("(idempotency_key) WHERE (idempotency_key IS NOT NULL)"),
+        "{definition}"
+    );
+
+    let mut options = ConnectOptions::new(db.url.clone());
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false);
+    let conn = Database::connect(options).await.expect("connect");
+    let store = Store::new(conn.clone());
+    for _ in 0..3 {
+        let keyless = conveyor::NewJob::new("noop", serde_json::json!({}));
+        assert!(matches!(
+            store.insert(&keyless).await.expect("keyless insert"),
+            conveyor::Inserted::Created(_)
+        ));
+    }
+    let keyed = || conveyor::NewJob {
+        idempotency_key: Some("order-7".into()),
+        ..conveyor::NewJob::new("noop", serde_json::json!({"order": 7}))
+    };
+    let first = match store.insert(&keyed()).await.expect("keyed insert") {
+        conveyor::Inserted::Created(job) => job,
+        other => panic!("{other:?}"),
+    };
+    let before = index_scans(&db).await;
+    match store.insert(&keyed()).await.expect("replay") {
+        conveyor::Inserted::Replayed(job) => assert_eq!(job.id, first.id),
+        other => panic!("a replay must find the first job: {other:?}"),
+    }
+    let found = store.find_by_key("order-7").await.expect("find by key");
+    assert_eq!(found.map(|job| job.id), Some(first.id));
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM jobs WHERE idempotency_key IS NULL")
+            .await,
+        3
+    );
+
+    conn.execute_unprepared("SELECT pg_stat_force_next_flush()")
+        .await
+        .expect("flush statistics");
+    testkit::wait_until(
+        "the key index's scans in the statistics",
+        Duration::from_secs(10),
+        || async {
+            let now = index_scans(&db).await;
+            // The insert's lookup of the row its key met, and find_by_key.
+            (now["jobs_idempotency_key_partial_key"]
+                >= before["jobs_idempotency_key_partial_key"] + 2)
+                .then_some(())
+        },
+    )
+    .await;
+}
