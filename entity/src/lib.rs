@@ -6,9 +6,11 @@
 //!
 //! # Layout
 //! - [`job`]: the `jobs` entity (`Model`, `ActiveModel`, `Column`, ...).
+//! - [`job_listing`]: what jobs are listed by, a row per job, never updated.
 //! - [`status`]: [`JobStatus`], the state machine's states.
 
 pub mod job;
+pub mod job_listing;
 pub mod status;
 
 pub use status::JobStatus;

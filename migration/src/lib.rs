@@ -10,6 +10,7 @@
 //! - `m20261130_000001_operable_queues`: queue settings, attempt history, progress.
 //! - `m20261130_000002_schedules`: periodic jobs (cron schedules).
 //! - `m20261130_000003_partial_idempotency_index`: keyless jobs out of the key's index.
+//! - `m20261130_000004_job_listing`: the list indexes on a table written once per job.
 //! - [`lock`]: [`migrate_locked`], migrations run under a PostgreSQL advisory lock.
 
 pub use sea_orm_migration::prelude::*;
@@ -23,6 +24,7 @@ mod m20261129_000002_list_indexes;
 mod m20261130_000001_operable_queues;
 mod m20261130_000002_schedules;
 mod m20261130_000003_partial_idempotency_index;
+mod m20261130_000004_job_listing;
 
 pub use lock::{Command, migrate_locked};
 
@@ -42,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_operable_queues::Migration),
             Box::new(m20261130_000002_schedules::Migration),
             Box::new(m20261130_000003_partial_idempotency_index::Migration),
+            Box::new(m20261130_000004_job_listing::Migration),
         ]
     }
 }

@@ -8,7 +8,7 @@ use sea_orm::{
     Statement,
 };
 
-use super::read::{ListFilter, matching};
+use super::read::{ListFilter, matching_jobs};
 use super::{Store, StoreError};
 use crate::job::Job;
 use entity::JobStatus;
@@ -25,7 +25,8 @@ impl Store {
         statuses: &[JobStatus],
         limit: u64,
     ) -> (String, Vec<sea_orm::Value>) {
-        let mut query = matching(filter).filter(Column::Status.is_in(statuses.iter().copied()));
+        let mut query =
+            matching_jobs(filter).filter(Column::Status.is_in(statuses.iter().copied()));
         if statuses == [JobStatus::Running] {
             query = query.filter(Column::CancelRequested.eq(false));
         }

@@ -1,7 +1,7 @@
 use sea_orm::{
-    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
-    sea_query::{Expr, ExprTrait},
+    ColumnTrait, Condition, DbBackend, EntityTrait, FromQueryResult, JoinType, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
+    sea_query::{Alias, Expr, ExprTrait},
 };
 
 /// The narrow columns of waiting jobs untouched for at least $1 ms.
@@ -16,6 +16,7 @@ use super::{Store, StoreError};
 use crate::job::{Job, JobId, WaitingJob};
 use entity::JobStatus;
 use entity::job::{Column, Entity};
+use entity::job_listing as listing;
 
 /// Which jobs `Store::list` returns: newest first, a page at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -159,23 +160,21 @@ impl Store {
     }
 
     /// Jobs matching `filter`, newest first. Each filter has an index in
-    /// this order: `jobs_created_idx` (none), `jobs_status_created_idx`,
-    /// `jobs_queue_created_idx`, `jobs_type_created_idx` (EXPLAIN in
-    /// docs/architecture.md).
+    /// this order: `job_listing_created_idx` (none),
+    /// `jobs_status_created_idx`, `job_listing_queue_created_idx`,
+    /// `job_listing_type_created_idx`, `job_listing_schedule_created_idx`
+    /// (EXPLAIN in docs/architecture.md).
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Job>, StoreError> {
-        let mut query = matching(filter);
+        let (mut query, table) = matching(filter);
+        let column = |name: &'static str| Expr::col((Alias::new(table), Alias::new(name)));
         if let Some(after) = filter.after {
-            query = query.filter(Expr::cust_with_values(
-                "(created_at, id) < ($1, $2)",
-                [
-                    sea_orm::Value::from(after.created_at),
-                    sea_orm::Value::from(after.id),
-                ],
+            query = query.filter(Expr::tuple([column("created_at"), column("id")]).lt(
+                Expr::tuple([Expr::val(after.created_at), Expr::val(after.id)]),
             ));
         }
         Ok(query
-            .order_by_desc(Column::CreatedAt)
-            .order_by_desc(Column::Id)
+            .order_by_desc(column("created_at"))
+            .order_by_desc(column("id"))
             .limit(filter.limit)
             .offset(filter.offset)
             .all(&self.db)
@@ -196,11 +195,7 @@ impl Store {
         struct Counted {
             count: i64,
         }
-        let bounded = matching(filter)
-            .select_only()
-            .column_as(Expr::val(1), "one")
-            .limit(exact_up_to.saturating_add(1))
-            .build(DbBackend::Postgres);
+        let bounded = one_per_match(filter, Some(exact_up_to.saturating_add(1)));
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!(
@@ -245,10 +240,7 @@ impl Store {
 
     /// The planner's estimate of the rows matching `filter`.
     async fn estimate_matching(&self, filter: &ListFilter) -> Result<u64, StoreError> {
-        let query = matching(filter)
-            .select_only()
-            .column_as(Expr::val(1), "one")
-            .build(DbBackend::Postgres);
+        let query = one_per_match(filter, None);
         let explained = Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!("EXPLAIN (FORMAT JSON) {}", query.sql),
@@ -485,27 +477,91 @@ impl Store {
     }
 }
 
-/// The jobs `filter`'s status, queue and type select, unordered and
-/// unpaged.
-pub(super) fn matching(filter: &ListFilter) -> Select<Entity> {
+/// The jobs `filter` selects, unordered and unpaged, and the table whose
+/// columns order them.
+///
+/// With a status filter, `jobs` alone: `jobs_status_created_idx` orders
+/// them and the other filters are checked on each row. Without one, the
+/// jobs are found and ordered through `job_listing`, whose indexes (by
+/// creation time; by queue, type or schedule, then creation time) are
+/// written once per job rather than on every claim and outcome
+/// (docs/architecture.md), joined to `jobs` by its primary key.
+pub(super) fn matching(filter: &ListFilter) -> (Select<Entity>, &'static str) {
+    match filter.status {
+        Some(status) => (
+            Entity::find()
+                .filter(Column::Status.eq(status))
+                .filter(fixed_columns(filter, JOBS)),
+            JOBS,
+        ),
+        None => (
+            Entity::find()
+                .join(
+                    JoinType::InnerJoin,
+                    Entity::belongs_to(listing::Entity)
+                        .from(Column::Id)
+                        .to(listing::Column::Id)
+                        .into(),
+                )
+                .filter(fixed_columns(filter, LISTING)),
+            LISTING,
+        ),
+    }
+}
+
+/// [`matching`] for a bulk action, whose own status guard always leads:
+/// `jobs` alone, `filter`'s status (if any) and the others as conditions.
+pub(super) fn matching_jobs(filter: &ListFilter) -> Select<Entity> {
     let mut query = Entity::find();
     if let Some(status) = filter.status {
         query = query.filter(Column::Status.eq(status));
     }
+    query.filter(fixed_columns(filter, JOBS))
+}
+
+/// `SELECT 1` for each job `filter`'s status, queue and type select (its
+/// paging ignored), at most `limit`, from one table: without a status
+/// filter `job_listing` alone, which has a row exactly while its job
+/// exists, so joining `jobs` would only add a probe per row.
+fn one_per_match(filter: &ListFilter, limit: Option<u64>) -> sea_orm::Statement {
+    match filter.status {
+        Some(_) => matching_jobs(filter)
+            .select_only()
+            .column_as(Expr::val(1), "one")
+            .limit(limit)
+            .build(DbBackend::Postgres),
+        None => listing::Entity::find()
+            .filter(fixed_columns(filter, LISTING))
+            .select_only()
+            .column_as(Expr::val(1), "one")
+            .limit(limit)
+            .build(DbBackend::Postgres),
+    }
+}
+
+const JOBS: &str = "jobs";
+const LISTING: &str = "job_listing";
+
+/// `filter`'s conditions on the columns a job never changes (queue, type,
+/// schedule, creation time), on `table`'s copy of them: `jobs` and
+/// `job_listing` name them alike.
+fn fixed_columns(filter: &ListFilter, table: &'static str) -> Condition {
+    let column = |name: &'static str| Expr::col((Alias::new(table), Alias::new(name)));
+    let mut condition = Condition::all();
     if let Some(queue) = &filter.queue {
-        query = query.filter(Column::Queue.eq(queue.as_str()));
+        condition = condition.add(column("queue").eq(queue.as_str()));
     }
     if let Some(task_type) = &filter.task_type {
-        query = query.filter(Column::TaskType.eq(task_type.as_str()));
+        condition = condition.add(column("type").eq(task_type.as_str()));
     }
     if let Some(before) = filter.created_before {
-        query = query.filter(Column::CreatedAt.lt(before));
+        condition = condition.add(column("created_at").lt(before));
     }
     if let Some(after) = filter.created_after {
-        query = query.filter(Column::CreatedAt.gte(after));
+        condition = condition.add(column("created_at").gte(after));
     }
     if let Some(schedule) = &filter.schedule {
-        query = query.filter(Column::ScheduleName.eq(schedule.as_str()));
+        condition = condition.add(column("schedule_name").eq(schedule.as_str()));
     }
-    query
+    condition
 }

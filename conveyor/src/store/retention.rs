@@ -43,17 +43,33 @@ impl Store {
         if keep_secs <= 0 || batch == 0 {
             return Ok(0);
         }
-        let (queue_test, queues) = match scope {
-            QueueScope::Only(queue) => ("queue = $2", Value::from(queue.clone())),
-            QueueScope::AllBut(queues) => ("queue <> ALL($2)", Value::from(queues.clone())),
-        };
         // `created_at` bounds the index range (a job finishes after it is
-        // created), `finished_at` decides.
+        // created), `finished_at` decides. One queue's jobs are found
+        // through `job_listing_queue_created_idx`; the rest through
+        // `jobs_status_created_idx`.
+        let (doomed, queues) = match scope {
+            QueueScope::Only(queue) => (
+                format!(
+                    "SELECT jobs.id FROM job_listing JOIN jobs ON jobs.id = job_listing.id \
+                     WHERE job_listing.queue = $2 \
+                     AND job_listing.created_at < now() - $3 * interval '1 second' \
+                     AND jobs.status = $1 AND jobs.{finished_at} < now() - $3 * interval '1 second' \
+                     LIMIT $4 FOR UPDATE OF jobs SKIP LOCKED"
+                ),
+                Value::from(queue.clone()),
+            ),
+            QueueScope::AllBut(queues) => (
+                format!(
+                    "SELECT id FROM jobs WHERE status = $1 AND queue <> ALL($2) \
+                     AND created_at < now() - $3 * interval '1 second' \
+                     AND {finished_at} < now() - $3 * interval '1 second' \
+                     LIMIT $4 FOR UPDATE SKIP LOCKED"
+                ),
+                Value::from(queues.clone()),
+            ),
+        };
         let sql = format!(
-            "WITH doomed AS (SELECT id FROM jobs WHERE status = $1 AND {queue_test} \
-             AND created_at < now() - $3 * interval '1 second' \
-             AND {finished_at} < now() - $3 * interval '1 second' \
-             LIMIT $4 FOR UPDATE SKIP LOCKED), \
+            "WITH doomed AS ({doomed}), \
              gone AS (DELETE FROM jobs USING doomed WHERE jobs.id = doomed.id RETURNING jobs.id), \
              history AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)) \
              SELECT count(*) AS count FROM gone"

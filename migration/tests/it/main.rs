@@ -48,8 +48,17 @@ async fn concurrent_migrations_of_an_empty_database_all_succeed_once() {
             "SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'jobs'"
         )
         .await,
-        9,
-        "primary key, idempotency key, six query indexes and the schedule index"
+        5,
+        "primary key, idempotency key, the list by status, waiting and running"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'job_listing'"
+        )
+        .await,
+        4,
+        "newest first: all, by queue, by type, by schedule"
     );
     assert_eq!(
         count(
@@ -96,4 +105,83 @@ async fn an_unreachable_database_fails_with_a_clear_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("migration failed"), "{stderr}");
+}
+
+/// `job_listing` is filled from the jobs already there when its migration
+/// runs, and kept in step by triggers whoever writes `jobs`: inserts
+/// (skipped conflicts not included), deletes, an update of a listed column,
+/// and `TRUNCATE`.
+#[tokio::test]
+async fn the_listing_is_filled_from_a_populated_table_and_kept_in_step() {
+    let db = TestDb::empty().await;
+    migrate_locked(&db.url, Command::Up).await.expect("up");
+    migrate_locked(&db.url, Command::Down { steps: 1 })
+        .await
+        .expect("down to before job_listing");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM pg_tables WHERE tablename = 'job_listing'"
+        )
+        .await,
+        0
+    );
+    db.execute(
+        "INSERT INTO jobs (id, queue, type, payload, schedule_name) \
+         SELECT gen_random_uuid(), 'q' || (g % 3), 'noop', '{}', \
+         CASE WHEN g % 5 = 0 THEN 'nightly' END FROM generate_series(1, 300) g",
+    )
+    .await;
+    migrate_locked(&db.url, Command::Up)
+        .await
+        .expect("up again");
+    let in_step = "SELECT count(*) AS n FROM jobs j FULL JOIN job_listing l \
+                   ON l.id = j.id AND l.created_at = j.created_at AND l.queue = j.queue \
+                   AND l.type = j.type AND l.schedule_name IS NOT DISTINCT FROM j.schedule_name \
+                   WHERE l.id IS NULL OR j.id IS NULL";
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM job_listing").await,
+        300
+    );
+    assert_eq!(count(&db, in_step).await, 0, "a job and its listing differ");
+
+    db.execute(
+        "INSERT INTO jobs (id, queue, type, payload, idempotency_key) \
+         SELECT gen_random_uuid(), 'q9', 'noop', '{}', 'same' FROM generate_series(1, 3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .await;
+    db.execute("DELETE FROM jobs WHERE queue = 'q0'").await;
+    db.execute("UPDATE jobs SET queue = 'moved', created_at = created_at - interval '1 day' WHERE queue = 'q1'")
+        .await;
+    db.execute("UPDATE jobs SET status = 'canceled', canceled_at = now() WHERE queue = 'q2'")
+        .await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM job_listing WHERE queue = 'q9'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM job_listing WHERE queue = 'q0'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM job_listing WHERE queue = 'moved'"
+        )
+        .await,
+        100
+    );
+    assert_eq!(count(&db, in_step).await, 0, "a job and its listing differ");
+
+    db.execute("TRUNCATE jobs").await;
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM job_listing").await, 0);
 }
