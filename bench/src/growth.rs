@@ -52,7 +52,7 @@ pub async fn growth(args: &Args, db: &DatabaseConnection) -> anyhow::Result<Grow
             ..args.clone()
         };
         stack::reset(db, &these).await?;
-        let (drain, _) = timed_drain(&these, db, Tuning::Bench).await?;
+        let (drain, _, _) = timed_drain(&these, db, Tuning::Bench).await?;
         stack::reset(db, &these).await?;
         let end_to_end = scenarios::timed_end_to_end(&these, db).await?;
         let (drain_name, end_to_end_name) = match workers {
@@ -79,7 +79,7 @@ pub async fn growth(args: &Args, db: &DatabaseConnection) -> anyhow::Result<Grow
         drain_count: args.backlog,
         ..args.clone()
     };
-    let (drain, _) = timed_drain(&backlog, db, Tuning::Bench).await?;
+    let (drain, _, _) = timed_drain(&backlog, db, Tuning::Bench).await?;
     println!("  a backlog of {}: drain {drain:.0} jobs/s", args.backlog);
     out.figures.push(("growth_drain_of_backlog", drain));
     out.point("drain_by_backlog", args.drain_count as f64, baseline.0);
@@ -95,7 +95,7 @@ pub async fn growth(args: &Args, db: &DatabaseConnection) -> anyhow::Result<Grow
         args.finished_rows,
         started.elapsed().as_secs_f64()
     );
-    let (drain, _) = timed_drain(args, db, Tuning::Bench).await?;
+    let (drain, _, _) = timed_drain(args, db, Tuning::Bench).await?;
     let end_to_end = scenarios::timed_end_to_end(args, db).await?;
     println!(
         "  with {} finished rows: drain {drain:.0} jobs/s, end to end {end_to_end:.0} jobs/s",

@@ -16,6 +16,7 @@
 //! - `stats`: percentiles and medians.
 
 mod ceiling;
+mod cpu;
 mod growth;
 mod instructions;
 mod plot;
@@ -220,6 +221,10 @@ async fn main() -> anyhow::Result<()> {
             "s"
         } else if name.contains("instructions") {
             "instr"
+        } else if name.contains("_cpu_us_per_job") {
+            "us"
+        } else if name.ends_with("_pct") {
+            "%"
         } else {
             "/s"
         };
@@ -238,6 +243,18 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let median = |name: &str| figures.iter().find(|f| f.name == name).map(|f| f.median);
+    if let Some(busy) = median("drain_cpu_us_per_job").filter(|busy| *busy > 0.0) {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let part = |name: &str| median(&format!("drain_cpu_us_per_job_{name}")).unwrap_or(0.0);
+        println!(
+            "  the drain's CPU: {busy:.0} us a job on the whole machine (postgres {:.0}, workers {:.0}, \
+             redis {:.0}); {cores} cores busy all the time would drain {:.0} jobs/s",
+            part("postgres"),
+            part("workers"),
+            part("redis"),
+            cores * 1e6 / busy
+        );
+    }
     if let (Some(defaults), Some(tuned)) = (
         median("drain_defaults_jobs_per_sec"),
         median("drain_jobs_per_sec"),

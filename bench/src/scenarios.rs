@@ -11,6 +11,7 @@ use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 
 use crate::Args;
+use crate::cpu::CpuTimes;
 use crate::stack::{Tuning, Workers, count, peak_rss_mb};
 use crate::stats::{ms, percentile};
 
@@ -175,11 +176,12 @@ pub async fn drain(
     args: &Args,
     db: &DatabaseConnection,
 ) -> anyhow::Result<Vec<(&'static str, f64)>> {
-    let (jobs_per_sec, worker_rss) = timed_drain(args, db, Tuning::Bench).await?;
+    let (jobs_per_sec, worker_rss, cpu) = timed_drain(args, db, Tuning::Bench).await?;
     let mut figures = vec![
         ("drain_jobs_per_sec", jobs_per_sec),
         ("worker_peak_rss_mb", worker_rss),
     ];
+    figures.extend(cpu);
     if let Some(api_rss) = args.api_pid.and_then(peak_rss_mb) {
         figures.push(("api_peak_rss_mb", api_rss));
     }
@@ -193,18 +195,19 @@ pub async fn drain_defaults(
     args: &Args,
     db: &DatabaseConnection,
 ) -> anyhow::Result<Vec<(&'static str, f64)>> {
-    let (jobs_per_sec, _) = timed_drain(args, db, Tuning::Defaults).await?;
+    let (jobs_per_sec, _, _) = timed_drain(args, db, Tuning::Defaults).await?;
     Ok(vec![("drain_defaults_jobs_per_sec", jobs_per_sec)])
 }
 
 /// Pre-loads `--drain-count` noop jobs, starts workers tuned as `tuning`
-/// says, and waits until every job is completed: jobs/s, and the largest
-/// peak RSS of a worker, in MB.
+/// says, and waits until every job is completed: jobs/s, the largest
+/// peak RSS of a worker, in MB, and the CPU each job cost each process
+/// ([`CpuTimes::per_job`]).
 pub async fn timed_drain(
     args: &Args,
     db: &DatabaseConnection,
     tuning: Tuning,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(f64, f64, Vec<(&'static str, f64)>)> {
     submit_batches(args, args.drain_count, 8)
         .await
         .context("pre-loading")?;
@@ -212,14 +215,16 @@ pub async fn timed_drain(
     let already = completed(db).await?;
     let started = Instant::now();
     let workers = Workers::start(args, tuning).await?;
+    let cpu_before = CpuTimes::now(&workers.pids());
     let elapsed = wait_completed(db, already, loaded, started).await?;
+    let cpu = cpu_before.per_job(&CpuTimes::now(&workers.pids()), loaded as f64);
     let worker_rss = workers
         .pids()
         .iter()
         .filter_map(|pid| peak_rss_mb(*pid))
         .fold(0.0, f64::max);
     workers.stop().await;
-    Ok((loaded as f64 / elapsed.as_secs_f64(), worker_rss))
+    Ok((loaded as f64 / elapsed.as_secs_f64(), worker_rss, cpu))
 }
 
 /// Scenario 4, end-to-end: workers running while jobs are submitted;

@@ -20,7 +20,8 @@ pub async fn reset(db: &DatabaseConnection, args: &Args) -> anyhow::Result<()> {
         prefix: args.prefix.clone(),
     };
     tokio::task::spawn_blocking(move || keys.delete_all()).await??;
-    db.execute_unprepared("VACUUM ANALYZE jobs").await?;
+    db.execute_unprepared("VACUUM ANALYZE jobs, job_listing")
+        .await?;
     // Start from a clean checkpoint: one falling due in the middle of the
     // next scenario (after a large insert, say) slowed it by a third.
     // Needs a superuser (or pg_checkpoint); skipped without one.
