@@ -185,6 +185,10 @@ pub struct Report {
     pub schedule_violations: usize,
     /// Dashboard pages loaded whole (its failures count as server errors).
     pub dashboard_pages: usize,
+    /// Deadlocks PostgreSQL detected in the run's database.
+    pub deadlocks: usize,
+    /// Jobs and `job_listing` rows that disagree.
+    pub unlisted: usize,
     pub problems: Vec<String>,
 }
 
@@ -204,6 +208,8 @@ impl Report {
             && self.bad_input_mishandled == 0
             && self.started_while_paused == 0
             && self.schedule_violations == 0
+            && self.deadlocks == 0
+            && self.unlisted == 0
     }
 
     pub fn print(&self) {
@@ -272,6 +278,12 @@ impl Report {
             false,
         );
         line("dashboard pages loaded", n(self.dashboard_pages), false);
+        line("deadlocks in PostgreSQL", n(self.deadlocks), true);
+        line(
+            "jobs and their listing rows disagreeing",
+            n(self.unlisted),
+            true,
+        );
         line(
             "most running at once in the limited queue (4)",
             n(self.limited_most_concurrent),

@@ -476,6 +476,13 @@ impl Stack {
     /// Stops workers and API gracefully (their logs end cleanly), then the
     /// servers.
     pub async fn shutdown(&mut self) {
+        self.stop_clients().await;
+        self.redis.stop().await;
+        self.postgres.stop_now().await;
+    }
+
+    /// Stops workers and API gracefully, leaving the servers running.
+    pub async fn stop_clients(&mut self) {
         let _ = self.resume_worker();
         for (proc, _) in &self.workers {
             let _ = proc.signal(Signal::SIGTERM);
@@ -489,8 +496,6 @@ impl Stack {
         if !self.api.wait_exit(Duration::from_secs(10)).await {
             self.api.kill().await;
         }
-        self.redis.stop().await;
-        self.postgres.stop_now().await;
     }
 }
 
@@ -674,9 +679,23 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    // Stop the workers so that every log is complete before it is read.
-    stack.shutdown().await;
+    // Stop the workers so that every log is complete before it is read
+    // (and their sessions' statistics reach PostgreSQL).
+    stack.stop_clients().await;
     let mut report = check::check(&submissions, &rows, &stack.lives);
+    let (deadlocks, unlisted) = database_audit(db).await?;
+    report.deadlocks = deadlocks;
+    report.unlisted = unlisted;
+    if deadlocks > 0 {
+        report.problems.push(format!(
+            "PostgreSQL detected {deadlocks} deadlock(s): two statements locked the same jobs in different orders"
+        ));
+    }
+    if unlisted > 0 {
+        report.problems.push(format!(
+            "{unlisted} job(s) and their job_listing rows disagree: GET /jobs would miss or misfile them"
+        ));
+    }
     report.pauses = operated.pauses.len();
     report.started_while_paused = inside_pauses.len();
     report.limited_most_concurrent = most;
@@ -702,6 +721,33 @@ pub async fn run(
     report.problems.extend(findings.mishandled);
     report.problems.extend(stack.slow_exits.iter().cloned());
     Ok(report)
+}
+
+/// Deadlocks PostgreSQL detected in this database (each stalls the
+/// statements in it for `deadlock_timeout`, then fails one of them), and
+/// jobs whose `job_listing` row is missing or differs, or listing rows
+/// without a job. Read after the workers and the API exited, so that their
+/// sessions' statistics were reported; a crash of PostgreSQL during the
+/// run forgets the counts before it, so this can only undercount.
+async fn database_audit(db: &DatabaseConnection) -> anyhow::Result<(usize, usize)> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT (SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()) \
+             AS deadlocks, \
+             (SELECT count(*) FROM jobs j FULL JOIN job_listing l \
+              ON l.id = j.id AND l.created_at = j.created_at AND l.queue = j.queue \
+              AND l.type = j.type AND l.schedule_name IS NOT DISTINCT FROM j.schedule_name \
+              WHERE l.id IS NULL OR j.id IS NULL) AS unlisted",
+        ))
+        .await?
+        .context("no audit row")?;
+    let deadlocks: i64 = row.try_get("", "deadlocks")?;
+    let unlisted: i64 = row.try_get("", "unlisted")?;
+    Ok((
+        usize::try_from(deadlocks).unwrap_or(usize::MAX),
+        usize::try_from(unlisted).unwrap_or(usize::MAX),
+    ))
 }
 
 /// Jobs stored, and jobs completed, so far.

@@ -166,9 +166,17 @@ impl Store {
         // told apart by token: a stale and a current completion of one job
         // are two attempts, and only the current one matches the row.
         let mut seen = std::collections::HashSet::new();
-        let rows: Vec<serde_json::Value> = items
+        let mut unique: Vec<&(Fence, serde_json::Value)> = items
             .iter()
             .filter(|(fence, _)| seen.insert((fence.job_id, fence.token)))
+            .collect();
+        // Rows are locked in the array's order: in id order, as every
+        // statement that locks several running jobs does (heartbeats), so
+        // two of them never wait on each other in a cycle (a deadlock
+        // stalls both for PostgreSQL's deadlock_timeout, then fails one).
+        unique.sort_by_key(|(fence, _)| fence.job_id.as_uuid());
+        let rows: Vec<serde_json::Value> = unique
+            .into_iter()
             .map(|(fence, result)| {
                 serde_json::json!({
                     "id": fence.job_id.as_uuid(),
@@ -357,8 +365,13 @@ impl Store {
         if running.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<serde_json::Value> = running
-            .iter()
+        // In id order, as completions lock their rows: see
+        // [`Store::complete_many`].
+        let mut sorted: Vec<&(JobId, ClaimToken, Option<serde_json::Value>)> =
+            running.iter().collect();
+        sorted.sort_by_key(|(id, _, _)| id.as_uuid());
+        let rows: Vec<serde_json::Value> = sorted
+            .into_iter()
             .map(|(id, token, progress)| {
                 serde_json::json!({
                     "id": id.as_uuid(),

@@ -337,3 +337,56 @@ async fn a_stale_and_a_current_completion_in_one_batch_write_only_the_current() 
     assert_eq!(transitions[0], Transition::Lost(written.clone()));
     assert_eq!(reload(&store, &job).await, written);
 }
+
+/// A worker's heartbeat and its batch of completions lock the same
+/// running rows at once. Each locks them in id order, whatever order it was
+/// given them in, so neither waits on the other in a cycle: a deadlock
+/// would stall both for PostgreSQL's `deadlock_timeout` and fail one.
+#[tokio::test]
+async fn a_heartbeat_and_a_batch_of_completions_over_the_same_jobs_never_deadlock() {
+    let (db, store) = store().await;
+    let me = owner();
+    let lease = Duration::from_secs(30);
+    for _round in 0..5 {
+        let mut batch = Vec::new();
+        for _ in 0..200 {
+            let job = job_in(&db, &store, State::Queued).await;
+            batch.push((id(&job), ClaimToken::new()));
+        }
+        let won = store.claim_many(&batch, &me, lease).await.expect("claim");
+        assert_eq!(won.len(), batch.len());
+        // Opposite orders: unsorted, the two statements meet in the middle.
+        let ascending = batch.clone();
+        let descending: Vec<(Fence, serde_json::Value)> = batch
+            .iter()
+            .rev()
+            .map(|(job_id, token)| {
+                let fence = Fence {
+                    job_id: *job_id,
+                    token: *token,
+                    worker_id: me.clone(),
+                    attempt: 1,
+                };
+                (fence, json!({"ok": true}))
+            })
+            .collect();
+        let barrier = Arc::new(Barrier::new(2));
+        let beat = {
+            let (store, me, barrier) = (store.clone(), me.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.heartbeat(&me, &ascending, lease).await
+            })
+        };
+        let complete = {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.complete_many(&descending).await
+            })
+        };
+        beat.await.expect("task").expect("the heartbeat ran");
+        let completed = complete.await.expect("task").expect("the completions ran");
+        assert!(completed.iter().all(Transition::is_won), "{completed:?}");
+    }
+}
