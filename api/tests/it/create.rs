@@ -291,6 +291,8 @@ async fn sixteen_identical_concurrent_requests_create_one_job() {
 
 #[tokio::test]
 async fn concurrent_single_submissions_are_inserted_together_and_answered_one_by_one() {
+    let logs = testkit::LogCapture::default();
+    let _guard = logs.install();
     let app = Arc::new(TestApp::start().await);
     // The metric is the process's: under a runner that shares the process
     // between tests, others add to it too, so compare with before.
@@ -363,9 +365,32 @@ async fn concurrent_single_submissions_are_inserted_together_and_answered_one_by
         assert_eq!(conflicts, expected_conflicts, "key k{n}: {answers:?}");
     }
     assert_eq!(app.row_count().await, 80);
+    // A job is answered once committed and published; when Redis takes a
+    // publish too late (its reply past the client's timeout on a loaded
+    // machine), the API answers anyway, says so, and offers the ids again
+    // in the background (`publish_committed`, after 0.5 s, 1 s, ...). Four
+    // of 80 ids were missing at once in one full run beside the browser
+    // tests; should ids ever be missing without that warning, the cause is
+    // another, and this fails.
+    if app.ready_ids("default", 0).len() < 80 {
+        assert!(
+            logs.text().contains("\"event\":\"job_enqueue_failed\""),
+            "an id missing from Redis without a word from the API"
+        );
+    }
+    let ready = testkit::wait_until(
+        "every created job published",
+        std::time::Duration::from_secs(10),
+        || async {
+            let ids = app.ready_ids("default", 0);
+            (ids.len() >= 80).then_some(ids)
+        },
+    )
+    .await;
+    let distinct: std::collections::HashSet<&String> = ready.iter().collect();
     assert_eq!(
-        app.ready_ids("default", 0).len(),
-        80,
+        (ready.len(), distinct.len()),
+        (80, 80),
         "each created job published once"
     );
 
