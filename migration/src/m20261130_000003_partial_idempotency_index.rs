@@ -16,7 +16,19 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// A `CONCURRENTLY` build that failed leaves an invalid index under the
+/// new name; `IF NOT EXISTS` would take it for the real one and the old
+/// index would be dropped with nothing enforcing uniqueness. So an invalid
+/// one is dropped and built again first.
 const UP: &str = "\
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               WHERE c.oid = to_regclass('jobs_idempotency_key_partial_key') AND NOT i.indisvalid) THEN
+        DROP INDEX jobs_idempotency_key_partial_key;
+    END IF;
+END
+$$;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency_key_partial_key ON jobs (idempotency_key) \
     WHERE idempotency_key IS NOT NULL;
 DROP INDEX IF EXISTS jobs_idempotency_key_key;";

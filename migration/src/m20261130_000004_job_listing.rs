@@ -17,15 +17,18 @@ use sea_orm_migration::prelude::*;
 /// version's or another's, an operator's `INSERT` included: a statement's
 /// inserted rows are copied in one statement, a deleted row's entry goes
 /// with it, an update of a listed column (none of ours makes one) is
-/// copied, and `TRUNCATE jobs` empties it. The table has no key of its own
-/// (another index to write per job); rows are found by (`created_at`,
-/// `id`), its creation-time index.
+/// copied, and `TRUNCATE jobs` empties it. Rows are found by (`created_at`,
+/// `id`), its creation-time index, which is unique: a job is never listed
+/// twice, and no other key (another index to write per job) is needed. The
+/// functions pin the `search_path` they were created under, so they find
+/// `job_listing` from any session (`pg_dump`'s scripts clear the path).
 ///
 /// Applied as one transaction: the triggers are created first (their lock
-/// waits for inserts in flight and holds off new ones), then the existing
-/// rows are copied, so no job is left out of the lists. On a large table,
-/// expect writes to `jobs` to wait while the rows are copied and indexed
-/// (docs/operations.md).
+/// waits for every write in flight and holds off new ones, updates
+/// included), then the existing rows are copied, so no job is left out of
+/// the lists. On a large table, every write to `jobs` (claims, heartbeats
+/// and outcomes too) waits while the rows are copied and indexed: stop the
+/// workers first (docs/operations.md).
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -39,7 +42,7 @@ CREATE TABLE job_listing (
 );
 
 CREATE FUNCTION conveyor_list_inserted() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO job_listing (id, created_at, queue, type, schedule_name)
     SELECT id, created_at, queue, type, schedule_name FROM inserted;
@@ -50,7 +53,7 @@ $$;
 -- A row at a time: the lookup is then always a probe of the creation-time
 -- index (a transition table has no statistics to plan a join by).
 CREATE FUNCTION conveyor_list_deleted() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     DELETE FROM job_listing WHERE created_at = OLD.created_at AND id = OLD.id;
     RETURN NULL;
@@ -58,7 +61,7 @@ END
 $$;
 
 CREATE FUNCTION conveyor_list_updated() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     UPDATE job_listing
        SET id = NEW.id, created_at = NEW.created_at, queue = NEW.queue,
@@ -69,7 +72,7 @@ END
 $$;
 
 CREATE FUNCTION conveyor_list_truncated() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     TRUNCATE job_listing;
     RETURN NULL;
@@ -93,8 +96,11 @@ CREATE TRIGGER jobs_list_truncated AFTER TRUNCATE ON jobs
 INSERT INTO job_listing (id, created_at, queue, type, schedule_name)
 SELECT id, created_at, queue, type, schedule_name FROM jobs;
 
--- GET /jobs newest first: unfiltered, by queue, by type, by schedule.
-CREATE INDEX job_listing_created_idx ON job_listing (created_at DESC, id DESC);
+-- GET /jobs newest first: unfiltered, by queue, by type, by schedule. The
+-- first is unique (at no cost: it is written anyway), so a job can never be
+-- listed twice (a data-only restore run without --disable-triggers fails
+-- instead of doubling the listing).
+CREATE UNIQUE INDEX job_listing_created_idx ON job_listing (created_at DESC, id DESC);
 CREATE INDEX job_listing_queue_created_idx ON job_listing (queue, created_at DESC, id DESC);
 CREATE INDEX job_listing_type_created_idx ON job_listing (type, created_at DESC, id DESC);
 CREATE INDEX job_listing_schedule_created_idx ON job_listing (schedule_name, created_at DESC, id DESC)

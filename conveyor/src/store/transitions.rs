@@ -166,17 +166,9 @@ impl Store {
         // told apart by token: a stale and a current completion of one job
         // are two attempts, and only the current one matches the row.
         let mut seen = std::collections::HashSet::new();
-        let mut unique: Vec<&(Fence, serde_json::Value)> = items
+        let rows: Vec<serde_json::Value> = items
             .iter()
             .filter(|(fence, _)| seen.insert((fence.job_id, fence.token)))
-            .collect();
-        // Rows are locked in the array's order: in id order, as every
-        // statement that locks several running jobs does (heartbeats), so
-        // two of them never wait on each other in a cycle (a deadlock
-        // stalls both for PostgreSQL's deadlock_timeout, then fails one).
-        unique.sort_by_key(|(fence, _)| fence.job_id.as_uuid());
-        let rows: Vec<serde_json::Value> = unique
-            .into_iter()
             .map(|(fence, result)| {
                 serde_json::json!({
                     "id": fence.job_id.as_uuid(),
@@ -365,13 +357,8 @@ impl Store {
         if running.is_empty() {
             return Ok(Vec::new());
         }
-        // In id order, as completions lock their rows: see
-        // [`Store::complete_many`].
-        let mut sorted: Vec<&(JobId, ClaimToken, Option<serde_json::Value>)> =
-            running.iter().collect();
-        sorted.sort_by_key(|(id, _, _)| id.as_uuid());
-        let rows: Vec<serde_json::Value> = sorted
-            .into_iter()
+        let rows: Vec<serde_json::Value> = running
+            .iter()
             .map(|(id, token, progress)| {
                 serde_json::json!({
                     "id": id.as_uuid(),
@@ -605,20 +592,37 @@ static CLAIM_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 /// The statement behind [`Store::complete_many`]: the same columns and the
 /// same fence as [`Store::complete`], per row of a JSON array.
-const COMPLETE_MANY: &str = "UPDATE jobs SET status = 'completed', result = COALESCE(v.result, 'null'::jsonb), \
+///
+/// Its rows are locked first, in id order, then updated. An `UPDATE ...
+/// FROM` locks rows in the order its plan meets them, which may be the
+/// array's or the table's (a hash join over a scan of `jobs`, on a small
+/// table); a heartbeat ([`HEARTBEAT`]) and a batch of completions over the
+/// same running jobs, each locking in its own order, could wait on each
+/// other in a cycle: a deadlock, which stalls both for `deadlock_timeout`
+/// and fails one. `ORDER BY id FOR UPDATE` locks in id order whatever the
+/// plan.
+const COMPLETE_MANY: &str = "WITH v AS MATERIALIZED (SELECT * FROM jsonb_to_recordset($1::jsonb) \
+     AS v(id uuid, token uuid, worker_id text, result jsonb)), \
+     locked AS (SELECT id FROM jobs WHERE id = ANY (ARRAY(SELECT id FROM v)) ORDER BY id FOR UPDATE) \
+     UPDATE jobs SET status = 'completed', result = COALESCE(v.result, 'null'::jsonb), \
      lease_expires_at = NULL, completed_at = now(), updated_at = now() \
-     FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, token uuid, worker_id text, result jsonb) \
-     WHERE jobs.id = v.id AND jobs.status = 'running' AND jobs.claim_token = v.token \
+     FROM v WHERE jobs.id = v.id AND jobs.id IN (SELECT id FROM locked) \
+     AND jobs.status = 'running' AND jobs.claim_token = v.token \
      AND jobs.worker_id = v.worker_id \
      RETURNING jobs.*";
 
 /// The statement behind [`Store::heartbeat`]: the lease of each listed
 /// attempt that is still current, extended by $2 ms, and its progress
 /// where one was reported.
-const HEARTBEAT: &str = "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond', \
+///
+/// Its rows are locked first, in id order, as [`COMPLETE_MANY`] locks its.
+const HEARTBEAT: &str = "WITH h AS MATERIALIZED (SELECT * FROM jsonb_to_recordset($1::jsonb) \
+     AS h(id uuid, token uuid, report boolean, progress jsonb)), \
+     locked AS (SELECT id FROM jobs WHERE id = ANY (ARRAY(SELECT id FROM h)) ORDER BY id FOR UPDATE) \
+     UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond', \
      progress = CASE WHEN h.report THEN h.progress ELSE jobs.progress END \
-     FROM jsonb_to_recordset($1::jsonb) AS h(id uuid, token uuid, report boolean, progress jsonb) \
-     WHERE jobs.id = h.id AND jobs.status = 'running' AND jobs.claim_token = h.token \
+     FROM h WHERE jobs.id = h.id AND jobs.id IN (SELECT id FROM locked) \
+     AND jobs.status = 'running' AND jobs.claim_token = h.token \
      AND jobs.worker_id = $3 \
      RETURNING jobs.id, jobs.claim_token AS token, jobs.cancel_requested";
 

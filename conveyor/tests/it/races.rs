@@ -345,6 +345,12 @@ async fn a_stale_and_a_current_completion_in_one_batch_write_only_the_current() 
 #[tokio::test]
 async fn a_heartbeat_and_a_batch_of_completions_over_the_same_jobs_never_deadlock() {
     let (db, store) = store().await;
+    db.execute(
+        "INSERT INTO jobs (id, type, payload, status, attempts, started_at, completed_at) \
+         SELECT gen_random_uuid(), 'noop', '{}'::jsonb, 'completed', 1, now(), now() \
+         FROM generate_series(1, 5000)",
+    )
+    .await;
     let me = owner();
     let lease = Duration::from_secs(30);
     for _round in 0..5 {
@@ -355,6 +361,19 @@ async fn a_heartbeat_and_a_batch_of_completions_over_the_same_jobs_never_deadloc
         }
         let won = store.claim_many(&batch, &me, lease).await.expect("claim");
         assert_eq!(won.len(), batch.len());
+        // Rows out of id order in the heap (as any update leaves them, a
+        // cancel request say), and statistics that show a small table: the
+        // planner then joins by scanning `jobs`, in heap order, rather than
+        // by probing its key in the array's order.
+        let mut ids: Vec<uuid::Uuid> = batch.iter().map(|(job_id, _)| job_id.as_uuid()).collect();
+        ids.sort();
+        for job_id in ids.iter().rev().step_by(3) {
+            db.execute(&format!(
+                "UPDATE jobs SET cancel_requested = false WHERE id = '{job_id}'"
+            ))
+            .await;
+        }
+        db.execute("ANALYZE jobs").await;
         // Opposite orders: unsorted, the two statements meet in the middle.
         let ascending = batch.clone();
         let descending: Vec<(Fence, serde_json::Value)> = batch

@@ -3,6 +3,7 @@
 use std::process::Output;
 
 use migration::{Command, migrate_locked};
+use sea_orm_migration::sea_orm::ConnectionTrait;
 use testkit::TestDb;
 
 async fn run_binary(url: &str, args: &[&str]) -> Output {
@@ -182,6 +183,81 @@ async fn the_listing_is_filled_from_a_populated_table_and_kept_in_step() {
     );
     assert_eq!(count(&db, in_step).await, 0, "a job and its listing differ");
 
+    // A second listing row for a job is refused (a data-only restore run
+    // with the triggers on would otherwise double the lists).
+    let copy = db
+        .conn
+        .execute_unprepared(
+            "INSERT INTO job_listing (id, created_at, queue, type) \
+             SELECT id, created_at, queue, type FROM jobs LIMIT 1",
+        )
+        .await;
+    assert!(copy.is_err(), "a job listed twice");
+    // The triggers find job_listing whatever the session's search_path.
+    db.execute(
+        "SET search_path = ''; \
+         INSERT INTO public.jobs (id, queue, type, payload) \
+         VALUES (gen_random_uuid(), 'pathless', 'noop', '{}'); RESET search_path",
+    )
+    .await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM job_listing WHERE queue = 'pathless'"
+        )
+        .await,
+        1
+    );
+
     db.execute("TRUNCATE jobs").await;
     assert_eq!(count(&db, "SELECT count(*) AS n FROM job_listing").await, 0);
+}
+
+/// An invalid index under the partial key index's name (what a failed
+/// `CREATE UNIQUE INDEX CONCURRENTLY` by hand leaves) is built again by the
+/// migration, not taken for the real one: uniqueness never lapses.
+#[tokio::test]
+async fn an_invalid_hand_built_key_index_is_built_again() {
+    let db = TestDb::empty().await;
+    migrate_locked(&db.url, Command::Up).await.expect("up");
+    migrate_locked(&db.url, Command::Down { steps: 2 })
+        .await
+        .expect("down to before the partial key index");
+    db.execute(
+        "CREATE UNIQUE INDEX jobs_idempotency_key_partial_key ON jobs (idempotency_key) \
+         WHERE idempotency_key IS NOT NULL; \
+         UPDATE pg_index SET indisvalid = false \
+         WHERE indexrelid = 'jobs_idempotency_key_partial_key'::regclass",
+    )
+    .await;
+    migrate_locked(&db.url, Command::Up)
+        .await
+        .expect("up again");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM pg_index \
+             WHERE indexrelid = 'jobs_idempotency_key_partial_key'::regclass \
+             AND indisvalid AND indisunique"
+        )
+        .await,
+        1
+    );
+    db.execute(
+        "INSERT INTO jobs (id, payload, idempotency_key) VALUES (gen_random_uuid(), '{}', 'k')",
+    )
+    .await;
+    db.execute(
+        "INSERT INTO jobs (id, payload, idempotency_key) VALUES (gen_random_uuid(), '{}', 'k') \
+         ON CONFLICT DO NOTHING",
+    )
+    .await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM jobs WHERE idempotency_key = 'k'"
+        )
+        .await,
+        1
+    );
 }
