@@ -34,6 +34,19 @@ async fn index_scans(db: &TestDb) -> HashMap<String, i64> {
         .collect()
 }
 
+/// A store on one connection of its own, so that the test can ask that
+/// connection to report its statistics.
+async fn one_connection(db: &TestDb) -> (sea_orm::DatabaseConnection, Store) {
+    let mut options = ConnectOptions::new(db.url.clone());
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false);
+    let conn = Database::connect(options).await.expect("connect");
+    let store = Store::new(conn.clone());
+    (conn, store)
+}
+
 async fn waiting_ids(db: &TestDb, n: usize) -> Vec<JobId> {
     let rows = db
         .conn
@@ -72,14 +85,7 @@ async fn transitions_by_id_use_the_primary_key_while_statistics_are_stale() {
     )
     .await;
     let ids = waiting_ids(&db, 70).await;
-    // One connection, so that the test can ask it to report its statistics.
-    let mut options = ConnectOptions::new(db.url.clone());
-    options
-        .max_connections(1)
-        .min_connections(1)
-        .sqlx_logging(false);
-    let conn = Database::connect(options).await.expect("connect");
-    let store = Store::new(conn.clone());
+    let (conn, store) = one_connection(&db).await;
     let before = index_scans(&db).await;
 
     let worker = WorkerId::new("plans");
@@ -159,13 +165,7 @@ async fn the_key_index_skips_keyless_jobs_and_still_answers_lookups_by_key() {
         "{definition}"
     );
 
-    let mut options = ConnectOptions::new(db.url.clone());
-    options
-        .max_connections(1)
-        .min_connections(1)
-        .sqlx_logging(false);
-    let conn = Database::connect(options).await.expect("connect");
-    let store = Store::new(conn.clone());
+    let (conn, store) = one_connection(&db).await;
     for _ in 0..3 {
         let keyless = conveyor::NewJob::new("noop", serde_json::json!({}));
         assert!(matches!(
