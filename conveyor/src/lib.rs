@@ -41,7 +41,7 @@ pub mod signals;
 pub mod store;
 
 pub use broker::{Broker, BrokerError, Keys};
-pub use client::{Canceled, Client};
+pub use client::{Canceled, Client, enqueue_in, enqueue_many_in};
 pub use entity::JobStatus;
 pub use job::{ClaimToken, Job, JobId, NewJob, Schedule, WaitingJob, WorkerId};
 pub use store::{Fence, Inserted, Store, StoreError, Transition};

@@ -1,6 +1,8 @@
 //! The client: how anything enqueues, cancels or retries a job. The API is
 //! one caller of it; a Rust application that enqueues without HTTP is
-//! another (see `conveyor/examples/enqueue.rs`).
+//! another (see `conveyor/examples/enqueue.rs`), and one that enqueues
+//! inside its own database transaction a third ([`enqueue_in`], see
+//! `conveyor/examples/transactional.rs`).
 //!
 //! It owns every ordering rule between PostgreSQL and Redis on these paths,
 //! so no caller can get one wrong:
@@ -26,6 +28,7 @@
 //! - `bulk`: retry and cancel of every job matching a filter.
 //! - `queues`: pause, resume, limits and retention of a queue.
 //! - `schedules`: periodic schedules, and firing their ticks.
+//! - `transactional`: enqueueing inside the caller's own transaction.
 
 mod bulk;
 mod cancel;
@@ -33,6 +36,7 @@ mod enqueue;
 mod queues;
 mod retry;
 mod schedules;
+mod transactional;
 
 use std::sync::Arc;
 
@@ -40,6 +44,7 @@ pub use bulk::{BulkAction, BulkCanceled, check_bulk};
 pub use cancel::Canceled;
 pub use queues::{OverviewError, QueueOverview, check_change, overview};
 pub use schedules::{Created, MAX_CATCH_UP, check_schedule, is_schedule_name, spec_of};
+pub use transactional::{enqueue_in, enqueue_many_in};
 
 use crate::group_commit::StoreGroup;
 use crate::job::{Job, NewJob};

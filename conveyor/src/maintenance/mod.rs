@@ -11,6 +11,7 @@
 //! | [`idle_queues`] | the leader | queues that hold nothing leave the set of known queues |
 //! | [`retention`] | the leader | finished jobs past their retention are deleted, in bounded batches |
 //! | [`scheduler`] | the leader | periodic schedules' due ticks are fired, one job per tick |
+//! | [`commit_listener`] | the leader | jobs announced by committed application transactions are published at once |
 //!
 //! The first two are safe to run anywhere at once (a guarded `UPDATE ...
 //! SKIP LOCKED`, an atomic script), and running them everywhere keeps a
@@ -28,7 +29,10 @@
 //! - [`leader`]: the leader's lease.
 //! - [`lease_rescuer`], [`promoter`], [`dead_workers`], [`reconciler`],
 //!   [`idle_queues`], [`retention`], [`scheduler`]: one service each.
+//! - [`commit_listener`]: not a pass but a session, `LISTEN`ing while
+//!   this process leads.
 
+pub mod commit_listener;
 pub mod dead_workers;
 pub mod idle_queues;
 pub mod leader;
@@ -207,6 +211,7 @@ impl Maintenance {
         let stop_all = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(leader::campaign(self.ctx.clone(), stop_all.clone()));
+        tasks.spawn(commit_listener::run(self.ctx.clone(), stop_all.clone()));
         for service in services {
             tasks.spawn(run_service(self.ctx.clone(), service, stop_all.clone()));
         }

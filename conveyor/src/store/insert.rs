@@ -15,7 +15,8 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use sea_orm::{
-    ColumnTrait, Condition, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
+    Statement,
 };
 use serde::Serialize;
 
@@ -61,134 +62,143 @@ impl Store {
     where
         J: Borrow<NewJob> + Sync,
     {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
+        insert_many_on(&self.db, jobs).await
+    }
+}
+
+/// [`Store::insert_many`] on any connection: the store's pool, or a
+/// caller's open transaction (see `client::transactional`).
+pub(crate) async fn insert_many_on<C, J>(db: &C, jobs: &[J]) -> Result<Vec<Inserted>, StoreError>
+where
+    C: ConnectionTrait,
+    J: Borrow<NewJob> + Sync,
+{
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let jobs: Vec<&NewJob> = jobs.iter().map(Borrow::borrow).collect();
+    for job in &jobs {
+        job.validate()?;
+    }
+    let fingerprints: Vec<String> = jobs.iter().map(|job| job.fingerprint()).collect();
+    let mut outcomes = insert_once(db, &jobs, &fingerprints).await?;
+    // A job neither inserted nor found met a row that retention deleted
+    // between the insert and the read (its key is free now): the next
+    // try inserts it or finds whoever took the key meanwhile.
+    for _ in 0..INSERT_TRIES {
+        let unsettled: Vec<usize> = (0..jobs.len())
+            .filter(|index| outcomes[*index].is_none())
+            .collect();
+        if unsettled.is_empty() {
+            break;
         }
-        let jobs: Vec<&NewJob> = jobs.iter().map(Borrow::borrow).collect();
-        for job in &jobs {
-            job.validate()?;
-        }
-        let fingerprints: Vec<String> = jobs.iter().map(|job| job.fingerprint()).collect();
-        let mut outcomes = self.insert_once(&jobs, &fingerprints).await?;
-        // A job neither inserted nor found met a row that retention deleted
-        // between the insert and the read (its key is free now): the next
-        // try inserts it or finds whoever took the key meanwhile.
-        for _ in 0..INSERT_TRIES {
-            let unsettled: Vec<usize> = (0..jobs.len())
-                .filter(|index| outcomes[*index].is_none())
-                .collect();
-            if unsettled.is_empty() {
-                break;
-            }
-            let again: Vec<&NewJob> = unsettled.iter().map(|index| jobs[*index]).collect();
-            let prints: Vec<String> = unsettled
-                .iter()
-                .map(|index| fingerprints[*index].clone())
-                .collect();
-            for (index, outcome) in unsettled
-                .into_iter()
-                .zip(self.insert_once(&again, &prints).await?)
-            {
-                outcomes[index] = outcome;
-            }
-        }
-        outcomes
+        let again: Vec<&NewJob> = unsettled.iter().map(|index| jobs[*index]).collect();
+        let prints: Vec<String> = unsettled
+            .iter()
+            .map(|index| fingerprints[*index].clone())
+            .collect();
+        for (index, outcome) in unsettled
             .into_iter()
-            .zip(&jobs)
-            .map(|(outcome, job)| {
-                outcome.ok_or_else(|| {
-                    sea_orm::DbErr::RecordNotFound(format!(
-                        "job {} was neither inserted nor found",
-                        job.id
-                    ))
-                    .into()
-                })
+            .zip(insert_once(db, &again, &prints).await?)
+        {
+            outcomes[index] = outcome;
+        }
+    }
+    outcomes
+        .into_iter()
+        .zip(&jobs)
+        .map(|(outcome, job)| {
+            outcome.ok_or_else(|| {
+                sea_orm::DbErr::RecordNotFound(format!(
+                    "job {} was neither inserted nor found",
+                    job.id
+                ))
+                .into()
             })
-            .collect()
-    }
+        })
+        .collect()
+}
 
-    /// One try of [`Store::insert_many`]: `None` for a job that was neither
-    /// inserted nor found.
-    async fn insert_once(
-        &self,
-        jobs: &[&NewJob],
-        fingerprints: &[String],
-    ) -> Result<Vec<Option<Inserted>>, StoreError> {
-        // One statement is one transaction: every row or none. No explicit
-        // BEGIN/COMMIT, which would add two round trips to every batch and
-        // to the latency of every single submission (they come here too).
-        let statement = insert_statement(jobs, fingerprints)?;
-        // `find_by_statement`, not `Entity::find().from_raw_sql`: the latter
-        // first builds (and throws away) a select of every column, 7 % of
-        // the API's instructions per submission.
-        let mut created: HashMap<uuid::Uuid, Job> = Job::find_by_statement(statement)
-            .all(&self.db)
+/// One try of [`Store::insert_many`]: `None` for a job that was neither
+/// inserted nor found.
+async fn insert_once<C: ConnectionTrait>(
+    db: &C,
+    jobs: &[&NewJob],
+    fingerprints: &[String],
+) -> Result<Vec<Option<Inserted>>, StoreError> {
+    // One statement is one transaction: every row or none. No explicit
+    // BEGIN/COMMIT, which would add two round trips to every batch and
+    // to the latency of every single submission (they come here too).
+    let statement = insert_statement(jobs, fingerprints)?;
+    // `find_by_statement`, not `Entity::find().from_raw_sql`: the latter
+    // first builds (and throws away) a select of every column, 7 % of
+    // the API's instructions per submission.
+    let mut created: HashMap<uuid::Uuid, Job> = Job::find_by_statement(statement)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|job| (job.id, job))
+        .collect();
+
+    // A job the insert skipped met a committed row (ON CONFLICT waited
+    // for its transaction), so this read, a new statement, sees it: its
+    // own id (an earlier try) or its key, unless retention deleted the
+    // row in between (the caller tries again).
+    let skipped: Vec<&NewJob> = jobs
+        .iter()
+        .copied()
+        .filter(|job| !created.contains_key(&job.id.as_uuid()))
+        .collect();
+    let existing: Vec<Job> = if skipped.is_empty() {
+        Vec::new()
+    } else {
+        let keys = skipped
+            .iter()
+            .filter_map(|job| job.idempotency_key.as_deref());
+        Entity::find()
+            .filter(
+                Condition::any()
+                    .add(Column::Id.is_in(skipped.iter().map(|job| job.id.as_uuid())))
+                    .add(Column::IdempotencyKey.is_in(keys)),
+            )
+            .all(db)
             .await?
-            .into_iter()
-            .map(|job| (job.id, job))
-            .collect();
+    };
+    let by_id: HashMap<uuid::Uuid, &Job> = existing.iter().map(|job| (job.id, job)).collect();
+    let by_key: HashMap<&str, &Job> = existing
+        .iter()
+        .filter_map(|job| job.idempotency_key.as_deref().map(|key| (key, job)))
+        .collect();
 
-        // A job the insert skipped met a committed row (ON CONFLICT waited
-        // for its transaction), so this read, a new statement, sees it: its
-        // own id (an earlier try) or its key, unless retention deleted the
-        // row in between (the caller tries again).
-        let skipped: Vec<&NewJob> = jobs
-            .iter()
-            .copied()
-            .filter(|job| !created.contains_key(&job.id.as_uuid()))
-            .collect();
-        let existing: Vec<Job> = if skipped.is_empty() {
-            Vec::new()
-        } else {
-            let keys = skipped
-                .iter()
-                .filter_map(|job| job.idempotency_key.as_deref());
-            Entity::find()
-                .filter(
-                    Condition::any()
-                        .add(Column::Id.is_in(skipped.iter().map(|job| job.id.as_uuid())))
-                        .add(Column::IdempotencyKey.is_in(keys)),
-                )
-                .all(&self.db)
-                .await?
-        };
-        let by_id: HashMap<uuid::Uuid, &Job> = existing.iter().map(|job| (job.id, job)).collect();
-        let by_key: HashMap<&str, &Job> = existing
-            .iter()
-            .filter_map(|job| job.idempotency_key.as_deref().map(|key| (key, job)))
-            .collect();
-
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for (job, fingerprint) in jobs.iter().zip(fingerprints) {
-            let id = job.id.as_uuid();
-            if let Some(row) = created.remove(&id) {
-                outcomes.push(Some(Inserted::Created(row)));
-                continue;
-            }
-            let same_request =
-                |row: &Job| row.request_hash.as_deref() == Some(fingerprint.as_str());
-            if let Some(row) = by_id.get(&id) {
-                outcomes.push(Some(if same_request(row) {
-                    Inserted::Created((*row).clone())
-                } else {
-                    Inserted::Conflict((*row).clone())
-                }));
-                continue;
-            }
-            let found = job
-                .idempotency_key
-                .as_deref()
-                .and_then(|key| by_key.get(key));
-            outcomes.push(found.map(|found| {
-                if same_request(found) {
-                    Inserted::Replayed((*found).clone())
-                } else {
-                    Inserted::Conflict((*found).clone())
-                }
-            }));
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (job, fingerprint) in jobs.iter().zip(fingerprints) {
+        let id = job.id.as_uuid();
+        if let Some(row) = created.remove(&id) {
+            outcomes.push(Some(Inserted::Created(row)));
+            continue;
         }
-        Ok(outcomes)
+        let same_request = |row: &Job| row.request_hash.as_deref() == Some(fingerprint.as_str());
+        if let Some(row) = by_id.get(&id) {
+            outcomes.push(Some(if same_request(row) {
+                Inserted::Created((*row).clone())
+            } else {
+                Inserted::Conflict((*row).clone())
+            }));
+            continue;
+        }
+        let found = job
+            .idempotency_key
+            .as_deref()
+            .and_then(|key| by_key.get(key));
+        outcomes.push(found.map(|found| {
+            if same_request(found) {
+                Inserted::Replayed((*found).clone())
+            } else {
+                Inserted::Conflict((*found).clone())
+            }
+        }));
     }
+    Ok(outcomes)
 }
 
 /// Tries of an insert that met a row deleted before it could be read.

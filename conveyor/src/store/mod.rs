@@ -12,6 +12,7 @@
 //!
 //! # Layout
 //! - `insert`: idempotent inserts keyed by idempotency key and fingerprint.
+//! - `announce`: `NOTIFY` of jobs committed inside a caller's transaction.
 //! - `transitions`: every edge of the state machine.
 //! - `read`: lookups by id, lists and counts.
 //! - `queues`: queue settings (paused, limits, retention).
@@ -20,6 +21,7 @@
 //! - `retention`: deleting finished jobs past their retention.
 //! - `schedules`: periodic schedules.
 
+mod announce;
 mod attempts;
 mod bulk;
 mod insert;
@@ -33,9 +35,12 @@ use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
+pub(crate) use announce::announce;
+pub use announce::{AnnouncedJob, COMMITTED_CHANNEL, IDS_PER_NOTIFICATION, announced_ids};
 pub use attempts::{AttemptRecord, MAX_ATTEMPTS_LISTED, RunningAttempt};
 pub use bulk::MAX_BULK;
 pub use insert::Inserted;
+pub(crate) use insert::insert_many_on;
 pub use queues::{Change, MAX_LIMIT, MAX_RETENTION_SECS, MIN_RATE, QueueChange, QueueSettings};
 pub use read::{
     COUNT_BUDGET, COUNT_EXACT_UP_TO, EXACT_COUNT_LIMIT, InvalidCursor, JobCounts, ListCursor,

@@ -14,3 +14,4 @@ mod recovery;
 mod schedules;
 mod shutdown;
 mod support;
+mod transactional;

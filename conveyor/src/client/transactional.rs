@@ -1,0 +1,58 @@
+//! Enqueueing inside the caller's own transaction.
+//!
+//! The job rows are written on the caller's connection, so they commit or
+//! roll back with everything else the transaction wrote: a job exists if
+//! and only if the transaction committed. What is created is announced with
+//! `NOTIFY` in the same transaction; PostgreSQL delivers that at commit
+//! (and drops it on rollback), and the maintenance leader's commit listener
+//! publishes the jobs to Redis then. Nothing here touches Redis, so an
+//! application needs only its database connection to enqueue this way.
+//!
+//! If the announcement is missed (no worker leads at that moment, or the
+//! leader dies between the commit and its publish), the reconciler
+//! publishes the jobs on its next pass: a job is never lost, only later.
+
+use sea_orm::ConnectionTrait;
+
+use crate::job::{JobId, NewJob};
+use crate::store::{Inserted, StoreError, announce, insert_many_on};
+
+/// Inserts `job` through `txn` (an open sea-orm transaction, or any
+/// connection to Conveyor's database), honouring its id and idempotency key
+/// as [`Client::enqueue`](super::Client::enqueue) does, and announces it
+/// for publication at commit.
+///
+/// A key already used by a committed job answers [`Inserted::Replayed`] or
+/// [`Inserted::Conflict`] as usual; a key used by another transaction still
+/// in progress makes this wait for it. Under REPEATABLE READ or
+/// SERIALIZABLE, such a race ends in a serialization failure instead: retry
+/// the transaction, as with any other.
+pub async fn enqueue_in<C: ConnectionTrait>(txn: &C, job: NewJob) -> Result<Inserted, StoreError> {
+    let mut outcomes = enqueue_many_in(txn, vec![job]).await?;
+    outcomes
+        .pop()
+        .ok_or_else(|| StoreError::from(sea_orm::DbErr::RecordNotInserted))
+}
+
+/// [`enqueue_in`] for many jobs in one statement: one outcome per job, in
+/// order. Any invalid job fails the call before anything is written; a
+/// job PostgreSQL refuses fails the statement, and with it the caller's
+/// transaction.
+pub async fn enqueue_many_in<C: ConnectionTrait>(
+    txn: &C,
+    jobs: Vec<NewJob>,
+) -> Result<Vec<Inserted>, StoreError> {
+    for job in &jobs {
+        job.validate()?;
+    }
+    let outcomes = insert_many_on(txn, &jobs).await?;
+    let created: Vec<JobId> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Inserted::Created(job) => Some(JobId::from(job.id)),
+            _ => None,
+        })
+        .collect();
+    announce(txn, &created).await?;
+    Ok(outcomes)
+}

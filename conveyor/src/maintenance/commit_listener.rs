@@ -1,0 +1,147 @@
+//! The commit listener: publishes jobs as soon as the application
+//! transaction that enqueued them commits (`client::transactional`).
+//!
+//! Such jobs are announced with `NOTIFY`, which PostgreSQL delivers at
+//! commit to every session listening on the channel. The leader listens, on
+//! a connection of its own (the pool's connections are shared and must not
+//! carry a `LISTEN`), reads which announced jobs still wait, and publishes
+//! them. It is an accelerator, not a guarantee: a notification sent while
+//! nobody listened (no leader, a connection being replaced) or received by
+//! a leader that died before publishing is lost, and the reconciler
+//! publishes those jobs on its next pass. Each time it starts listening it
+//! runs one reconciliation pass with no quiet period, so that jobs
+//! committed while nobody listened wait for that pass, not for the
+//! reconciler's interval.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::postgres::{PgListener, PgPoolOptions};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::{Context, MaintenanceError};
+use crate::job::WaitingJob;
+use crate::store::{AnnouncedJob, COMMITTED_CHANNEL, StoreError, announced_ids};
+
+/// The name it reports under.
+const NAME: &str = "commit_listener";
+
+/// Most announced ids published in one round trip; notifications that
+/// arrive together are published together.
+pub const MAX_BURST: usize = 2_000;
+
+/// Notifications read ahead of publishing. PostgreSQL queues the rest
+/// server-side for this session (up to 8 GB for all listeners).
+const READ_AHEAD: usize = 1_024;
+
+/// Listens while this process leads, until `stop`.
+pub async fn run(ctx: Context, stop: CancellationToken) {
+    loop {
+        if ctx.leadership.is_leader()
+            && let Err(err) = listen(&ctx, &stop).await
+        {
+            ctx.report(NAME, &err);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ctx.settings.tick) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// One listening session: until the connection is lost, this process stops
+/// leading, or `stop`.
+async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), MaintenanceError> {
+    // A pool of one, for this session alone: when the session ends, its
+    // connection is closed rather than handed to anyone else.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(crate::store::DEFAULT_ACQUIRE_TIMEOUT)
+        .connect_lazy_with(ctx.store.session_options()?);
+    let mut listener = PgListener::connect_with(&pool).await.map_err(store_error)?;
+    // A lost connection ends the session; the next one catches up.
+    listener.eager_reconnect(false);
+    listener
+        .listen(COMMITTED_CHANNEL)
+        .await
+        .map_err(store_error)?;
+    tracing::debug!(channel = COMMITTED_CHANNEL, "listening for committed jobs");
+
+    // Jobs committed before the LISTEN took effect were announced to nobody.
+    super::reconciler::reconcile_once(ctx, Duration::ZERO).await?;
+
+    let (sender, mut announced) = mpsc::channel::<String>(READ_AHEAD);
+    // Reading in a task of its own, so that leaving the session never
+    // cancels a read halfway through a message: the task is aborted, and
+    // its connection closed with the pool.
+    let reader = AbortOnDropHandle::new(tokio::spawn(async move {
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    if sender
+                        .send(notification.payload().to_owned())
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+    }));
+    let mut leading = tokio::time::interval(ctx.settings.tick);
+    leading.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            payload = announced.recv() => {
+                let Some(payload) = payload else { break };
+                let mut ids = announced_ids(&payload);
+                while ids.len() < MAX_BURST
+                    && let Ok(more) = announced.try_recv()
+                {
+                    ids.extend(announced_ids(&more));
+                }
+                // A failed publish leaves these jobs to the reconciler; the
+                // session goes on.
+                if let Err(err) = publish(ctx, &ids).await {
+                    ctx.report(NAME, &err);
+                }
+            }
+            _ = leading.tick() => ctx.still_leader()?,
+            () = stop.cancelled() => return Ok(()),
+        }
+    }
+    match reader.await {
+        Ok(Err(err)) => Err(store_error(err).into()),
+        _ => {
+            tracing::info!(
+                channel = COMMITTED_CHANNEL,
+                "lost the connection listening for committed jobs; listening again"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Publishes the announced jobs that still wait.
+async fn publish(ctx: &Context, ids: &[uuid::Uuid]) -> Result<(), MaintenanceError> {
+    let jobs: Vec<AnnouncedJob> = ctx.store.announced(ids).await?;
+    let waiting: Vec<WaitingJob> = jobs.iter().map(WaitingJob::from).collect();
+    ctx.broker.publish_waiting(&waiting).await?;
+    for job in &jobs {
+        crate::metrics::job_enqueued(&job.queue, &job.task_type);
+        tracing::info!(event = "job_enqueued", job.id = %job.id, job.r#type = %job.task_type,
+            job.queue = %job.queue, "enqueued job {} committed by an application transaction", job.id);
+    }
+    Ok(())
+}
+
+fn store_error(err: sea_orm::sqlx::Error) -> StoreError {
+    StoreError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+        std::sync::Arc::new(err),
+    )))
+}
