@@ -191,3 +191,19 @@ impl<S: Send + Sync> FromRequestParts<S> for SchedulePath {
         Ok(SchedulePath(raw))
     }
 }
+
+/// The caller's trace context: its `traceparent` header, read by the W3C
+/// rules. A header they reject, or more than one, is ignored and the job
+/// starts a trace of its own, as the W3C specification asks of a receiver
+/// (tracing metadata must not cost a caller its job).
+pub fn traceparent(headers: &axum::http::HeaderMap) -> Option<conveyor::trace::TraceParent> {
+    let mut values = headers.get_all(conveyor::trace::TRACEPARENT_HEADER).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    value
+        .to_str()
+        .ok()
+        .and_then(conveyor::trace::TraceParent::parse)
+}

@@ -31,6 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let _logs = logging::init(cli.log.log_format);
     conveyor::metrics::set_max_label_values(cli.metrics.metrics_max_label_values);
 
+    let (traces, exporter) =
+        conveyor::trace::Traces::from_env("conveyor-api").context("OTEL_EXPORTER_OTLP_*")?;
     let pool = |max_connections| PoolSettings {
         max_connections,
         acquire_timeout: Duration::from_millis(cli.api.db_acquire_timeout_ms),
@@ -72,12 +74,14 @@ async fn main() -> anyhow::Result<()> {
             },
         },
     )
-    .with_reads(reads);
+    .with_reads(reads)
+    .with_traces(traces);
     let listener = tokio::net::TcpListener::bind(cli.api.addr)
         .await
         .with_context(|| format!("cannot listen on CONVEYOR_API_ADDR={}", cli.api.addr))?;
     tracing::info!(event = "api_started", addr = %cli.api.addr, "conveyor-api listening on {}", cli.api.addr);
     api::serve(listener, state, signals::terminate()).await?;
+    conveyor::trace::Traces::shut_down(exporter).await;
     tracing::info!(event = "api_stopped", "conveyor-api stopped");
     Ok(())
 }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub logins: Arc<crate::ui::login::LoginThrottle>,
     /// The queue labels the last `/metrics` scrape reported depths for.
     pub reported_queues: Arc<tokio::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// Spans for enqueued jobs, when trace export is on.
+    pub traces: conveyor::trace::Traces,
 }
 
 /// The API's own settings (see `conveyor::config::ApiConfig`).
@@ -71,7 +73,14 @@ impl AppState {
             logins: Arc::default(),
             ui_counts: Arc::default(),
             reported_queues: Arc::default(),
+            traces: conveyor::trace::Traces::off(),
         }
+    }
+
+    /// Enqueues make spans through `traces`.
+    pub fn with_traces(mut self, traces: conveyor::trace::Traces) -> Self {
+        self.traces = traces;
+        self
     }
 
     /// Reads go through `reads` instead of the writes' store.

@@ -45,10 +45,16 @@ pub struct JobView {
     /// due) it was made for.
     pub schedule: Option<String>,
     pub schedule_tick: Option<DateTime<Utc>>,
+    /// The W3C trace context the job runs under: the `traceparent` it was
+    /// created with, or, when none was given, one named by the job's id.
+    /// The first attempt's span is its child.
+    #[schema(example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
+    pub traceparent: String,
 }
 
 impl From<Job> for JobView {
     fn from(job: Job) -> Self {
+        let traceparent = conveyor::trace::TraceParent::of_job(&job).to_string();
         JobView {
             id: job.id,
             queue: job.queue,
@@ -75,6 +81,7 @@ impl From<Job> for JobView {
             progress: job.progress,
             schedule: job.schedule_name,
             schedule_tick: job.schedule_tick,
+            traceparent,
         }
     }
 }

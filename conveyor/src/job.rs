@@ -246,6 +246,12 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// The periodic schedule and tick this job is made for, if any.
     pub origin: Option<Origin>,
+    /// The trace the job belongs to and the span that made it; without
+    /// one, the job's trace is named by its id
+    /// ([`TraceParent::for_job`](crate::trace::TraceParent::for_job)).
+    /// Not part of the request's fingerprint: the same request retried
+    /// from another trace is a replay.
+    pub traceparent: Option<crate::trace::TraceParent>,
 }
 
 /// The periodic schedule and tick a job was made for.
@@ -270,6 +276,7 @@ impl NewJob {
             schedule: Schedule::Now,
             idempotency_key: None,
             origin: None,
+            traceparent: None,
         }
     }
 

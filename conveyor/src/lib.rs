@@ -25,6 +25,8 @@
 //! - [`signals`]: SIGINT/SIGTERM as a future.
 //! - [`metrics`]: Prometheus metric names and the recorder.
 //! - [`logging`]: the `tracing` subscriber, pretty or JSON.
+//! - [`trace`]: W3C trace context from enqueue to each attempt, and the
+//!   optional OTLP export of their spans.
 
 pub mod broker;
 pub mod client;
@@ -39,6 +41,7 @@ pub mod periodic;
 pub mod retry;
 pub mod signals;
 pub mod store;
+pub mod trace;
 
 pub use broker::{Broker, BrokerError, Keys};
 pub use client::{Canceled, Client, enqueue_in, enqueue_many_in};

@@ -46,6 +46,8 @@ pub struct Model {
     /// instant it was due) it was made for.
     pub schedule_name: Option<String>,
     pub schedule_tick: Option<DateTimeUtc>,
+    /// The W3C trace context the job was created with, if one was given.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

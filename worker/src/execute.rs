@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use conveyor::trace::{JobSpan, TraceParent};
 use conveyor::{ClaimToken, Fence, Job, JobId, JobStatus, Transition};
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
@@ -108,15 +109,52 @@ async fn run(runtime: Arc<Runtime>, job: Job, give_up: CancellationToken) {
         conveyor::metrics::wait_time(&job.queue, &job.task_type, waited);
     }
     let (stopper, progress, _running) = runtime.track(&fence, &job.queue);
+    let span = runtime.traces.attempt(&job);
+    let traceparent = span
+        .as_ref()
+        .map_or_else(|| TraceParent::of_job(&job), JobSpan::traceparent);
     let started = std::time::Instant::now();
-    let outcome = execute(&runtime, &job, &stopper, progress).await;
+    let outcome = execute(&runtime, &job, &stopper, progress, traceparent).await;
     conveyor::metrics::attempt_duration(&job.queue, &job.task_type, started.elapsed());
+    let ending = span.map(|span| (span, SpanEnd::of(&outcome)));
     record(&runtime, &job, &fence, outcome, started.elapsed(), &give_up).await;
+    if let Some((span, end)) = ending {
+        match end {
+            SpanEnd::Succeeded => span.succeed(),
+            SpanEnd::Failed(why) => span.fail(why),
+            SpanEnd::Unset => span.end(),
+        }
+    }
+}
+
+/// How an attempt's span ends, by the handler's outcome.
+enum SpanEnd {
+    Succeeded,
+    Failed(String),
+    /// Interrupted by a shutdown or a lost lease: neither.
+    Unset,
+}
+
+impl SpanEnd {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Completed(_) => SpanEnd::Succeeded,
+            Outcome::Failed(error) => SpanEnd::Failed(error.to_string()),
+            Outcome::Canceled => SpanEnd::Failed("canceled".to_owned()),
+            Outcome::Interrupted | Outcome::LeaseLost => SpanEnd::Unset,
+        }
+    }
 }
 
 /// Runs the handler in a task of its own, so that a panic is caught, a
 /// timeout or a stop can abort it, and it cannot outlive this worker.
-async fn execute(runtime: &Runtime, job: &Job, stopper: &Stopper, progress: Progress) -> Outcome {
+async fn execute(
+    runtime: &Runtime,
+    job: &Job,
+    stopper: &Stopper,
+    progress: Progress,
+    traceparent: TraceParent,
+) -> Outcome {
     let Some(handler) = runtime.registry.get(&job.task_type) else {
         return Outcome::Failed(JobError::permanent(format!(
             "no handler for task type {:?} on this worker (it runs: {})",
@@ -124,7 +162,7 @@ async fn execute(runtime: &Runtime, job: &Job, stopper: &Stopper, progress: Prog
             runtime.registry.task_types().join(", ")
         )));
     };
-    let context = Context::new(job, stopper.token.clone(), progress);
+    let context = Context::new(job, traceparent, stopper.token.clone(), progress);
     let mut task = AbortOnDropHandle::new(tokio::spawn(
         std::panic::AssertUnwindSafe(handler.call(job.payload.clone(), context))
             .catch_unwind()

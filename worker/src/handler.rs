@@ -45,6 +45,10 @@ pub struct Context {
     pub max_attempts: i32,
     pub task_type: String,
     pub queue: String,
+    /// The trace context of this attempt: its span's when trace export is
+    /// on, the job's otherwise. Send it on (as a `traceparent` header) with
+    /// the requests the handler makes, to join their spans to the job's.
+    pub traceparent: conveyor::trace::TraceParent,
     cancel: CancellationToken,
     progress: Progress,
 }
@@ -92,8 +96,14 @@ impl Progress {
 }
 
 impl Context {
-    pub(crate) fn new(job: &conveyor::Job, cancel: CancellationToken, progress: Progress) -> Self {
+    pub(crate) fn new(
+        job: &conveyor::Job,
+        traceparent: conveyor::trace::TraceParent,
+        cancel: CancellationToken,
+        progress: Progress,
+    ) -> Self {
         Context {
+            traceparent,
             job_id: JobId::from(job.id),
             attempt: job.attempts,
             max_attempts: job.max_attempts,

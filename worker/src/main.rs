@@ -89,7 +89,9 @@ async fn run(
         .redis()
         .and_then(|redis| Broker::connect(&redis, &connection.prefix, broker::DEFAULT_POOL_SIZE))
         .context("REDIS_URL is not a usable Redis URL")?;
-    let worker = Worker::new(store, broker, settings, builtin_registry());
+    let (traces, exporter) =
+        conveyor::trace::Traces::from_env("conveyor-worker").context("OTEL_EXPORTER_OTLP_*")?;
+    let worker = Worker::traced(store, broker, settings, builtin_registry(), traces);
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -118,5 +120,6 @@ async fn run(
         })
         .await;
     let _ = stop_metrics.send(());
+    conveyor::trace::Traces::shut_down(exporter).await;
     Ok(())
 }

@@ -70,6 +70,8 @@ pub struct Runtime {
     pub acks: Acks,
     /// This worker's queues' settings, as last read.
     pub gates: Gates,
+    /// A span per attempt, when trace export is on.
+    pub traces: conveyor::trace::Traces,
     /// The attempts this worker's tasks are running, each by job and
     /// claim (one worker can run two attempts of one job: the first one's
     /// lease lost while it stalled, the second claimed after).
@@ -89,8 +91,15 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(store: Store, broker: Broker, settings: Settings, registry: Registry) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        broker: Broker,
+        settings: Settings,
+        registry: Registry,
+        traces: conveyor::trace::Traces,
+    ) -> Arc<Self> {
         Arc::new(Runtime {
+            traces,
             completions: Completions::new(store.clone()),
             acks: Acks::new(broker.clone(), settings.worker_id.as_str().to_owned()),
             gates: Gates::default(),

@@ -25,10 +25,27 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(store: Store, broker: Broker, settings: Settings, registry: Registry) -> Self {
+        Self::traced(
+            store,
+            broker,
+            settings,
+            registry,
+            conveyor::trace::Traces::off(),
+        )
+    }
+
+    /// [`Worker::new`], with a span for every attempt made through `traces`.
+    pub fn traced(
+        store: Store,
+        broker: Broker,
+        settings: Settings,
+        registry: Registry,
+        traces: conveyor::trace::Traces,
+    ) -> Self {
         // Metrics recorded before a recorder exists are lost.
         conveyor::metrics::install();
         Worker {
-            runtime: Runtime::new(store, broker, settings, registry),
+            runtime: Runtime::new(store, broker, settings, registry, traces),
         }
     }
 

@@ -3,14 +3,15 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use conveyor::{Inserted, NewJob};
+use conveyor::trace::JobSpan;
+use conveyor::{Inserted, NewJob, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::{JsonBody, parse_json};
+use crate::extract::{JsonBody, parse_json, traceparent};
 use crate::routes::jobs::CreateJob;
 use crate::state::AppState;
 use crate::views::JobView;
@@ -63,6 +64,9 @@ pub struct BatchResult {
 /// is written and the whole request is 503.
 #[utoipa::path(post, path = "/jobs/batch", tag = "jobs",
     request_body(content = CreateBatch, content_type = "application/json"),
+    params(("traceparent" = Option<String>, Header,
+        description = "W3C trace context of the caller, given to every job of the batch; a value \
+                       the W3C rules reject is ignored")),
     responses(
         (status = 200, description = "One outcome per item, in order", body = BatchResult),
         (status = 400, description = "Malformed JSON", body = Problem),
@@ -75,6 +79,7 @@ pub async fn create_batch(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<BatchResult>, ApiError> {
+    let parent = traceparent(request.headers());
     let JsonBody(batch) =
         <JsonBody<CreateBatch> as axum::extract::FromRequest<AppState>>::from_request(
             request, &state,
@@ -106,8 +111,20 @@ pub async fn create_batch(
         }
     }
 
-    let (positions, jobs): (Vec<usize>, Vec<NewJob>) = valid.into_iter().unzip();
-    let outcomes = state.client.enqueue_many(jobs).await?;
+    let (positions, mut jobs): (Vec<usize>, Vec<NewJob>) = valid.into_iter().unzip();
+    // Each job is enqueued by a span of its own, under the request's
+    // context.
+    let spans: Vec<Option<JobSpan>> = jobs
+        .iter_mut()
+        .map(|job| {
+            let span = state.traces.enqueue(job, parent);
+            job.traceparent = span.as_ref().map(JobSpan::traceparent).or(parent);
+            span
+        })
+        .collect();
+    let outcomes = state.client.enqueue_many(jobs).await;
+    end_spans(spans, &outcomes);
+    let outcomes = outcomes?;
     let mut created = 0;
     let mut replayed = 0;
     for (index, outcome) in positions.iter().zip(outcomes) {
@@ -163,6 +180,24 @@ pub async fn create_batch(
         rejected: rejected_count,
         items,
     }))
+}
+
+/// Ends each job's span by its outcome.
+fn end_spans(
+    spans: Vec<Option<JobSpan>>,
+    outcomes: &Result<Vec<Result<Inserted, StoreError>>, StoreError>,
+) {
+    for (index, span) in spans.into_iter().enumerate() {
+        let Some(span) = span else { continue };
+        match outcomes {
+            Ok(outcomes) => match outcomes.get(index) {
+                Some(Ok(Inserted::Created(_))) => span.succeed(),
+                Some(Err(err)) => span.fail(err.to_string()),
+                _ => span.end(),
+            },
+            Err(err) => span.fail(err.to_string()),
+        }
+    }
 }
 
 /// One item's error as a problem document, its field prefixed with the

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use conveyor::job::DEFAULT_QUEUE;
+use conveyor::trace::JobSpan;
 use conveyor::{Canceled, Inserted, JobStatus, NewJob, Schedule, Transition};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -14,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::{BodyKind, JobIdPath, body_kind, parse_json, read_body};
+use crate::extract::{BodyKind, JobIdPath, body_kind, parse_json, read_body, traceparent};
 use crate::state::AppState;
 use crate::views::{JobResult, JobView};
 
@@ -214,7 +215,11 @@ fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         pattern = "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$",
         description = "Alternative to the idempotency_key field: printable ASCII. (A control \
                        character in any header is malformed HTTP, refused before routing with \
-                       an empty 400.)")),
+                       an empty 400.)"),
+        ("traceparent" = Option<String>, Header,
+        description = "W3C trace context of the caller; the job keeps it and its first attempt's \
+                       span is its child. A value the W3C rules reject is ignored, and the job \
+                       starts a trace of its own.")),
     responses(
         (status = 201, description = "Created; Location names the job", body = JobView),
         (status = 200, description = "Replay of an earlier request with the same key", body = JobView),
@@ -230,14 +235,25 @@ pub async fn create_job(
     request: Request,
 ) -> Result<Response, ApiError> {
     let header_key = header_key(request.headers())?;
-    let new_job = match body_kind(&request)? {
+    let parent = traceparent(request.headers());
+    let mut new_job = match body_kind(&request)? {
         BodyKind::Json => {
             let bytes = read_body(request, &state).await?;
             parse_json::<CreateJob>(&bytes)?.into_new_job(header_key)?
         }
         BodyKind::Multipart => upload(request, &state, header_key).await?,
     };
-    match state.client.enqueue(new_job).await? {
+    let span = state.traces.enqueue(&new_job, parent);
+    new_job.traceparent = span.as_ref().map(JobSpan::traceparent).or(parent);
+    let outcome = state.client.enqueue(new_job).await;
+    if let Some(span) = span {
+        match &outcome {
+            Ok(Inserted::Created(_)) => span.succeed(),
+            Ok(_) => span.end(),
+            Err(err) => span.fail(err.to_string()),
+        }
+    }
+    match outcome? {
         Inserted::Created(job) => {
             let location = format!("/jobs/{}", job.id);
             Ok((

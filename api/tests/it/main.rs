@@ -16,4 +16,5 @@ mod outages;
 mod read;
 mod schedules;
 mod support;
+mod traces;
 mod ui;

@@ -37,6 +37,8 @@ pub struct Options {
     /// Reads (only) reach PostgreSQL through a proxy, on their own pool as
     /// in `conveyor-api` (`TestApp::read_proxy`).
     pub read_proxy: bool,
+    /// Spans for enqueued jobs (tests give an in-memory exporter's).
+    pub traces: conveyor::trace::Traces,
 }
 
 impl TestApp {
@@ -84,7 +86,7 @@ impl TestApp {
         } else {
             broker_for(&redis, 4)
         };
-        let mut state = AppState::new(store, broker, options.settings);
+        let mut state = AppState::new(store, broker, options.settings).with_traces(options.traces);
         if let Some(proxy) = &read_proxy {
             let reads = Store::connect_with(&proxy.url_through(&db.url), &api_pool(8))
                 .await

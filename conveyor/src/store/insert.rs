@@ -232,6 +232,7 @@ fn insert_statement(jobs: &[&NewJob], fingerprints: &[String]) -> Result<Stateme
         request_hash: &'a str,
         schedule_name: Option<&'a str>,
         schedule_tick: Option<chrono::DateTime<chrono::Utc>>,
+        traceparent: Option<String>,
     }
     let rows: Vec<Row<'_>> = jobs
         .iter()
@@ -258,6 +259,7 @@ fn insert_statement(jobs: &[&NewJob], fingerprints: &[String]) -> Result<Stateme
                 request_hash: fingerprint,
                 schedule_name: job.origin.as_ref().map(|origin| origin.schedule.as_str()),
                 schedule_tick: job.origin.as_ref().map(|origin| origin.tick),
+                traceparent: job.traceparent.map(|context| context.to_string()),
             }
         })
         .collect();
@@ -272,12 +274,12 @@ fn insert_statement(jobs: &[&NewJob], fingerprints: &[String]) -> Result<Stateme
 
 const INSERT_JOBS: &str = "INSERT INTO jobs (id, queue, type, payload, priority, \
      max_attempts, timeout_seconds, run_at, idempotency_key, request_hash, \
-     schedule_name, schedule_tick) \
+     schedule_name, schedule_tick, traceparent) \
      SELECT id, queue, task_type, payload, priority, max_attempts, timeout_seconds, \
      COALESCE(run_at, now() + COALESCE(delay_ms, 0) * interval '1 millisecond'), \
-     idempotency_key, request_hash, schedule_name, schedule_tick \
+     idempotency_key, request_hash, schedule_name, schedule_tick, traceparent \
      FROM jsonb_to_recordset($1::text::jsonb) AS r(id uuid, queue text, task_type text, \
      payload jsonb, priority smallint, max_attempts integer, timeout_seconds integer, \
      run_at timestamptz, delay_ms bigint, idempotency_key text, request_hash text, \
-     schedule_name text, schedule_tick timestamptz) \
+     schedule_name text, schedule_tick timestamptz, traceparent text) \
      ON CONFLICT DO NOTHING RETURNING *";

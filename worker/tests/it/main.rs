@@ -14,4 +14,5 @@ mod recovery;
 mod schedules;
 mod shutdown;
 mod support;
+mod traces;
 mod transactional;

@@ -72,7 +72,28 @@ impl Harness {
         settings: Settings,
         registry: Registry,
     ) -> RunningWorker {
-        let worker = Worker::new(store, broker, settings, registry);
+        self.start(Worker::new(store, broker, settings, registry))
+    }
+
+    /// Starts a worker in this process that makes a span for each attempt
+    /// through `traces`.
+    pub fn spawn_traced(
+        &self,
+        settings: Settings,
+        registry: Registry,
+        traces: conveyor::trace::Traces,
+    ) -> RunningWorker {
+        let broker = broker_for(&self.redis, 4);
+        self.start(Worker::traced(
+            self.store.clone(),
+            broker,
+            settings,
+            registry,
+            traces,
+        ))
+    }
+
+    fn start(&self, worker: Worker) -> RunningWorker {
         let id = worker.id().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(worker.run(async move {
