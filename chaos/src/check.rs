@@ -187,6 +187,10 @@ pub struct Report {
     pub dashboard_pages: usize,
     /// Deadlocks PostgreSQL detected in the run's database.
     pub deadlocks: usize,
+    /// Jobs enqueued in transactions that rolled back, and of those, any
+    /// stored anyway.
+    pub rolled_back: usize,
+    pub rolled_back_stored: usize,
     /// Jobs and `job_listing` rows that disagree.
     pub unlisted: usize,
     pub problems: Vec<String>,
@@ -210,6 +214,7 @@ impl Report {
             && self.schedule_violations == 0
             && self.deadlocks == 0
             && self.unlisted == 0
+            && self.rolled_back_stored == 0
     }
 
     pub fn print(&self) {
@@ -279,6 +284,16 @@ impl Report {
         );
         line("dashboard pages loaded", n(self.dashboard_pages), false);
         line("deadlocks in PostgreSQL", n(self.deadlocks), true);
+        line(
+            "jobs enqueued in rolled-back transactions",
+            n(self.rolled_back),
+            false,
+        );
+        line(
+            "  of those, stored anyway",
+            n(self.rolled_back_stored),
+            true,
+        );
         line(
             "jobs and their listing rows disagreeing",
             n(self.unlisted),
@@ -406,6 +421,17 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
             .get(submission.key.as_str())
             .cloned()
             .unwrap_or_default();
+        if submission.kind == Kind::RolledBack {
+            report.rolled_back += 1;
+            if !found.is_empty() {
+                report.rolled_back_stored += 1;
+                report.problems.push(format!(
+                    "{}: its transaction rolled back, yet job {} is stored",
+                    submission.key, found[0].id
+                ));
+            }
+            continue;
+        }
         if submission.hung_up {
             report.hung_up += 1;
         }
@@ -496,7 +522,9 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
             | Kind::RefuseOnce
             | Kind::EdgeFloats
             | Kind::Paused
-            | Kind::Limited => row.status == "completed" || exhausted,
+            | Kind::Limited
+            | Kind::InTransaction => row.status == "completed" || exhausted,
+            Kind::RolledBack => false,
             Kind::RetryAfterLoss => {
                 row.status == "completed"
                     || (row.status == "failed" && row.error.as_deref() == Some(LEASE_EXPIRED))
@@ -886,5 +914,32 @@ mod tests {
             (1, 1),
             "{report:?}"
         );
+    }
+
+    #[test]
+    fn a_job_of_a_rolled_back_transaction_that_is_stored_fails_the_run() {
+        let (kept, gone) = (Uuid::new_v4(), Uuid::new_v4());
+        let lives = [life("w0", &[], None)];
+        let rolled_back = |n| Submission {
+            accepted: None,
+            ..submission(n, Kind::RolledBack, Uuid::nil())
+        };
+        let report = check(
+            &[
+                rolled_back(1),
+                rolled_back(2),
+                submission(3, Kind::InTransaction, gone),
+            ],
+            &[row(1, kept, "completed", 1), row(3, gone, "completed", 1)],
+            &lives,
+        );
+        remove(&lives);
+        assert_eq!(
+            (report.rolled_back, report.rolled_back_stored),
+            (2, 1),
+            "{report:?}"
+        );
+        assert!(!report.passed());
+        assert_eq!(report.completed, 1, "the committed one counts as any other");
     }
 }

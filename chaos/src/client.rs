@@ -1,12 +1,17 @@
-//! The client: submits jobs at a steady rate, each with its own idempotency
-//! key, retrying a submission with the same key and body after any
-//! connection error, timeout or 5xx, as a careful production client would;
-//! and cancels some jobs after submitting them.
+//! The client: submits jobs at a steady rate through the typed client
+//! (`conveyor-client`), each with its own idempotency key, which it sends
+//! again with the same key and body after any connection error, timeout or
+//! 503, as it promises; goes on after a 5xx the typed client does not
+//! retry (and counts it: each is a bug); and cancels some jobs after
+//! submitting them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_client::types::CreateJob;
+use conveyor_client::{Canceled, Client, Error, Retries};
 use rand::Rng;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -53,6 +58,13 @@ pub enum Kind {
     /// `sleep` of 50-300 ms in the queue under concurrency and rate
     /// limits: completes.
     Limited,
+    /// `noop` enqueued inside a transaction of the harness's own on the
+    /// stack's PostgreSQL (`conveyor::enqueue_in`), which commits: it
+    /// completes, published by the leader's commit listener (or, when the
+    /// leader was killed, by the next one's catch-up or the reconciler).
+    InTransaction,
+    /// The same, but the transaction rolls back: no job exists under its key.
+    RolledBack,
 }
 
 impl Kind {
@@ -68,7 +80,9 @@ impl Kind {
 
     fn pick(rng: &mut impl Rng) -> Kind {
         match rng.random_range(0..100) {
-            0..29 => Kind::Noop,
+            0..25 => Kind::Noop,
+            25..28 => Kind::InTransaction,
+            28..29 => Kind::RolledBack,
             29..33 => Kind::Paused,
             33..37 => Kind::Limited,
             37..40 => Kind::EdgeFloats,
@@ -84,7 +98,7 @@ impl Kind {
         }
     }
 
-    fn body(self, n: u64, key: &str) -> Value {
+    fn job(self, n: u64, key: &str) -> CreateJob {
         let queue = match self {
             Kind::Paused => crate::queue_ops::PAUSABLE,
             Kind::Limited => crate::queue_ops::LIMITED,
@@ -104,15 +118,13 @@ impl Kind {
             Kind::EdgeFloats => ("noop", edge_floats(n), 0),
             Kind::Paused => ("noop", json!({ "n": n }), 0),
             Kind::Limited => ("sleep", json!({ "ms": 50 + n % 250 }), 0),
+            Kind::InTransaction | Kind::RolledBack => ("noop", json!({ "n": n }), 0),
         };
-        json!({
-            "queue": queue,
-            "type": task_type,
-            "payload": payload,
-            "max_attempts": self.max_attempts(),
-            "delay_seconds": delay,
-            "idempotency_key": key,
-        })
+        CreateJob::new(task_type, payload)
+            .queue(queue)
+            .max_attempts(i64::from(self.max_attempts()))
+            .delay_seconds(delay)
+            .idempotency_key(key)
     }
 }
 
@@ -154,12 +166,29 @@ pub struct Submission {
 
 /// Submits about `rate` jobs a second until `until`; returns every
 /// submission once each has been accepted, rejected, or given up on.
-pub async fn run(api: String, rate: u32, until: Instant, seed: u64) -> Vec<Submission> {
-    let http = reqwest::Client::builder()
+pub async fn run(
+    api: String,
+    db: DatabaseConnection,
+    rate: u32,
+    until: Instant,
+    seed: u64,
+) -> Vec<Submission> {
+    let client = match Client::builder(&api)
         .timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(64)
+        .retries(Retries {
+            max_tries: u32::MAX,
+            base: Duration::from_millis(50),
+            max_delay: Duration::from_secs(1),
+            give_up_after: GIVE_UP_AFTER,
+        })
         .build()
-        .unwrap_or_default();
+    {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!("chaos: no client for {api}: {err}");
+            return Vec::new();
+        }
+    };
     let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(seed);
     let in_flight = Arc::new(Semaphore::new(256));
     let mut tasks = JoinSet::new();
@@ -173,9 +202,12 @@ pub async fn run(api: String, rate: u32, until: Instant, seed: u64) -> Vec<Submi
         };
         n += 1;
         let kind = Kind::pick(&mut rng);
-        let (http, api) = (http.clone(), api.clone());
+        let (client, api, db) = (client.clone(), api.clone(), db.clone());
         tasks.spawn(async move {
-            let submission = submit(&http, &api, n, kind).await;
+            let submission = match kind {
+                Kind::InTransaction | Kind::RolledBack => in_transaction(&db, n, kind).await,
+                _ => submit(&client, &api, n, kind).await,
+            };
             drop(permit);
             submission
         });
@@ -192,9 +224,9 @@ pub async fn run(api: String, rate: u32, until: Instant, seed: u64) -> Vec<Submi
 /// How long one submission (or one cancel) keeps retrying.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(90);
 
-async fn submit(http: &reqwest::Client, api: &str, n: u64, kind: Kind) -> Submission {
+async fn submit(client: &Client, api: &str, n: u64, kind: Kind) -> Submission {
     let key = format!("chaos-{n}");
-    let body = kind.body(n, &key);
+    let job = kind.job(n, &key);
     let mut submission = Submission {
         key,
         kind,
@@ -209,47 +241,40 @@ async fn submit(http: &reqwest::Client, api: &str, n: u64, kind: Kind) -> Submis
     if kind == Kind::HangUp {
         submission.tries = 1;
         submission.hung_up = true;
-        hang_up(api, &body).await;
+        hang_up(api, &job).await;
         return submission;
     }
     let deadline = Instant::now() + GIVE_UP_AFTER;
-    let mut pause = Duration::from_millis(50);
     while Instant::now() < deadline {
         submission.tries += 1;
-        match http.post(format!("{api}/jobs")).json(&body).send().await {
-            Ok(response) if response.status().is_success() => {
-                let answer: Value = response.json().await.unwrap_or_default();
-                // An answer cut short is asked again.
-                if let Some(id) = answer["id"].as_str().and_then(|id| id.parse().ok()) {
-                    submission.accepted = Some(id);
-                    break;
+        match client.create(&job).await {
+            Ok(created) => {
+                submission.accepted = Some(created.job.id);
+                break;
+            }
+            // A 5xx the typed client does not retry (it retries 503s) is
+            // a bug to report; the submission goes on.
+            Err(err) if err.status().is_some_and(|status| status >= 500) => {
+                if err.status() != Some(503) {
+                    submission.server_errors.push(format!("POST /jobs: {err}"));
                 }
             }
-            Ok(response) if response.status().is_server_error() => {
-                if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    submission
-                        .server_errors
-                        .push(format!("POST /jobs: {status}: {text}"));
-                }
-            }
-            Ok(response) => {
-                let status = response.status();
-                let text = response.text().await.unwrap_or_default();
-                submission.rejected = Some(format!("{status}: {text}"));
+            Err(err @ (Error::Problem(_) | Error::Unexpected { .. })) => {
+                submission.rejected = Some(err.to_string());
                 return submission;
             }
+            // No answer within the typed client's patience, or an answer
+            // cut short: asked again, under the same key.
             Err(_) => {}
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let Some(id) = submission.accepted else {
         return submission;
     };
     if kind == Kind::EdgeFloats {
-        submission.read_back = read_back(http, api, id, &body["payload"]).await;
+        let sent = job.payload.clone().unwrap_or_default();
+        submission.read_back = read_back(client, id, &sent).await;
     }
     let wait = match kind {
         Kind::CancelWaiting => Duration::from_millis(300),
@@ -257,20 +282,68 @@ async fn submit(http: &reqwest::Client, api: &str, n: u64, kind: Kind) -> Submis
         _ => return submission,
     };
     tokio::time::sleep(wait).await;
-    submission.cancel_answers = cancel(http, api, id).await;
+    submission.cancel_answers = cancel(client, id).await;
     submission
 }
 
-/// Whether `GET /jobs/{id}` gives back `payload`, retrying through outages;
-/// `None` if no answer came.
-async fn read_back(http: &reqwest::Client, api: &str, id: Uuid, payload: &Value) -> Option<bool> {
+/// Enqueues a job inside a transaction of its own, as an application
+/// would, and commits it (or rolls it back); a transaction that failed
+/// (PostgreSQL killed, a commit whose answer was lost) is run again under
+/// the same key, which finds the job if the commit did happen.
+async fn in_transaction(db: &DatabaseConnection, n: u64, kind: Kind) -> Submission {
+    let key = format!("chaos-{n}");
+    let mut submission = Submission {
+        key: key.clone(),
+        kind,
+        accepted: None,
+        rejected: None,
+        tries: 0,
+        cancel_answers: Vec::new(),
+        hung_up: false,
+        server_errors: Vec::new(),
+        read_back: None,
+    };
     let deadline = Instant::now() + GIVE_UP_AFTER;
     while Instant::now() < deadline {
-        if let Ok(response) = http.get(format!("{api}/jobs/{id}")).send().await
-            && response.status().is_success()
-            && let Ok(job) = response.json::<Value>().await
-        {
-            return Some(&job["payload"] == payload);
+        submission.tries += 1;
+        let mut job = conveyor::NewJob::new("noop", json!({ "n": n }));
+        job.max_attempts = kind.max_attempts();
+        job.idempotency_key = Some(key.clone());
+        let attempt = async {
+            let txn = db.begin().await?;
+            let inserted = conveyor::enqueue_in(&txn, job)
+                .await
+                .map_err(|err| sea_orm::DbErr::Custom(err.to_string()))?;
+            if kind == Kind::RolledBack {
+                txn.rollback().await?;
+            } else {
+                txn.commit().await?;
+            }
+            Ok::<_, sea_orm::DbErr>(inserted)
+        };
+        match attempt.await {
+            Ok(_) if kind == Kind::RolledBack => break,
+            Ok(conveyor::Inserted::Created(job) | conveyor::Inserted::Replayed(job)) => {
+                submission.accepted = Some(job.id);
+                break;
+            }
+            Ok(conveyor::Inserted::Conflict(job)) => {
+                submission.rejected = Some(format!("key taken by job {}", job.id));
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    submission
+}
+
+/// Whether `GET /jobs/{id}` gives back `payload` (the typed client retries
+/// through outages); `None` if no answer came.
+async fn read_back(client: &Client, id: Uuid, payload: &Value) -> Option<bool> {
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    while Instant::now() < deadline {
+        if let Ok(job) = client.job(id).await {
+            return Some(&job.payload == payload);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -279,10 +352,10 @@ async fn read_back(http: &reqwest::Client, api: &str, id: Uuid, payload: &Value)
 
 /// Sends `POST /jobs` with `body` and hangs up at once, without reading the
 /// answer: a client whose timeout fired, or a load balancer that gave up.
-async fn hang_up(api: &str, body: &Value) {
+async fn hang_up(api: &str, job: &CreateJob) {
     use tokio::io::AsyncWriteExt;
     let addr = api.trim_start_matches("http://");
-    let body = body.to_string();
+    let body = serde_json::to_string(job).unwrap_or_default();
     let request = format!(
         "POST /jobs HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
          content-length: {}\r\n\r\n{body}",
@@ -294,21 +367,21 @@ async fn hang_up(api: &str, body: &Value) {
     }
 }
 
-/// Cancels `id`, retrying after errors and 5xx; returns every status seen.
-async fn cancel(http: &reqwest::Client, api: &str, id: Uuid) -> Vec<u16> {
+/// Cancels `id`, going on after errors and 5xx; returns every status seen
+/// (0 for no answer).
+async fn cancel(client: &Client, id: Uuid) -> Vec<u16> {
     let mut answers = Vec::new();
     let deadline = Instant::now() + GIVE_UP_AFTER;
     let mut pause = Duration::from_millis(50);
     while Instant::now() < deadline {
-        match http.post(format!("{api}/jobs/{id}/cancel")).send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                answers.push(status);
-                if status < 500 {
-                    break;
-                }
-            }
-            Err(_) => answers.push(0),
+        let status = match client.cancel(id).await {
+            Ok(Canceled::Canceled(_)) => 200,
+            Ok(Canceled::Requested(_)) => 202,
+            Err(err) => err.status().unwrap_or(0),
+        };
+        answers.push(status);
+        if (1..500).contains(&status) {
+            break;
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));

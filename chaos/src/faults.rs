@@ -595,6 +595,7 @@ pub async fn run(
     let started = Instant::now();
     let client = tokio::spawn(client::run(
         stack.api_url(),
+        db.clone(),
         args.rate,
         started + duration,
         stack.seed,

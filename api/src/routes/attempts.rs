@@ -31,7 +31,7 @@ pub async fn list_attempts(
 ) -> Result<Json<AttemptList>, ApiError> {
     let (job, ended) = tokio::join!(state.store.find(id), state.store.attempts(id));
     let job = job?.ok_or_else(|| ApiError::job_not_found(id))?;
-    let mut items: Vec<AttemptView> = ended?.into_iter().map(AttemptView::from).collect();
+    let mut items: Vec<AttemptView> = ended?.into_iter().map(crate::views::attempt_view).collect();
     if let Some(running) = RunningAttempt::of(&job) {
         items.push(AttemptView {
             attempt: running.attempt,

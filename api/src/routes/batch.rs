@@ -1,12 +1,12 @@
 //! `POST /jobs/batch`: up to 1,000 jobs in one request, one transaction and
 //! one pipelined publish.
 
+pub use conveyor_api_types::{BatchItem, BatchResult, CreateBatch};
+
 use axum::Json;
 use axum::extract::{Request, State};
 use conveyor::trace::JobSpan;
 use conveyor::{Inserted, NewJob, StoreError};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -14,47 +14,12 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, parse_json, traceparent};
 use crate::routes::jobs::CreateJob;
 use crate::state::AppState;
-use crate::views::JobView;
 
 /// Most jobs one batch may hold.
 pub const MAX_BATCH: usize = 1_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_batch))
-}
-
-/// The body of `POST /jobs/batch`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateBatch {
-    /// 1 to 1,000 jobs, each as the body of `POST /jobs` (`CreateJob`).
-    /// Each is checked on its own: one that is not a valid job (not even
-    /// an object) is answered in its place in `items` with its error.
-    ///
-    /// Kept as raw JSON slices of the body until each is parsed on its
-    /// own: an item of the wrong shape is that item's error, not the
-    /// batch's, and no generic JSON tree of the whole batch is built.
-    #[schema(value_type = Vec<serde_json::Value>, min_items = 1, max_items = 1000)]
-    pub jobs: Vec<Box<serde_json::value::RawValue>>,
-}
-
-/// The outcome of one item, in the order of the request.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BatchItem {
-    /// What `POST /jobs` would have answered: 201 created, 200 replayed,
-    /// 409 key conflict, 422 invalid.
-    pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job: Option<JobView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<Problem>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BatchResult {
-    pub items: Vec<BatchItem>,
-    pub created: usize,
-    pub replayed: usize,
-    pub rejected: usize,
 }
 
 /// Create many jobs at once. Valid items are inserted in one transaction
@@ -99,7 +64,7 @@ pub async fn create_batch(
     let mut valid: Vec<(usize, NewJob)> = Vec::with_capacity(total);
     for (index, raw) in batch.jobs.into_iter().enumerate() {
         let parsed = parse_json::<CreateJob>(raw.get().as_bytes())
-            .and_then(|body| body.into_new_job(None))
+            .and_then(|body| crate::routes::jobs::new_job(body, None))
             .and_then(|job| {
                 job.validate()
                     .map(|()| job)
@@ -134,7 +99,7 @@ pub async fn create_batch(
                 created += 1;
                 BatchItem {
                     status: 201,
-                    job: Some(job.into()),
+                    job: Some(crate::views::job_view(job)),
                     error: None,
                 }
             }
@@ -142,7 +107,7 @@ pub async fn create_batch(
                 replayed += 1;
                 BatchItem {
                     status: 200,
-                    job: Some(job.into()),
+                    job: Some(crate::views::job_view(job)),
                     error: None,
                 }
             }

@@ -1,6 +1,8 @@
 //! `/jobs`: create, read, cancel, retry, result. Listing is in `list`, the
 //! summary in `summary`.
 
+pub use conveyor_api_types::CreateJob;
+
 use axum::Json;
 use axum::extract::{Multipart, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -33,49 +35,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(job_result))
 }
 
-/// The body of `POST /jobs`. Fields not listed here are ignored. Two rules
-/// span fields and so are not in the schema: `run_at` and `delay_seconds`
-/// are not given together, and an `idempotency_key` given both here and in
-/// the header is the same in both (422 otherwise).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-pub struct CreateJob {
-    /// The task's input: a JSON object. Strings in it may not hold U+0000.
-    #[schema(value_type = Object, required = true)]
-    pub payload: Option<serde_json::Value>,
-    /// Task name. Default `demo`.
-    #[serde(rename = "type")]
-    #[schema(pattern = "^[a-z0-9_.:-]{1,64}$")]
-    pub task_type: Option<String>,
-    /// Queue. Default `default`.
-    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
-    pub queue: Option<String>,
-    /// Higher runs first within a queue. Default 0.
-    #[schema(minimum = 0, maximum = 9)]
-    pub priority: Option<i64>,
-    /// Attempts in all. Default 4.
-    #[schema(minimum = 1, maximum = 100)]
-    pub max_attempts: Option<i64>,
-    /// Per-attempt limit in seconds. Default 300.
-    #[schema(minimum = 1, maximum = 86400)]
-    pub timeout_seconds: Option<i64>,
-    /// Not before this instant (RFC 3339), which must fall in years 1 to
-    /// 9999 in UTC. Not with `delay_seconds`.
-    #[schema(format = DateTime)]
-    pub run_at: Option<String>,
-    /// Not before this many seconds from now (at most a year). Not with
-    /// `run_at`.
-    #[schema(minimum = 0, maximum = 31536000)]
-    pub delay_seconds: Option<i64>,
-    /// 1 to 255 characters, none of them control characters; the
-    /// `Idempotency-Key` header is an alternative.
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
-    )]
-    pub idempotency_key: Option<String>,
-}
-
 /// The multipart form of `POST /jobs`: a UTF-8 text file to count. Parts
 /// not listed here are refused.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -97,9 +56,11 @@ pub struct UploadJob {
     idempotency_key: Option<String>,
 }
 
-impl CreateJob {
-    pub(crate) fn into_new_job(self, header_key: Option<String>) -> Result<NewJob, ApiError> {
-        let payload = self
+/// The job a `POST /jobs` body describes, each field checked.
+pub(crate) fn new_job(body: CreateJob, header_key: Option<String>) -> Result<NewJob, ApiError> {
+    {
+        let this = body;
+        let payload = this
             .payload
             .ok_or_else(|| ApiError::invalid("payload", "payload is required (a JSON object)"))?;
         if !payload.is_object() {
@@ -109,21 +70,21 @@ impl CreateJob {
             ));
         }
         let mut job = NewJob::new(
-            self.task_type
+            this.task_type
                 .unwrap_or_else(|| conveyor::job::DEFAULT_TASK_TYPE.to_owned()),
             payload,
         );
-        job.queue = self.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
-        if let Some(priority) = self.priority {
+        job.queue = this.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+        if let Some(priority) = this.priority {
             job.priority = in_range("priority", priority, 0, 9)?;
         }
-        if let Some(max_attempts) = self.max_attempts {
+        if let Some(max_attempts) = this.max_attempts {
             job.max_attempts = in_range("max_attempts", max_attempts, 1, 100)?;
         }
-        if let Some(timeout) = self.timeout_seconds {
+        if let Some(timeout) = this.timeout_seconds {
             job.timeout_seconds = in_range("timeout_seconds", timeout, 1, 86_400)?;
         }
-        job.schedule = match (self.run_at, self.delay_seconds) {
+        job.schedule = match (this.run_at, this.delay_seconds) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::invalid(
                     "run_at",
@@ -145,7 +106,7 @@ impl CreateJob {
             }
             (None, None) => Schedule::Now,
         };
-        job.idempotency_key = merge_keys(self.idempotency_key, header_key)?;
+        job.idempotency_key = merge_keys(this.idempotency_key, header_key)?;
         Ok(job)
     }
 }
@@ -239,7 +200,7 @@ pub async fn create_job(
     let mut new_job = match body_kind(&request)? {
         BodyKind::Json => {
             let bytes = read_body(request, &state).await?;
-            parse_json::<CreateJob>(&bytes)?.into_new_job(header_key)?
+            new_job(parse_json::<CreateJob>(&bytes)?, header_key)?
         }
         BodyKind::Multipart => upload(request, &state, header_key).await?,
     };
@@ -259,11 +220,13 @@ pub async fn create_job(
             Ok((
                 StatusCode::CREATED,
                 [(header::LOCATION, location)],
-                Json(JobView::from(job)),
+                Json(crate::views::job_view(job)),
             )
                 .into_response())
         }
-        Inserted::Replayed(job) => Ok((StatusCode::OK, Json(JobView::from(job))).into_response()),
+        Inserted::Replayed(job) => {
+            Ok((StatusCode::OK, Json(crate::views::job_view(job))).into_response())
+        }
         Inserted::Conflict(job) => Err(ApiError::Conflict {
             code: "idempotency_key_conflict",
             detail: format!(
@@ -342,7 +305,7 @@ async fn upload(
         text.ok_or_else(|| ApiError::invalid("file", "a `file` part with UTF-8 text is required"))?;
     body.payload = Some(serde_json::json!({ "text": text }));
     body.task_type = Some("char_count".to_owned());
-    body.into_new_job(header_key)
+    new_job(body, header_key)
 }
 
 /// One job.
@@ -362,7 +325,7 @@ pub async fn get_job(
         .find(id)
         .await?
         .ok_or_else(|| ApiError::job_not_found(id))?;
-    Ok(Json(job.into()))
+    Ok(Json(crate::views::job_view(job)))
 }
 
 /// Cancel a job: a waiting one at once (200); a running one is asked to
@@ -382,10 +345,10 @@ pub async fn cancel_job(
 ) -> Result<Response, ApiError> {
     match cancel_outcome(id, state.client.cancel(id).await?)? {
         CancelOutcome::Canceled(job) => {
-            Ok((StatusCode::OK, Json(JobView::from(job))).into_response())
+            Ok((StatusCode::OK, Json(crate::views::job_view(job))).into_response())
         }
         CancelOutcome::Requested(job) => {
-            Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response())
+            Ok((StatusCode::ACCEPTED, Json(crate::views::job_view(job))).into_response())
         }
     }
 }
@@ -434,9 +397,10 @@ pub async fn retry_job(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
-    Ok(Json(
-        retry_outcome(id, state.client.retry(id).await?)?.into(),
-    ))
+    Ok(Json(crate::views::job_view(retry_outcome(
+        id,
+        state.client.retry(id).await?,
+    )?)))
 }
 
 /// A manual retry's result as the API (and the dashboard) answer it.

@@ -1,18 +1,18 @@
 //! `GET /jobs`: a page of jobs, newest first, filtered, with the number of
 //! matches and a cursor to the next page.
 
+pub use conveyor_api_types::{JobStatusName, ListParams};
+
 use axum::Json;
 use axum::extract::{Query, State};
 use conveyor::JobStatus;
 use conveyor::store::{ListCursor, ListFilter};
-use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::views::{Accuracy, JobList, JobView};
+use crate::views::{Accuracy, JobList};
 
 /// Page size when the client gives none, and the largest it may ask for.
 pub const DEFAULT_LIMIT: u64 = 20;
@@ -25,40 +25,6 @@ pub const COUNT_EXACT_UP_TO: u64 = conveyor::store::COUNT_EXACT_UP_TO;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_jobs))
-}
-
-/// Query parameters of `GET /jobs`, parsed by hand for precise errors.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// queued, running, retrying, completed, failed or canceled.
-    #[param(value_type = Option<JobStatusName>)]
-    pub status: Option<String>,
-    /// Only jobs of this queue.
-    #[param(pattern = "^[a-z0-9_-]{1,64}$")]
-    pub queue: Option<String>,
-    /// Only jobs of this type.
-    #[serde(rename = "type")]
-    #[param(rename = "type", pattern = "^[a-z0-9_.:-]{1,64}$")]
-    pub task_type: Option<String>,
-    /// 1..=100, default 20.
-    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
-    pub limit: Option<String>,
-    /// 0..=10000, default 0. Page deeper with `after`.
-    #[param(value_type = Option<u64>, minimum = 0, maximum = 10000)]
-    pub offset: Option<String>,
-    /// `next_cursor` of the previous page: the jobs after it.
-    #[param(pattern = "^[0-9]{1,18}_[0-9a-f]{32}$")]
-    pub after: Option<String>,
-    /// Only jobs created before this instant (RFC 3339).
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub created_before: Option<String>,
-    /// Only jobs created at or after this instant (RFC 3339).
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub created_after: Option<String>,
-    /// Only jobs made by this periodic schedule.
-    #[param(pattern = "^[a-z0-9_.:-]{1,64}$")]
-    pub schedule: Option<String>,
 }
 
 /// The filters `GET /jobs` and the bulk actions share, checked.
@@ -135,20 +101,6 @@ fn parse_instant(
         return Err(refused());
     }
     Ok(at)
-}
-
-/// A job status, as the list filter takes it.
-#[derive(Debug, ToSchema)]
-#[schema(as = JobStatusName)]
-#[allow(dead_code)]
-#[schema(rename_all = "snake_case")]
-pub enum JobStatusName {
-    Queued,
-    Running,
-    Retrying,
-    Completed,
-    Failed,
-    Canceled,
 }
 
 /// Jobs, newest first, optionally filtered. `count` is the number of jobs
@@ -243,7 +195,7 @@ pub async fn list_jobs(
         None
     };
     Ok(Json(JobList {
-        items: page.into_iter().map(JobView::from).collect(),
+        items: page.into_iter().map(crate::views::job_view).collect(),
         limit,
         offset,
         count: matching.count,

@@ -2,13 +2,13 @@
 //! depths, running jobs), and the routes that pause, resume and configure
 //! them through the core client.
 
+pub use conveyor_api_types::{QueuePatch, QueueSettingsView, QueueView, Queues, WorkerView};
+
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
 use conveyor::job::PRIORITY_RANGE;
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -26,34 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(resume_queue))
 }
 
-/// A queue's settings. A queue never configured has the defaults: not
-/// paused, no limits, the global retention.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct QueueSettingsView {
-    pub name: String,
-    /// No worker starts a job of a paused queue; it still accepts jobs.
-    pub paused: bool,
-    /// Most jobs running at once across every worker; null: no limit.
-    pub concurrency_limit: Option<i32>,
-    /// Most jobs started per second across every worker; null: no limit.
-    pub rate_limit: Option<f64>,
-    /// Starts the rate limit lets through at once; null: the rate, rounded up.
-    pub rate_burst: Option<i32>,
-    /// Seconds completed jobs are kept; 0 forever; null: the global setting
-    /// (`CONVEYOR_RETAIN_COMPLETED_SECS`, default 7 days).
-    pub retain_completed_secs: Option<i64>,
-    /// Seconds failed jobs are kept; null: `CONVEYOR_RETAIN_FAILED_SECS`
-    /// (default 30 days).
-    pub retain_failed_secs: Option<i64>,
-    /// Seconds canceled jobs are kept; null: `CONVEYOR_RETAIN_CANCELED_SECS`
-    /// (default 7 days).
-    pub retain_canceled_secs: Option<i64>,
-    /// When the settings last changed; null if never configured.
-    pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl QueueSettingsView {
-    fn defaults(name: &str) -> Self {
+/// The settings of a queue never configured.
+fn default_settings(name: &str) -> QueueSettingsView {
+    {
         QueueSettingsView {
             name: name.to_owned(),
             paused: false,
@@ -68,8 +43,9 @@ impl QueueSettingsView {
     }
 }
 
-impl From<QueueSettings> for QueueSettingsView {
-    fn from(settings: QueueSettings) -> Self {
+/// A queue's stored settings as the API shows them.
+pub fn settings_view(settings: QueueSettings) -> QueueSettingsView {
+    {
         QueueSettingsView {
             name: settings.name,
             paused: settings.paused,
@@ -82,49 +58,6 @@ impl From<QueueSettings> for QueueSettingsView {
             updated_at: Some(settings.updated_at),
         }
     }
-}
-
-/// One queue: its settings and its backlog.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct QueueView {
-    pub name: String,
-    pub settings: QueueSettingsView,
-    /// Ids waiting in each priority lane, by priority ("0" to "9").
-    #[schema(value_type = BTreeMap<String, u64>)]
-    pub ready: BTreeMap<i16, u64>,
-    pub ready_total: u64,
-    /// Ids due later (scheduled jobs and retries).
-    pub delayed: u64,
-    /// Ids taken by workers and not yet acknowledged (Redis).
-    pub in_flight: u64,
-    /// Jobs in status `running` (PostgreSQL).
-    pub running: i64,
-    /// Seconds the job next in line has been due (the queue's latency);
-    /// null when nothing is ready.
-    pub oldest_due_secs: Option<f64>,
-    /// Registered workers that serve the queue (0: its jobs wait for one).
-    pub workers: u64,
-}
-
-/// A live worker, from its latest heartbeat.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct WorkerView {
-    pub id: String,
-    pub host: Option<String>,
-    pub pid: Option<u32>,
-    pub queues: Vec<String>,
-    pub concurrency: Option<u32>,
-    /// Jobs it was running at its last heartbeat.
-    pub running: Option<u64>,
-    pub started_at: Option<String>,
-    /// RFC 3339.
-    pub last_heartbeat: String,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Queues {
-    pub queues: Vec<QueueView>,
-    pub workers: Vec<WorkerView>,
 }
 
 /// Every queue (in use, running jobs, or configured) with its settings
@@ -157,10 +90,9 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
                 .zip(queue.depths.ready.iter().copied())
                 .collect();
             QueueView {
-                settings: queue.settings.map_or_else(
-                    || QueueSettingsView::defaults(&queue.name),
-                    QueueSettingsView::from,
-                ),
+                settings: queue
+                    .settings
+                    .map_or_else(|| default_settings(&queue.name), settings_view),
                 ready_total: ready.values().sum(),
                 delayed: queue.depths.delayed,
                 in_flight: queue.depths.processing,
@@ -194,33 +126,6 @@ pub async fn list_queues(State(state): State<AppState>) -> Result<Json<Queues>, 
         })
         .collect();
     Ok(Json(Queues { queues, workers }))
-}
-
-/// `PATCH /queues/{queue}`: each field given is changed, `null` puts it
-/// back to its default, a field left out is kept. Unknown fields are
-/// refused.
-#[derive(Debug, Default, serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QueuePatch {
-    /// true to pause, false (or null) to resume.
-    pub paused: Option<bool>,
-    /// 1..=1000000, or null for no limit.
-    #[schema(value_type = Option<i32>, nullable, minimum = 1, maximum = 1000000)]
-    pub concurrency_limit: Option<i32>,
-    /// Jobs per second, from one a day (1/86400) to 1000000, or null for
-    /// no limit.
-    #[schema(value_type = Option<f64>, nullable, minimum = 0.0000116, maximum = 1000000)]
-    pub rate_limit: Option<f64>,
-    /// 1..=1000000, or null for the rate rounded up.
-    #[schema(value_type = Option<i32>, nullable, minimum = 1, maximum = 1000000)]
-    pub rate_burst: Option<i32>,
-    /// Seconds, 0 (forever) to 3153600000, or null for the global setting.
-    #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 3153600000_i64)]
-    pub retain_completed_secs: Option<i64>,
-    #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 3153600000_i64)]
-    pub retain_failed_secs: Option<i64>,
-    #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 3153600000_i64)]
-    pub retain_canceled_secs: Option<i64>,
 }
 
 /// Reads a patch by hand: serde cannot tell a field set to null from one
@@ -318,9 +223,9 @@ pub async fn configure_queue(
     JsonBody(body): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<QueueSettingsView>, ApiError> {
     let change = parse_patch(body)?;
-    Ok(Json(
-        state.client.configure_queue(&queue, &change).await?.into(),
-    ))
+    Ok(Json(settings_view(
+        state.client.configure_queue(&queue, &change).await?,
+    )))
 }
 
 /// Pause a queue: it still accepts jobs, running ones finish, and no
@@ -335,7 +240,7 @@ pub async fn pause_queue(
     State(state): State<AppState>,
     QueuePath(queue): QueuePath,
 ) -> Result<Json<QueueSettingsView>, ApiError> {
-    Ok(Json(state.client.pause_queue(&queue).await?.into()))
+    Ok(Json(settings_view(state.client.pause_queue(&queue).await?)))
 }
 
 /// Resume a paused queue: workers start its jobs again within a second.
@@ -349,5 +254,7 @@ pub async fn resume_queue(
     State(state): State<AppState>,
     QueuePath(queue): QueuePath,
 ) -> Result<Json<QueueSettingsView>, ApiError> {
-    Ok(Json(state.client.resume_queue(&queue).await?.into()))
+    Ok(Json(settings_view(
+        state.client.resume_queue(&queue).await?,
+    )))
 }

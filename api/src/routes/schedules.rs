@@ -2,17 +2,18 @@
 //! which checks the cron expression, the zone and the job template, and
 //! the leader's scheduler fires them.
 
+pub use conveyor_api_types::{
+    CreateSchedule, JobTemplate, MissedPolicy, ScheduleList, ScheduleView, UpdateSchedule,
+};
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDateTime, Utc};
 use conveyor::client::Created;
 use conveyor::job::{DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, DEFAULT_TIMEOUT_SECONDS};
 use conveyor::periodic::Missed;
 use conveyor::store::{ScheduleRow, ScheduleSpec};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -30,44 +31,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(trigger_schedule))
 }
 
-/// The job a schedule makes at each tick.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JobTemplate {
-    #[serde(rename = "type")]
-    #[schema(pattern = "^[a-z0-9_.:-]{1,64}$")]
-    pub task_type: String,
-    /// Default `default`.
-    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
-    pub queue: Option<String>,
-    /// A JSON object; default `{}`.
-    #[schema(value_type = Option<Object>)]
-    pub payload: Option<serde_json::Value>,
-    /// 0..=9, default 0.
-    #[schema(minimum = 0, maximum = 9)]
-    pub priority: Option<i16>,
-    /// 1..=100, default 4.
-    #[schema(minimum = 1, maximum = 100)]
-    pub max_attempts: Option<i32>,
-    /// 1..=86400, default 300.
-    #[schema(minimum = 1, maximum = 86400)]
-    pub timeout_seconds: Option<i32>,
-}
-
-/// A ticks-missed policy.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MissedPolicy {
-    /// Fire none of the ticks missed while nothing ran (the default).
-    Skip,
-    /// Fire the latest missed tick once.
-    Once,
-    /// Fire each missed tick, up to `max_catch_up`.
-    All,
-}
-
-impl From<MissedPolicy> for Missed {
-    fn from(policy: MissedPolicy) -> Self {
+/// The core's policy for a wire policy.
+fn missed(policy: MissedPolicy) -> Missed {
+    {
         match policy {
             MissedPolicy::Skip => Missed::Skip,
             MissedPolicy::Once => Missed::Once,
@@ -76,68 +42,9 @@ impl From<MissedPolicy> for Missed {
     }
 }
 
-/// `POST /schedules`. Unknown fields are refused (a misspelt `timezone`
-/// must not leave a schedule in UTC).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSchedule {
-    /// 1..=64 of a-z, 0-9, `_`, `.`, `:`, `-`.
-    #[schema(pattern = "^[a-z0-9_.:-]{1,64}$")]
-    pub name: String,
-    /// Five fields (minute hour day-of-month month day-of-week), or six
-    /// with seconds first.
-    pub cron: String,
-    /// An IANA zone name; default `UTC`.
-    pub timezone: Option<String>,
-    pub job: JobTemplate,
-    /// Default true.
-    pub enabled: Option<bool>,
-    pub missed: Option<MissedPolicy>,
-    /// Most missed ticks fired with `missed: all`, 1..=1000; default 10.
-    #[schema(minimum = 1, maximum = 1000)]
-    pub max_catch_up: Option<i32>,
-}
-
-/// `PATCH /schedules/{name}`: the fields given are changed. A new `cron`
-/// or `timezone` starts the schedule's clock from now.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateSchedule {
-    pub cron: Option<String>,
-    pub timezone: Option<String>,
-    /// Replaces the whole template.
-    pub job: Option<JobTemplate>,
-    pub enabled: Option<bool>,
-    pub missed: Option<MissedPolicy>,
-    #[schema(minimum = 1, maximum = 1000)]
-    pub max_catch_up: Option<i32>,
-}
-
-/// A schedule, with where its clock stands.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ScheduleView {
-    pub name: String,
-    pub cron: String,
-    pub timezone: String,
-    pub job: JobTemplate,
-    pub enabled: bool,
-    pub missed: MissedPolicy,
-    pub max_catch_up: i32,
-    /// Wall-clock time (in `timezone`) of the last tick passed.
-    #[schema(value_type = Option<String>, example = "2026-11-29T02:30:00")]
-    pub last_tick: Option<NaiveDateTime>,
-    pub last_fired_at: Option<DateTime<Utc>>,
-    /// Wall-clock time (in `timezone`) of the next tick.
-    #[schema(value_type = Option<String>, example = "2026-11-30T02:30:00")]
-    pub next_tick: Option<NaiveDateTime>,
-    /// When the next tick fires.
-    pub next_fire_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<ScheduleRow> for ScheduleView {
-    fn from(row: ScheduleRow) -> Self {
+/// A stored schedule as the API shows it.
+pub fn schedule_view(row: ScheduleRow) -> ScheduleView {
+    {
         let missed = match row.missed.parse::<Missed>().unwrap_or_default() {
             Missed::Skip => MissedPolicy::Skip,
             Missed::Once => MissedPolicy::Once,
@@ -166,12 +73,6 @@ impl From<ScheduleRow> for ScheduleView {
             updated_at: row.updated_at,
         }
     }
-}
-
-/// Every schedule.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ScheduleList {
-    pub items: Vec<ScheduleView>,
 }
 
 fn apply_template(spec: &mut ScheduleSpec, job: &JobTemplate) {
@@ -216,13 +117,13 @@ pub async fn create_schedule(
         job_max_attempts: DEFAULT_MAX_ATTEMPTS,
         job_timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
         enabled: body.enabled.unwrap_or(true),
-        missed: body.missed.map(Missed::from).unwrap_or_default(),
+        missed: body.missed.map(missed).unwrap_or_default(),
         max_catch_up: body.max_catch_up.unwrap_or(10),
     };
     apply_template(&mut spec, &body.job);
     match state.client.create_schedule(&spec).await? {
         Created::Created(row) => {
-            Ok((StatusCode::CREATED, Json(ScheduleView::from(row))).into_response())
+            Ok((StatusCode::CREATED, Json(schedule_view(row))).into_response())
         }
         Created::Exists(row) => Err(ApiError::Conflict {
             code: "schedule_exists",
@@ -241,7 +142,7 @@ pub async fn create_schedule(
 pub async fn list_schedules(State(state): State<AppState>) -> Result<Json<ScheduleList>, ApiError> {
     let items = state.store.schedules().await?;
     Ok(Json(ScheduleList {
-        items: items.into_iter().map(ScheduleView::from).collect(),
+        items: items.into_iter().map(schedule_view).collect(),
     }))
 }
 
@@ -262,7 +163,7 @@ pub async fn get_schedule(
         .schedule(&name)
         .await?
         .ok_or_else(|| not_found(&name))?;
-    Ok(Json(row.into()))
+    Ok(Json(schedule_view(row)))
 }
 
 /// Change a schedule: the fields given.
@@ -295,7 +196,7 @@ pub async fn update_schedule(
                 spec.enabled = enabled;
             }
             if let Some(missed) = body.missed {
-                spec.missed = missed.into();
+                spec.missed = self::missed(missed);
             }
             if let Some(max_catch_up) = body.max_catch_up {
                 spec.max_catch_up = max_catch_up;
@@ -303,7 +204,7 @@ pub async fn update_schedule(
         })
         .await?
         .ok_or_else(|| not_found(&name))?;
-    Ok(Json(row.into()))
+    Ok(Json(schedule_view(row)))
 }
 
 /// Delete a schedule; the jobs it made stay.
@@ -351,7 +252,9 @@ pub async fn pause_schedule(
     State(state): State<AppState>,
     SchedulePath(name): SchedulePath,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    Ok(Json(set_enabled(&state, &name, false).await?.into()))
+    Ok(Json(schedule_view(
+        set_enabled(&state, &name, false).await?,
+    )))
 }
 
 /// Resume a schedule from its next tick after now (ticks while it was
@@ -367,7 +270,7 @@ pub async fn resume_schedule(
     State(state): State<AppState>,
     SchedulePath(name): SchedulePath,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    Ok(Json(set_enabled(&state, &name, true).await?.into()))
+    Ok(Json(schedule_view(set_enabled(&state, &name, true).await?)))
 }
 
 /// Enqueue the schedule's job now, outside its ticks.
@@ -387,5 +290,9 @@ pub async fn trigger_schedule(
         .trigger_schedule(&name)
         .await?
         .ok_or_else(|| not_found(&name))?;
-    Ok((StatusCode::CREATED, Json(JobView::from(made.job().clone()))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::views::job_view(made.job().clone())),
+    )
+        .into_response())
 }
