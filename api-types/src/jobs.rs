@@ -99,7 +99,9 @@ pub struct JobView {
     /// The W3C trace context the job runs under: the `traceparent` it was
     /// created with, or, when none was given, one named by the job's id.
     /// The first attempt's span is its child.
+    /// (Empty from a server older than this field.)
     #[schema(example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
+    #[serde(default)]
     pub traceparent: String,
 }
 

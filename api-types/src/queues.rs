@@ -87,25 +87,83 @@ pub struct QueuePatch {
     pub paused: Option<bool>,
     /// 1..=1000000, or null for no limit.
     #[schema(value_type = Option<i32>, nullable, minimum = 1, maximum = 1000000)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub concurrency_limit: Option<Option<i32>>,
     /// Jobs per second, from one a day (1/86400) to 1000000, or null for
     /// no limit.
     #[schema(value_type = Option<f64>, nullable, minimum = 0.0000116, maximum = 1000000)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub rate_limit: Option<Option<f64>>,
     /// 1..=1000000, or null for the rate rounded up.
     #[schema(value_type = Option<i32>, nullable, minimum = 1, maximum = 1000000)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub rate_burst: Option<Option<i32>>,
     /// Seconds, 0 (forever) to 3153600000, or null for the global setting.
     #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 3153600000_i64)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub retain_completed_secs: Option<Option<i64>>,
     #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 3153600000_i64)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub retain_failed_secs: Option<Option<i64>>,
     #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 3153600000_i64)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub retain_canceled_secs: Option<Option<i64>>,
+}
+
+/// A field that is present: `Some(None)` for null, `Some(Some(v))` for a
+/// value (a field left out is `None`, by `default`). Plain serde reads null
+/// as left out, and that difference is the point of a patch.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_tells_null_from_left_out_both_ways() {
+        let patch = QueuePatch {
+            concurrency_limit: Some(None),
+            rate_burst: Some(Some(5)),
+            ..QueuePatch::default()
+        };
+        let json = serde_json::to_value(&patch).expect("encode");
+        assert_eq!(
+            json,
+            serde_json::json!({"concurrency_limit": null, "rate_burst": 5})
+        );
+        let back: QueuePatch = serde_json::from_value(json).expect("decode");
+        assert_eq!(back.concurrency_limit, Some(None));
+        assert_eq!(back.rate_burst, Some(Some(5)));
+        assert_eq!(back.rate_limit, None);
+    }
 }

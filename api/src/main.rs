@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         max_connections,
         acquire_timeout: Duration::from_millis(cli.api.db_acquire_timeout_ms),
         statement_timeout: Some(Duration::from_millis(cli.api.statement_timeout_ms)),
+        lock_timeout: Some(Duration::from_millis(cli.api.lock_timeout_ms)),
     };
     let writes = Store::connect_with(&cli.connection.database_url, &pool(cli.pool.db_pool_size))
         .await

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor::config::{
-    DEFAULT_API_DB_ACQUIRE_TIMEOUT_MS, DEFAULT_API_STATEMENT_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_API_DB_ACQUIRE_TIMEOUT_MS, DEFAULT_API_LOCK_TIMEOUT_MS,
+    DEFAULT_API_STATEMENT_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES,
 };
 use conveyor::store::PoolSettings;
 use conveyor::{Broker, Client, Store};
@@ -16,6 +17,7 @@ pub fn api_pool(max_connections: u32) -> PoolSettings {
         max_connections,
         acquire_timeout: Duration::from_millis(DEFAULT_API_DB_ACQUIRE_TIMEOUT_MS),
         statement_timeout: Some(Duration::from_millis(DEFAULT_API_STATEMENT_TIMEOUT_MS)),
+        lock_timeout: Some(Duration::from_millis(DEFAULT_API_LOCK_TIMEOUT_MS)),
     }
 }
 

@@ -10,12 +10,14 @@
 //!   key (a random one unless the job names its own), and every retry
 //!   sends the same key, so a retried create can never make a second job:
 //!   they are retried after any connection error, timeout or 503;
-//! - **reads and idempotent changes** (pause, resume, configure, update,
-//!   delete) likewise;
-//! - **the rest** (cancel, retry, bulk actions, creating or triggering a
-//!   schedule), whose repetition would answer differently, only when the
-//!   request surely was not acted on: it could not be sent, or the server
-//!   answered 503 (it was not carried out).
+//! - **reads and idempotent changes** (pause, resume, configure, update)
+//!   likewise;
+//! - **the rest** (cancel, retry, bulk actions, creating, deleting or
+//!   triggering a schedule), whose repetition would answer differently,
+//!   only when the request surely was not acted on: it could not be sent,
+//!   or the server answered a 503 that says it did not carry it out
+//!   ([`NOT_CARRIED_OUT`]: not after a request timeout, whose work may go
+//!   on).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), conveyor_client::Error> {
@@ -47,7 +49,7 @@ use std::time::Duration;
 pub use conveyor_api_types as types;
 pub use error::Error;
 pub use jobs::{Canceled, Created};
-pub use send::Retries;
+pub use send::{NOT_CARRIED_OUT, Retries};
 
 /// How long one try of a request may take, by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -56,6 +56,18 @@ impl Retries {
     }
 }
 
+/// The problem codes of the 503s with which the API says it did not carry
+/// the request out (PostgreSQL unreachable or busy before anything was
+/// written, a statement canceled whole, a request shed at the door). Its
+/// other 503s (`request_timeout`, `outcome_unknown`, `write_interrupted`)
+/// come after work that may have been done.
+pub const NOT_CARRIED_OUT: &[&str] = &[
+    "database_unavailable",
+    "database_busy",
+    "query_timeout",
+    "overloaded",
+];
+
 /// Whether a request may be sent again when its fate is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Repeat {
@@ -63,7 +75,7 @@ pub(crate) enum Repeat {
     /// under its idempotency key, a pause.
     Safe,
     /// Only when it surely was not acted on: it could not be sent, or the
-    /// server answered 503.
+    /// server answered a 503 that says so ([`NOT_CARRIED_OUT`]).
     IfNotActedOn,
     /// Never: its 503 is an answer (`GET /ready`).
     Never,
@@ -118,6 +130,13 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
+    /// A 503 whose problem says the request was not carried out.
+    fn not_carried_out(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
+            && serde_json::from_slice::<Problem>(&self.body)
+                .is_ok_and(|problem| NOT_CARRIED_OUT.contains(&problem.code.as_str()))
+    }
+
     /// The body as `T` when the status is one of `ok`, else the error the
     /// answer describes.
     pub fn read<T: DeserializeOwned>(self, ok: &[StatusCode]) -> Result<T, Error> {
@@ -160,7 +179,8 @@ impl Client {
             let outcome = self.try_once(&request).await;
             let again = match (&outcome, request.repeat) {
                 (_, Repeat::Never) => false,
-                (Ok(answer), _) => answer.status == StatusCode::SERVICE_UNAVAILABLE,
+                (Ok(answer), Repeat::Safe) => answer.status == StatusCode::SERVICE_UNAVAILABLE,
+                (Ok(answer), Repeat::IfNotActedOn) => answer.not_carried_out(),
                 (Err(_), Repeat::Safe) => true,
                 // Not connected: nothing reached the server.
                 (Err(err), Repeat::IfNotActedOn) => err.is_connect(),

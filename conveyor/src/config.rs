@@ -36,6 +36,11 @@ pub const DEFAULT_API_MAX_IN_FLIGHT: usize = 512;
 pub const DEFAULT_API_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_API_READ_POOL_SIZE: u32 = 8;
 pub const DEFAULT_API_STATEMENT_TIMEOUT_MS: u64 = 5_000;
+/// How long an API statement waits for a row lock: long enough for any
+/// of the short writes that hold one, short enough that a key held by an
+/// application's open transaction (`enqueue_in`) stalls the insert writer
+/// for no longer.
+pub const DEFAULT_API_LOCK_TIMEOUT_MS: u64 = 1_000;
 pub const DEFAULT_API_DB_ACQUIRE_TIMEOUT_MS: u64 = 1_000;
 
 /// Where PostgreSQL and Redis are, and the prefix of every Redis key.
@@ -179,6 +184,13 @@ pub struct ApiConfig {
           default_value_t = DEFAULT_API_STATEMENT_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub statement_timeout_ms: u64,
+
+    /// PostgreSQL's `lock_timeout` on the API's connections, in ms: how
+    /// long a statement waits for a row another transaction holds.
+    #[arg(long, env = "CONVEYOR_API_LOCK_TIMEOUT_MS", value_name = "CONVEYOR_API_LOCK_TIMEOUT_MS",
+          default_value_t = DEFAULT_API_LOCK_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub lock_timeout_ms: u64,
 
     /// How long a request waits for a PostgreSQL connection before it is
     /// answered 503, in ms.

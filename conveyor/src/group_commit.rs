@@ -149,8 +149,10 @@ async fn run<I, O>(
 /// timeout), every caller is answered "unavailable" at once, and callers
 /// treat it as an outage: trying each write alone would only meet the same
 /// outage or pressure again, one statement per caller. When the batch
-/// failed otherwise (a row refused for what it holds), each caller writes
-/// its item alone, so it sees its own error, never a neighbour's.
+/// failed otherwise (a row refused for what it holds, or a row lock it
+/// waited for past `lock_timeout`: an idempotency key held by an
+/// application's open transaction), each caller writes its item alone, so
+/// it sees its own error, never a neighbour's.
 pub struct StoreGroup<I, O> {
     name: &'static str,
     group: GroupCommit<I, Result<O, StoreError>>,
@@ -176,7 +178,9 @@ impl<I: Send + 'static, O: Send + 'static> StoreGroup<I, O> {
                 match written.await {
                     (_, Ok(outputs)) => Ok(outputs.into_iter().map(Ok).collect()),
                     (items, Err(err))
-                        if err.is_unavailable() || err.is_transient() || err.is_timed_out() =>
+                        if err.is_unavailable()
+                            || (err.is_transient() && !err.is_lock_unavailable())
+                            || err.is_timed_out() =>
                     {
                         Ok(items
                             .iter()

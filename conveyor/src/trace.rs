@@ -76,14 +76,19 @@ impl TraceParent {
 
     /// The context of a job made without one: the trace is named by the
     /// job's id (16 bytes, as a trace id is), the parent span by the id's
-    /// last eight bytes; sampled.
+    /// last eight bytes; sampled. (An id a caller chose with zeros there,
+    /// which no generated id has, gets ones instead: an all-zero id is not
+    /// a valid context.)
     pub fn for_job(id: JobId) -> Self {
-        let bytes = id.as_uuid().into_bytes();
-        let mut span = [0u8; 8];
-        span.copy_from_slice(&bytes[8..]);
+        let whole = id.as_uuid().as_u128();
+        let trace = if whole == 0 { 1 } else { whole };
+        let span = match whole as u64 {
+            0 => 1,
+            low => low,
+        };
         TraceParent {
-            trace_id: TraceId::from_bytes(bytes),
-            span_id: SpanId::from_bytes(span),
+            trace_id: TraceId::from(trace),
+            span_id: SpanId::from(span),
             flags: TraceFlags::SAMPLED,
         }
     }
@@ -342,6 +347,14 @@ mod tests {
             "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
         ] {
             assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_id_of_zeros_still_gets_a_valid_context() {
+        for id in [uuid::Uuid::nil(), uuid::Uuid::from_u128(7 << 64)] {
+            let derived = TraceParent::for_job(JobId::from(id));
+            assert_eq!(TraceParent::parse(&derived.to_string()), Some(derived));
         }
     }
 

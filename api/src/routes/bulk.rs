@@ -26,21 +26,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The filter and limit, parsed; the action's own rules (at least one
 /// filter, statuses it can move) are the core client's.
 fn parse(request: BulkRequest) -> Result<(conveyor::store::ListFilter, u64), ApiError> {
-    {
-        let this = request;
-        let limit = match this.limit {
-            None => DEFAULT_BULK_LIMIT,
-            Some(limit) => limit,
-        };
-        let filters = Filters::parse(
-            this.status.as_deref(),
-            this.queue,
-            this.task_type,
-            this.created_before.as_deref(),
-            this.created_after.as_deref(),
-        )?;
-        Ok((filters.into_filter(), limit))
-    }
+    let limit = match request.limit {
+        None => DEFAULT_BULK_LIMIT,
+        Some(limit) => limit,
+    };
+    let filters = Filters::parse(
+        request.status.as_deref(),
+        request.queue,
+        request.task_type,
+        request.created_before.as_deref(),
+        request.created_after.as_deref(),
+    )?;
+    Ok((filters.into_filter(), limit))
 }
 
 /// Run again, from attempt 1, every failed or canceled job matching the

@@ -58,57 +58,54 @@ pub struct UploadJob {
 
 /// The job a `POST /jobs` body describes, each field checked.
 pub(crate) fn new_job(body: CreateJob, header_key: Option<String>) -> Result<NewJob, ApiError> {
-    {
-        let this = body;
-        let payload = this
-            .payload
-            .ok_or_else(|| ApiError::invalid("payload", "payload is required (a JSON object)"))?;
-        if !payload.is_object() {
+    let payload = body
+        .payload
+        .ok_or_else(|| ApiError::invalid("payload", "payload is required (a JSON object)"))?;
+    if !payload.is_object() {
+        return Err(ApiError::invalid(
+            "payload",
+            "payload must be a JSON object",
+        ));
+    }
+    let mut job = NewJob::new(
+        body.task_type
+            .unwrap_or_else(|| conveyor::job::DEFAULT_TASK_TYPE.to_owned()),
+        payload,
+    );
+    job.queue = body.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+    if let Some(priority) = body.priority {
+        job.priority = in_range("priority", priority, 0, 9)?;
+    }
+    if let Some(max_attempts) = body.max_attempts {
+        job.max_attempts = in_range("max_attempts", max_attempts, 1, 100)?;
+    }
+    if let Some(timeout) = body.timeout_seconds {
+        job.timeout_seconds = in_range("timeout_seconds", timeout, 1, 86_400)?;
+    }
+    job.schedule = match (body.run_at, body.delay_seconds) {
+        (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
-                "payload",
-                "payload must be a JSON object",
+                "run_at",
+                "give either run_at or delay_seconds, not both",
             ));
         }
-        let mut job = NewJob::new(
-            this.task_type
-                .unwrap_or_else(|| conveyor::job::DEFAULT_TASK_TYPE.to_owned()),
-            payload,
-        );
-        job.queue = this.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
-        if let Some(priority) = this.priority {
-            job.priority = in_range("priority", priority, 0, 9)?;
+        (Some(run_at), None) => Schedule::At(
+            DateTime::parse_from_rfc3339(&run_at)
+                .map_err(|err| {
+                    ApiError::invalid(
+                        "run_at",
+                        format!("run_at must be an RFC 3339 timestamp such as 2030-01-01T12:00:00Z ({err})"),
+                    )
+                })?
+                .with_timezone(&Utc),
+        ),
+        (None, Some(delay)) => {
+            Schedule::DelaySeconds(in_range("delay_seconds", delay, 0, MAX_DELAY_SECONDS)?)
         }
-        if let Some(max_attempts) = this.max_attempts {
-            job.max_attempts = in_range("max_attempts", max_attempts, 1, 100)?;
-        }
-        if let Some(timeout) = this.timeout_seconds {
-            job.timeout_seconds = in_range("timeout_seconds", timeout, 1, 86_400)?;
-        }
-        job.schedule = match (this.run_at, this.delay_seconds) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid(
-                    "run_at",
-                    "give either run_at or delay_seconds, not both",
-                ));
-            }
-            (Some(run_at), None) => Schedule::At(
-                DateTime::parse_from_rfc3339(&run_at)
-                    .map_err(|err| {
-                        ApiError::invalid(
-                            "run_at",
-                            format!("run_at must be an RFC 3339 timestamp such as 2030-01-01T12:00:00Z ({err})"),
-                        )
-                    })?
-                    .with_timezone(&Utc),
-            ),
-            (None, Some(delay)) => {
-                Schedule::DelaySeconds(in_range("delay_seconds", delay, 0, MAX_DELAY_SECONDS)?)
-            }
-            (None, None) => Schedule::Now,
-        };
-        job.idempotency_key = merge_keys(this.idempotency_key, header_key)?;
-        Ok(job)
-    }
+        (None, None) => Schedule::Now,
+    };
+    job.idempotency_key = merge_keys(body.idempotency_key, header_key)?;
+    Ok(job)
 }
 
 fn in_range<T: TryFrom<i64>>(field: &str, value: i64, min: i64, max: i64) -> Result<T, ApiError> {

@@ -28,35 +28,31 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The settings of a queue never configured.
 fn default_settings(name: &str) -> QueueSettingsView {
-    {
-        QueueSettingsView {
-            name: name.to_owned(),
-            paused: false,
-            concurrency_limit: None,
-            rate_limit: None,
-            rate_burst: None,
-            retain_completed_secs: None,
-            retain_failed_secs: None,
-            retain_canceled_secs: None,
-            updated_at: None,
-        }
+    QueueSettingsView {
+        name: name.to_owned(),
+        paused: false,
+        concurrency_limit: None,
+        rate_limit: None,
+        rate_burst: None,
+        retain_completed_secs: None,
+        retain_failed_secs: None,
+        retain_canceled_secs: None,
+        updated_at: None,
     }
 }
 
 /// A queue's stored settings as the API shows them.
 pub fn settings_view(settings: QueueSettings) -> QueueSettingsView {
-    {
-        QueueSettingsView {
-            name: settings.name,
-            paused: settings.paused,
-            concurrency_limit: settings.concurrency_limit,
-            rate_limit: settings.rate_limit,
-            rate_burst: settings.rate_burst,
-            retain_completed_secs: settings.retain_completed_secs,
-            retain_failed_secs: settings.retain_failed_secs,
-            retain_canceled_secs: settings.retain_canceled_secs,
-            updated_at: Some(settings.updated_at),
-        }
+    QueueSettingsView {
+        name: settings.name,
+        paused: settings.paused,
+        concurrency_limit: settings.concurrency_limit,
+        rate_limit: settings.rate_limit,
+        rate_burst: settings.rate_burst,
+        retain_completed_secs: settings.retain_completed_secs,
+        retain_failed_secs: settings.retain_failed_secs,
+        retain_canceled_secs: settings.retain_canceled_secs,
+        updated_at: Some(settings.updated_at),
     }
 }
 

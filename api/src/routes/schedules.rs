@@ -33,45 +33,41 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The core's policy for a wire policy.
 fn missed(policy: MissedPolicy) -> Missed {
-    {
-        match policy {
-            MissedPolicy::Skip => Missed::Skip,
-            MissedPolicy::Once => Missed::Once,
-            MissedPolicy::All => Missed::All,
-        }
+    match policy {
+        MissedPolicy::Skip => Missed::Skip,
+        MissedPolicy::Once => Missed::Once,
+        MissedPolicy::All => Missed::All,
     }
 }
 
 /// A stored schedule as the API shows it.
 pub fn schedule_view(row: ScheduleRow) -> ScheduleView {
-    {
-        let missed = match row.missed.parse::<Missed>().unwrap_or_default() {
-            Missed::Skip => MissedPolicy::Skip,
-            Missed::Once => MissedPolicy::Once,
-            Missed::All => MissedPolicy::All,
-        };
-        ScheduleView {
-            job: JobTemplate {
-                task_type: row.job_type,
-                queue: Some(row.job_queue),
-                payload: Some(row.job_payload),
-                priority: Some(row.job_priority),
-                max_attempts: Some(row.job_max_attempts),
-                timeout_seconds: Some(row.job_timeout_seconds),
-            },
-            name: row.name,
-            cron: row.cron,
-            timezone: row.timezone,
-            enabled: row.enabled,
-            missed,
-            max_catch_up: row.max_catch_up,
-            last_tick: row.last_tick,
-            last_fired_at: row.last_fired_at,
-            next_tick: row.next_tick,
-            next_fire_at: row.next_fire_at,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
+    let missed = match row.missed.parse::<Missed>().unwrap_or_default() {
+        Missed::Skip => MissedPolicy::Skip,
+        Missed::Once => MissedPolicy::Once,
+        Missed::All => MissedPolicy::All,
+    };
+    ScheduleView {
+        job: JobTemplate {
+            task_type: row.job_type,
+            queue: Some(row.job_queue),
+            payload: Some(row.job_payload),
+            priority: Some(row.job_priority),
+            max_attempts: Some(row.job_max_attempts),
+            timeout_seconds: Some(row.job_timeout_seconds),
+        },
+        name: row.name,
+        cron: row.cron,
+        timezone: row.timezone,
+        enabled: row.enabled,
+        missed,
+        max_catch_up: row.max_catch_up,
+        last_tick: row.last_tick,
+        last_fired_at: row.last_fired_at,
+        next_tick: row.next_tick,
+        next_fire_at: row.next_fire_at,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
     }
 }
 

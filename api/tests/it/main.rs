@@ -8,6 +8,7 @@ mod cancel;
 mod create;
 mod docs;
 mod health;
+mod held_keys;
 mod hostile;
 mod limits;
 mod observability;

@@ -39,6 +39,8 @@ pub struct Options {
     pub read_proxy: bool,
     /// Spans for enqueued jobs (tests give an in-memory exporter's).
     pub traces: conveyor::trace::Traces,
+    /// The writes' pool, connected directly with these settings.
+    pub write_pool: Option<conveyor::store::PoolSettings>,
 }
 
 impl TestApp {
@@ -73,7 +75,12 @@ impl TestApp {
             Some(proxy) => Store::connect_with(&proxy.url_through(&db.url), &api_pool(4))
                 .await
                 .expect("lazy pool"),
-            None => Store::new(db.conn.clone()),
+            None => match &options.write_pool {
+                Some(settings) => Store::connect_with(&db.url, settings)
+                    .await
+                    .expect("lazy pool"),
+                None => Store::new(db.conn.clone()),
+            },
         };
         let read_proxy = if options.read_proxy {
             Some(testkit::Proxy::start(testkit::proxy::target_of(&db.url)).await)

@@ -14,7 +14,6 @@ pub struct Api {
     pub db: TestDb,
     #[allow(dead_code)]
     pub redis: TestRedis,
-    pub store: Store,
     /// Between the client and the API.
     pub front: testkit::Proxy,
     /// Between the API and PostgreSQL.
@@ -44,7 +43,6 @@ impl Api {
         }));
         let front = testkit::Proxy::start(addr).await;
         Api {
-            store: Store::new(db.conn.clone()),
             db,
             redis,
             front,

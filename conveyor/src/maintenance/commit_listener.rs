@@ -11,7 +11,12 @@
 //! publishes those jobs on its next pass. Each time it starts listening it
 //! runs one reconciliation pass with no quiet period, so that jobs
 //! committed while nobody listened wait for that pass, not for the
-//! reconciler's interval.
+//! reconciler's interval. A session ends (and the next one catches up)
+//! when its connection is lost, when a publish fails (Redis away: the
+//! catch-up publishes those jobs once it is back), and when it stops
+//! hearing its own pings: an empty notification it sends through the pool
+//! every tick, which a half-open connection (the server gone without a
+//! reset) would never deliver.
 
 use std::time::Duration;
 
@@ -30,6 +35,10 @@ const NAME: &str = "commit_listener";
 /// Most announced ids published in one round trip; notifications that
 /// arrive together are published together.
 pub const MAX_BURST: usize = 2_000;
+
+/// Ticks without a notification, not even the session's own pings, after
+/// which its connection is taken for dead.
+const SILENT_TICKS: u32 = 3;
 
 /// Notifications read ahead of publishing. PostgreSQL queues the rest
 /// server-side for this session (up to 8 GB for all listeners).
@@ -73,9 +82,9 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
     super::reconciler::reconcile_once(ctx, Duration::ZERO).await?;
 
     let (sender, mut announced) = mpsc::channel::<String>(READ_AHEAD);
-    // Reading in a task of its own, so that leaving the session never
-    // cancels a read halfway through a message: the task is aborted, and
-    // its connection closed with the pool.
+    // Reading in a task of its own, aborted when the session ends: an
+    // abort may cut a read short, which is why the connection is the
+    // session's alone and is closed with its pool, never reused.
     let reader = AbortOnDropHandle::new(tokio::spawn(async move {
         loop {
             match listener.try_recv().await {
@@ -93,25 +102,36 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
             }
         }
     }));
-    let mut leading = tokio::time::interval(ctx.settings.tick);
-    leading.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = tokio::time::interval(ctx.settings.tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             payload = announced.recv() => {
                 let Some(payload) = payload else { break };
+                heard = tokio::time::Instant::now();
                 let mut ids = announced_ids(&payload);
                 while ids.len() < MAX_BURST
                     && let Ok(more) = announced.try_recv()
                 {
                     ids.extend(announced_ids(&more));
                 }
-                // A failed publish leaves these jobs to the reconciler; the
-                // session goes on.
-                if let Err(err) = publish(ctx, &ids).await {
-                    ctx.report(NAME, &err);
-                }
+                // Unpublished, these jobs are the next session's catch-up's.
+                publish(ctx, &ids).await?;
             }
-            _ = leading.tick() => ctx.still_leader()?,
+            _ = ticks.tick() => {
+                ctx.still_leader()?;
+                if heard.elapsed() > ctx.settings.tick * SILENT_TICKS {
+                    tracing::warn!(channel = COMMITTED_CHANNEL,
+                        "heard nothing on the listening connection, not even its own pings; listening again");
+                    return Ok(());
+                }
+                // In a task of its own, so that a slow pool never holds up
+                // publishing. A failed ping is the pool's outage, which the
+                // other services report; silence ends the session if it lasts.
+                let store = ctx.store.clone();
+                tokio::spawn(async move { store.ping_listener().await });
+            }
             () = stop.cancelled() => return Ok(()),
         }
     }
@@ -129,6 +149,9 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
 
 /// Publishes the announced jobs that still wait.
 async fn publish(ctx: &Context, ids: &[uuid::Uuid]) -> Result<(), MaintenanceError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     let jobs: Vec<AnnouncedJob> = ctx.store.announced(ids).await?;
     let waiting: Vec<WaitingJob> = jobs.iter().map(WaitingJob::from).collect();
     ctx.broker.publish_waiting(&waiting).await?;

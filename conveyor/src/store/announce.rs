@@ -101,6 +101,20 @@ impl Store {
             .await?)
     }
 
+    /// Sends an empty notification on the channel, through the pool: the
+    /// listener hears its own pings, and a session that stops hearing them
+    /// has lost its connection without being told.
+    pub async fn ping_listener(&self) -> Result<(), StoreError> {
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, '')",
+                [COMMITTED_CHANNEL.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// How to open a connection of its own to this store's database, for a
     /// session that must not share the pool (a `LISTEN`).
     pub fn session_options(&self) -> Result<PgConnectOptions, StoreError> {

@@ -66,6 +66,10 @@ pub struct PoolSettings {
     /// PostgreSQL's `statement_timeout` on every connection: a statement
     /// running longer is canceled ([`StoreError::is_timed_out`]).
     pub statement_timeout: Option<Duration>,
+    /// PostgreSQL's `lock_timeout` on every connection: a statement that
+    /// waits longer for a lock is canceled
+    /// ([`StoreError::is_lock_unavailable`]).
+    pub lock_timeout: Option<Duration>,
 }
 
 impl PoolSettings {
@@ -75,6 +79,7 @@ impl PoolSettings {
             max_connections,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             statement_timeout: None,
+            lock_timeout: None,
         }
     }
 }
@@ -113,6 +118,10 @@ impl Store {
             .sqlx_logging(false);
         if let Some(timeout) = settings.statement_timeout {
             options.statement_timeout(timeout);
+        }
+        if let Some(timeout) = settings.lock_timeout {
+            let ms = timeout.as_millis().to_string();
+            options.map_sqlx_postgres_opts(move |pg| pg.options([("lock_timeout", ms.as_str())]));
         }
         Ok(Store::new(Database::connect(options).await?))
     }
@@ -255,6 +264,12 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         self.sqlstate()
             .is_some_and(|code| code.starts_with("40") || code.starts_with("53") || code == "55P03")
+    }
+
+    /// True when PostgreSQL canceled the statement for waiting past its
+    /// `lock_timeout` for a row another transaction holds (SQLSTATE 55P03).
+    pub fn is_lock_unavailable(&self) -> bool {
+        self.sqlstate().is_some_and(|code| code == "55P03")
     }
 
     /// True when PostgreSQL canceled the statement for running past its

@@ -15,6 +15,16 @@ async fn run_binary(url: &str, args: &[&str]) -> Output {
         .expect("run conveyor-migrate")
 }
 
+/// The steps `down` takes to undo `name` and every migration after it.
+fn steps_to_undo(name: &str) -> u32 {
+    let names = migration::migration_names();
+    let at = names
+        .iter()
+        .position(|each| each == name)
+        .unwrap_or_else(|| panic!("no migration {name}"));
+    (names.len() - at) as u32
+}
+
 async fn count(db: &TestDb, sql: &str) -> i64 {
     db.count(sql).await
 }
@@ -116,9 +126,14 @@ async fn an_unreachable_database_fails_with_a_clear_message() {
 async fn the_listing_is_filled_from_a_populated_table_and_kept_in_step() {
     let db = TestDb::empty().await;
     migrate_locked(&db.url, Command::Up).await.expect("up");
-    migrate_locked(&db.url, Command::Down { steps: 1 })
-        .await
-        .expect("down to before job_listing");
+    migrate_locked(
+        &db.url,
+        Command::Down {
+            steps: steps_to_undo("m20261130_000004_job_listing"),
+        },
+    )
+    .await
+    .expect("down to before job_listing");
     assert_eq!(
         count(
             &db,
@@ -220,9 +235,14 @@ async fn the_listing_is_filled_from_a_populated_table_and_kept_in_step() {
 async fn an_invalid_hand_built_key_index_is_built_again() {
     let db = TestDb::empty().await;
     migrate_locked(&db.url, Command::Up).await.expect("up");
-    migrate_locked(&db.url, Command::Down { steps: 2 })
-        .await
-        .expect("down to before the partial key index");
+    migrate_locked(
+        &db.url,
+        Command::Down {
+            steps: steps_to_undo("m20261130_000003_partial_idempotency_index"),
+        },
+    )
+    .await
+    .expect("down to before the partial key index");
     db.execute(
         "CREATE UNIQUE INDEX jobs_idempotency_key_partial_key ON jobs (idempotency_key) \
          WHERE idempotency_key IS NOT NULL; \
