@@ -156,7 +156,13 @@ async fn run<I, O>(
 pub struct StoreGroup<I, O> {
     name: &'static str,
     group: GroupCommit<I, Result<O, StoreError>>,
+    /// Places for writes made alone after their batch failed: a batch of
+    /// hundreds must not become hundreds of statements at once.
+    alone: tokio::sync::Semaphore,
 }
+
+/// Most writes made alone at once, per group.
+pub const ALONE_AT_ONCE: usize = 8;
 
 impl<I, O> std::fmt::Debug for StoreGroup<I, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,7 +197,11 @@ impl<I: Send + 'static, O: Send + 'static> StoreGroup<I, O> {
                 }
             }
         });
-        StoreGroup { name, group }
+        StoreGroup {
+            name,
+            group,
+            alone: tokio::sync::Semaphore::new(ALONE_AT_ONCE),
+        }
     }
 
     /// Writes `item` with whatever else is waiting; when that batch failed
@@ -203,7 +213,14 @@ impl<I: Send + 'static, O: Send + 'static> StoreGroup<I, O> {
         match self.group.write(item).await {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(unavailable)) => Err(unavailable),
-            Err(NotWritten::Failed(item)) => alone(item).await,
+            Err(NotWritten::Failed(item)) => {
+                let _place = self
+                    .alone
+                    .acquire()
+                    .await
+                    .map_err(|_| StoreError::Interrupted(self.name))?;
+                alone(item).await
+            }
             Err(NotWritten::Stopped) => Err(StoreError::Interrupted(self.name)),
         }
     }

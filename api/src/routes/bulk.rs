@@ -84,6 +84,6 @@ pub async fn cancel_matching(
         canceled: Some(canceled),
         cancel_requested: Some(requested),
         limit,
-        more: canceled + requested >= limit,
+        more: canceled + requested >= limit || done.unfinished,
     }))
 }

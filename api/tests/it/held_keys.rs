@@ -21,7 +21,9 @@ async fn a_key_held_by_an_open_transaction_holds_up_only_its_own_requests() {
             // Far longer than the test waits: without the lock timeout,
             // every request queued behind the held key would wait this long.
             statement_timeout: Some(Duration::from_secs(120)),
-            lock_timeout: Some(Duration::from_millis(500)),
+            // Long enough that the requests sent after the first one has
+            // blocked all join the writer's next batch.
+            lock_timeout: Some(Duration::from_secs(2)),
             ..conveyor::store::PoolSettings::new(8)
         }),
         ..Options::default()

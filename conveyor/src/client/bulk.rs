@@ -87,6 +87,9 @@ pub struct BulkCanceled {
     pub canceled: Vec<Job>,
     /// Running jobs whose workers were asked to stop them.
     pub requested: Vec<Job>,
+    /// PostgreSQL failed after the waiting jobs were canceled (that much
+    /// committed), before the running ones were asked to stop: ask again.
+    pub unfinished: bool,
 }
 
 impl Client {
@@ -135,10 +138,22 @@ impl Client {
                 .for_each_concurrent(FORGETS_AT_ONCE, |job| client.forget(job))
                 .await;
             let room = limit.saturating_sub(canceled.len() as u64);
-            let requested = if room > 0 {
-                client.store.request_cancel_matching(&filter, room).await?
-            } else {
+            let mut unfinished = false;
+            let requested = if room == 0 {
                 Vec::new()
+            } else {
+                match client.store.request_cancel_matching(&filter, room).await {
+                    Ok(requested) => requested,
+                    // The cancels made are committed: they are the answer,
+                    // not an error that would read as "nothing was done".
+                    Err(err) if !canceled.is_empty() => {
+                        tracing::warn!(error = %err, canceled = canceled.len(),
+                            "bulk cancel: the running jobs could not be asked to stop");
+                        unfinished = true;
+                        Vec::new()
+                    }
+                    Err(err) => return Err(err),
+                }
             };
             for job in &requested {
                 if let Err(err) = client
@@ -160,6 +175,7 @@ impl Client {
             Ok(BulkCanceled {
                 canceled,
                 requested,
+                unfinished,
             })
         })
         .await

@@ -57,7 +57,10 @@ impl Client {
         let jobs: Vec<Arc<NewJob>> = jobs.into_iter().map(Arc::new).collect();
         match self.insert_and_publish(jobs.clone(), false).await {
             Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
-            Err(err) if !err.is_refused_row() => Err(err),
+            // A row refused for what it holds, or a key held by another
+            // transaction past the lock timeout: each job alone, so only
+            // its own caller hears of it.
+            Err(err) if !err.is_refused_row() && !err.is_lock_unavailable() => Err(err),
             Err(err) => {
                 tracing::warn!(error = %err, rows = jobs.len(),
                     "PostgreSQL refused a batch insert; inserting each job alone");
@@ -158,7 +161,13 @@ impl Client {
         loop {
             if answer.is_some() {
                 match self.store.insert_many(jobs).await {
-                    Err(err) if err.is_unavailable() => {
+                    // The first try may still be running and holding these
+                    // rows: a timeout waiting for it is not an answer.
+                    Err(err)
+                        if err.is_unavailable()
+                            || err.is_lock_unavailable()
+                            || err.is_timed_out() =>
+                    {
                         if started.elapsed() >= SETTLE_PATIENCE
                             && let Some(answer) = answer.take()
                         {

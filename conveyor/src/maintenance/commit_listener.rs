@@ -14,11 +14,15 @@
 //! reconciler's interval. A session ends (and the next one catches up)
 //! when its connection is lost, when a publish fails (Redis away: the
 //! catch-up publishes those jobs once it is back), and when it stops
-//! hearing its own pings: an empty notification it sends through the pool
-//! every tick, which a half-open connection (the server gone without a
-//! reset) would never deliver.
+//! hearing its own pings: an empty notification it sends through the
+//! pool, one at a time; one that committed and was not delivered within
+//! three ticks means a half-open connection (the server gone without a
+//! reset), which would otherwise deliver nothing and report no error.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use sea_orm::sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
@@ -82,6 +86,10 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
     super::reconciler::reconcile_once(ctx, Duration::ZERO).await?;
 
     let (sender, mut announced) = mpsc::channel::<String>(READ_AHEAD);
+    // When the connection last delivered anything, stamped by the reader
+    // as it reads (not when the jobs are published, which may lag).
+    let heard = Arc::new(Mutex::new(Instant::now()));
+    let stamp = heard.clone();
     // Reading in a task of its own, aborted when the session ends: an
     // abort may cut a read short, which is why the connection is the
     // session's alone and is closed with its pool, never reused.
@@ -89,6 +97,9 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
+                    if let Ok(mut at) = stamp.lock() {
+                        *at = Instant::now();
+                    }
                     if sender
                         .send(notification.payload().to_owned())
                         .await
@@ -104,12 +115,14 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
     }));
     let mut ticks = tokio::time::interval(ctx.settings.tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut heard = tokio::time::Instant::now();
+    // One ping at a time; it answers when its notification committed.
+    let mut ping: Option<AbortOnDropHandle<Result<Instant, StoreError>>> = None;
+    // When a ping this connection has not delivered yet committed.
+    let mut unheard: Option<Instant> = None;
     loop {
         tokio::select! {
             payload = announced.recv() => {
                 let Some(payload) = payload else { break };
-                heard = tokio::time::Instant::now();
                 let mut ids = announced_ids(&payload);
                 while ids.len() < MAX_BURST
                     && let Ok(more) = announced.try_recv()
@@ -121,16 +134,32 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
             }
             _ = ticks.tick() => {
                 ctx.still_leader()?;
-                if heard.elapsed() > ctx.settings.tick * SILENT_TICKS {
-                    tracing::warn!(channel = COMMITTED_CHANNEL,
-                        "heard nothing on the listening connection, not even its own pings; listening again");
-                    return Ok(());
+                if let Some(sent) = ping.take_if(|ping| ping.is_finished()) {
+                    // Only a ping that committed counts: one the pool could
+                    // not send (an outage the other services report) says
+                    // nothing about this connection.
+                    if let Ok(Ok(committed)) = sent.await {
+                        unheard = Some(committed);
+                    }
                 }
-                // In a task of its own, so that a slow pool never holds up
-                // publishing. A failed ping is the pool's outage, which the
-                // other services report; silence ends the session if it lasts.
-                let store = ctx.store.clone();
-                tokio::spawn(async move { store.ping_listener().await });
+                if let Some(committed) = unheard {
+                    let last_heard = heard.lock().map(|at| *at).unwrap_or(committed);
+                    if last_heard >= committed {
+                        unheard = None;
+                    } else if committed.elapsed() > ctx.settings.tick * SILENT_TICKS {
+                        tracing::warn!(channel = COMMITTED_CHANNEL,
+                            "the listening connection did not deliver its own ping; listening again");
+                        return Ok(());
+                    }
+                }
+                if ping.is_none() && unheard.is_none() {
+                    // In a task of its own, so that a slow pool never holds
+                    // up publishing.
+                    let store = ctx.store.clone();
+                    ping = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                        store.ping_listener().await.map(|()| Instant::now())
+                    })));
+                }
             }
             () = stop.cancelled() => return Ok(()),
         }

@@ -21,7 +21,7 @@ impl Store {
     /// canceled) in `scope` that finished more than `keep_secs` ago, and
     /// their attempt history, in one statement; returns how many. Rows are
     /// taken `FOR UPDATE SKIP LOCKED`, so a manual retry racing the delete
-    /// wins or waits for nothing. A deleted job's idempotency key is free
+    /// wins, or waits for the delete to commit and finds the job gone. A deleted job's idempotency key is free
     /// again. `keep_secs` of 0 deletes nothing (kept forever).
     pub async fn prune_finished(
         &self,

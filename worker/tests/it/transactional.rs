@@ -10,8 +10,9 @@ use serde_json::json;
 
 use crate::support::{Harness, id, job};
 
-/// Well inside the reconciler's quiet period in these tests (an hour), so
-/// a job that runs within it was published by the listener.
+/// Well inside the reconciler's quiet period in these tests (twice its
+/// interval of an hour), so a job that runs within it was published by
+/// the listener or its catch-up.
 const PROMPTLY: Duration = Duration::from_secs(10);
 
 /// The settings of a worker whose reconciler never publishes a fresh job.
