@@ -191,6 +191,9 @@ pub struct Report {
     /// stored anyway.
     pub rolled_back: usize,
     pub rolled_back_stored: usize,
+    /// Announcements of transactional enqueues left in the outbox at the
+    /// end.
+    pub announcements_left: usize,
     /// Jobs and `job_listing` rows that disagree.
     pub unlisted: usize,
     pub problems: Vec<String>,
@@ -215,6 +218,7 @@ impl Report {
             && self.deadlocks == 0
             && self.unlisted == 0
             && self.rolled_back_stored == 0
+            && self.announcements_left == 0
     }
 
     pub fn print(&self) {
@@ -292,6 +296,11 @@ impl Report {
         line(
             "  of those, stored anyway",
             n(self.rolled_back_stored),
+            true,
+        );
+        line(
+            "announcements never published (outbox)",
+            n(self.announcements_left),
             true,
         );
         line(

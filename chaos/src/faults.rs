@@ -687,6 +687,13 @@ pub async fn run(
     let (deadlocks, unlisted) = database_audit(db).await?;
     report.deadlocks = deadlocks;
     report.unlisted = unlisted;
+    report.announcements_left = announcements_left(db).await?;
+    if report.announcements_left > 0 {
+        report.problems.push(format!(
+            "{} announcement(s) of jobs enqueued in transactions were never published and forgotten",
+            report.announcements_left
+        ));
+    }
     if deadlocks > 0 {
         report.problems.push(format!(
             "PostgreSQL detected {deadlocks} deadlock(s): two statements locked the same jobs in different orders"
@@ -749,6 +756,27 @@ async fn database_audit(db: &DatabaseConnection) -> anyhow::Result<(usize, usize
         usize::try_from(deadlocks).unwrap_or(usize::MAX),
         usize::try_from(unlisted).unwrap_or(usize::MAX),
     ))
+}
+
+/// Announcements of transactional enqueues still in the outbox once the
+/// leader has had a few seconds to publish and forget them (one is deleted
+/// just after its job is published, which may be after the job ran).
+async fn announcements_left(db: &DatabaseConnection) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) AS n FROM job_announcements",
+            ))
+            .await?
+            .context("no count")?;
+        let left: i64 = row.try_get("", "n")?;
+        if left == 0 || Instant::now() >= deadline {
+            return Ok(usize::try_from(left).unwrap_or(usize::MAX));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Jobs stored, and jobs completed, so far.

@@ -12,6 +12,7 @@
 //! - `m20261130_000003_partial_idempotency_index`: keyless jobs out of the key's index.
 //! - `m20261130_000004_job_listing`: the list indexes on a table written once per job.
 //! - `m20261201_000001_traceparent`: the trace context a job was created with.
+//! - `m20261201_000002_job_announcements`: the outbox of jobs enqueued in an application's transaction.
 //! - [`lock`]: [`migrate_locked`], migrations run under a PostgreSQL advisory lock.
 
 pub use sea_orm_migration::prelude::*;
@@ -27,6 +28,7 @@ mod m20261130_000002_schedules;
 mod m20261130_000003_partial_idempotency_index;
 mod m20261130_000004_job_listing;
 mod m20261201_000001_traceparent;
+mod m20261201_000002_job_announcements;
 
 pub use lock::{Command, migrate_locked};
 
@@ -48,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_partial_idempotency_index::Migration),
             Box::new(m20261130_000004_job_listing::Migration),
             Box::new(m20261201_000001_traceparent::Migration),
+            Box::new(m20261201_000002_job_announcements::Migration),
         ]
     }
 }

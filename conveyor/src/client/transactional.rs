@@ -2,15 +2,17 @@
 //!
 //! The job rows are written on the caller's connection, so they commit or
 //! roll back with everything else the transaction wrote: a job exists if
-//! and only if the transaction committed. What is created is announced with
-//! `NOTIFY` in the same transaction; PostgreSQL delivers that at commit
-//! (and drops it on rollback), and the maintenance leader's commit listener
-//! publishes the jobs to Redis then. Nothing here touches Redis, so an
+//! and only if the transaction committed. Each job created is also written
+//! into the outbox `job_announcements`, in the same transaction, with a
+//! `NOTIFY` that PostgreSQL delivers at commit (and drops on rollback); the
+//! maintenance leader's commit listener wakes on it, publishes the jobs to
+//! Redis and empties the outbox. Nothing here touches Redis, so an
 //! application needs only its database connection to enqueue this way.
 //!
-//! If the announcement is missed (no worker leads at that moment, or the
-//! leader dies between the commit and its publish), the reconciler
-//! publishes the jobs on its next pass: a job is never lost, only later.
+//! If the notification is missed (no worker leads at that moment, the
+//! leader dies before publishing), the outbox keeps the announcement: the
+//! leader publishes it on its next tick, or the next leader when it starts.
+//! A job is never lost, at worst a tick later.
 
 use sea_orm::ConnectionTrait;
 

@@ -1,28 +1,20 @@
 //! The commit listener: publishes jobs as soon as the application
 //! transaction that enqueued them commits (`client::transactional`).
 //!
-//! Such jobs are announced with `NOTIFY`, which PostgreSQL delivers at
-//! commit to every session listening on the channel. The leader listens, on
+//! Such a job leaves a row in the outbox `job_announcements` and a
+//! `NOTIFY`, both committed with it. The leader listens on the channel, on
 //! a connection of its own (the pool's connections are shared and must not
-//! carry a `LISTEN`), reads which announced jobs still wait, and publishes
-//! them. It is an accelerator, not a guarantee: a notification sent while
-//! nobody listened (no leader, a connection being replaced) or received by
-//! a leader that died before publishing is lost, and the reconciler
-//! publishes those jobs on its next pass. Each time it starts listening it
-//! runs one reconciliation pass with no quiet period, so that jobs
-//! committed while nobody listened wait for that pass, not for the
-//! reconciler's interval. A session ends (and the next one catches up)
-//! when its connection is lost, when a publish fails (Redis away: the
-//! catch-up publishes those jobs once it is back), and when it stops
-//! hearing its own pings: an empty notification it sends through the
-//! pool, one at a time; one that committed and was not delivered within
-//! three ticks means a half-open connection (the server gone without a
-//! reset), which would otherwise deliver nothing and report no error.
+//! carry a `LISTEN`); woken, it publishes every announced job that still
+//! waits, in bursts of [`MAX_BURST`], and deletes the announcements it
+//! published. It also empties the outbox when it starts listening and on
+//! every tick, so an announcement whose notification nobody heard (no
+//! leader at that moment, a connection being replaced or silently dead, a
+//! leader that died with a burst in hand) waits a tick at most, not for
+//! the reconciler. A publish that fails (Redis away) leaves the
+//! announcements in place for the next try. The outbox is empty while
+//! nothing enqueues this way, and each look at it is one index read.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use sea_orm::sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
@@ -31,33 +23,33 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::{Context, MaintenanceError};
 use crate::job::WaitingJob;
-use crate::store::{AnnouncedJob, COMMITTED_CHANNEL, StoreError, announced_ids};
+use crate::store::{AnnouncedJob, COMMITTED_CHANNEL, StoreError};
 
 /// The name it reports under.
 const NAME: &str = "commit_listener";
 
-/// Most announced ids published in one round trip; notifications that
-/// arrive together are published together.
-pub const MAX_BURST: usize = 2_000;
+/// Most announced jobs published in one round trip.
+pub const MAX_BURST: u64 = 2_000;
 
-/// Ticks without a notification, not even the session's own pings, after
-/// which its connection is taken for dead.
-const SILENT_TICKS: u32 = 3;
-
-/// Notifications read ahead of publishing. PostgreSQL queues the rest
-/// server-side for this session (up to 8 GB for all listeners).
-const READ_AHEAD: usize = 1_024;
+/// How often a process that does not lead looks whether it does now (at
+/// most: a tick, if shorter), so that a new leader listens within it.
+const LEADERSHIP_POLL: Duration = Duration::from_secs(1);
 
 /// Listens while this process leads, until `stop`.
 pub async fn run(ctx: Context, stop: CancellationToken) {
     loop {
-        if ctx.leadership.is_leader()
-            && let Err(err) = listen(&ctx, &stop).await
-        {
-            ctx.report(NAME, &err);
-        }
+        let pause = if ctx.leadership.is_leader() {
+            if let Err(err) = listen(&ctx, &stop).await {
+                ctx.report(NAME, &err);
+            }
+            // A session that ended (lost connection, an outage) is started
+            // again a tick later.
+            ctx.settings.tick
+        } else {
+            ctx.settings.tick.min(LEADERSHIP_POLL)
+        };
         tokio::select! {
-            () = tokio::time::sleep(ctx.settings.tick) => {}
+            () = tokio::time::sleep(pause) => {}
             () = stop.cancelled() => return,
         }
     }
@@ -74,7 +66,8 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
         .acquire_timeout(crate::store::DEFAULT_ACQUIRE_TIMEOUT)
         .connect_lazy_with(ctx.store.session_options()?);
     let mut listener = PgListener::connect_with(&pool).await.map_err(store_error)?;
-    // A lost connection ends the session; the next one catches up.
+    // A lost connection ends the session; the next one starts by emptying
+    // the outbox.
     listener.eager_reconnect(false);
     listener
         .listen(COMMITTED_CHANNEL)
@@ -82,31 +75,19 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
         .map_err(store_error)?;
     tracing::debug!(channel = COMMITTED_CHANNEL, "listening for committed jobs");
 
-    // Jobs committed before the LISTEN took effect were announced to nobody.
-    super::reconciler::reconcile_once(ctx, Duration::ZERO).await?;
-
-    let (sender, mut announced) = mpsc::channel::<String>(READ_AHEAD);
-    // When the connection last delivered anything, stamped by the reader
-    // as it reads (not when the jobs are published, which may lag).
-    let heard = Arc::new(Mutex::new(Instant::now()));
-    let stamp = heard.clone();
+    // A wake-up is all a notification says; several pending are one.
+    let (woken, mut wake) = mpsc::channel::<()>(1);
     // Reading in a task of its own, aborted when the session ends: an
     // abort may cut a read short, which is why the connection is the
     // session's alone and is closed with its pool, never reused.
     let reader = AbortOnDropHandle::new(tokio::spawn(async move {
         loop {
             match listener.try_recv().await {
-                Ok(Some(notification)) => {
-                    if let Ok(mut at) = stamp.lock() {
-                        *at = Instant::now();
-                    }
-                    if sender
-                        .send(notification.payload().to_owned())
-                        .await
-                        .is_err()
-                    {
+                Ok(Some(_)) => {
+                    if woken.is_closed() {
                         return Ok(());
                     }
+                    let _ = woken.try_send(());
                 }
                 Ok(None) => return Ok(()),
                 Err(err) => return Err(err),
@@ -115,52 +96,19 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
     }));
     let mut ticks = tokio::time::interval(ctx.settings.tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // One ping at a time; it answers when its notification committed.
-    let mut ping: Option<AbortOnDropHandle<Result<Instant, StoreError>>> = None;
-    // When a ping this connection has not delivered yet committed.
-    let mut unheard: Option<Instant> = None;
     loop {
+        // Whatever was announced before the LISTEN took effect, or while
+        // a publish was failing, goes out on the first pass and the ticks.
+        if let Err(err) = publish_announced(ctx).await {
+            ctx.report(NAME, &err);
+        }
         tokio::select! {
-            payload = announced.recv() => {
-                let Some(payload) = payload else { break };
-                let mut ids = announced_ids(&payload);
-                while ids.len() < MAX_BURST
-                    && let Ok(more) = announced.try_recv()
-                {
-                    ids.extend(announced_ids(&more));
-                }
-                // Unpublished, these jobs are the next session's catch-up's.
-                publish(ctx, &ids).await?;
-            }
-            _ = ticks.tick() => {
-                ctx.still_leader()?;
-                if let Some(sent) = ping.take_if(|ping| ping.is_finished()) {
-                    // Only a ping that committed counts: one the pool could
-                    // not send (an outage the other services report) says
-                    // nothing about this connection.
-                    if let Ok(Ok(committed)) = sent.await {
-                        unheard = Some(committed);
-                    }
-                }
-                if let Some(committed) = unheard {
-                    let last_heard = heard.lock().map(|at| *at).unwrap_or(committed);
-                    if last_heard >= committed {
-                        unheard = None;
-                    } else if committed.elapsed() > ctx.settings.tick * SILENT_TICKS {
-                        tracing::warn!(channel = COMMITTED_CHANNEL,
-                            "the listening connection did not deliver its own ping; listening again");
-                        return Ok(());
-                    }
-                }
-                if ping.is_none() && unheard.is_none() {
-                    // In a task of its own, so that a slow pool never holds
-                    // up publishing.
-                    let store = ctx.store.clone();
-                    ping = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-                        store.ping_listener().await.map(|()| Instant::now())
-                    })));
+            woke = wake.recv() => {
+                if woke.is_none() {
+                    break;
                 }
             }
+            _ = ticks.tick() => ctx.still_leader()?,
             () = stop.cancelled() => return Ok(()),
         }
     }
@@ -176,20 +124,29 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
     }
 }
 
-/// Publishes the announced jobs that still wait.
-async fn publish(ctx: &Context, ids: &[uuid::Uuid]) -> Result<(), MaintenanceError> {
-    if ids.is_empty() {
-        return Ok(());
+/// Publishes every announced job that still waits, then forgets its
+/// announcement. An announcement is deleted only after its publish, so a
+/// leader that dies in between leaves it to be published again (a second
+/// delivery, which the claim turns into a skip), never lost.
+pub async fn publish_announced(ctx: &Context) -> Result<(), MaintenanceError> {
+    loop {
+        let ids = ctx.store.announcements(MAX_BURST).await?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let jobs: Vec<AnnouncedJob> = ctx.store.announced(&ids).await?;
+        let waiting: Vec<WaitingJob> = jobs.iter().map(WaitingJob::from).collect();
+        ctx.broker.publish_waiting(&waiting).await?;
+        ctx.store.forget_announcements(&ids).await?;
+        for job in &jobs {
+            crate::metrics::job_enqueued(&job.queue, &job.task_type);
+            tracing::info!(event = "job_enqueued", job.id = %job.id, job.r#type = %job.task_type,
+                job.queue = %job.queue, "enqueued job {} committed by an application transaction", job.id);
+        }
+        if (ids.len() as u64) < MAX_BURST {
+            return Ok(());
+        }
     }
-    let jobs: Vec<AnnouncedJob> = ctx.store.announced(ids).await?;
-    let waiting: Vec<WaitingJob> = jobs.iter().map(WaitingJob::from).collect();
-    ctx.broker.publish_waiting(&waiting).await?;
-    for job in &jobs {
-        crate::metrics::job_enqueued(&job.queue, &job.task_type);
-        tracing::info!(event = "job_enqueued", job.id = %job.id, job.r#type = %job.task_type,
-            job.queue = %job.queue, "enqueued job {} committed by an application transaction", job.id);
-    }
-    Ok(())
 }
 
 fn store_error(err: sea_orm::sqlx::Error) -> StoreError {

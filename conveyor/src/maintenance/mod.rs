@@ -11,7 +11,7 @@
 //! | [`idle_queues`] | the leader | queues that hold nothing leave the set of known queues |
 //! | [`retention`] | the leader | finished jobs past their retention are deleted, in bounded batches |
 //! | [`scheduler`] | the leader | periodic schedules' due ticks are fired, one job per tick |
-//! | [`commit_listener`] | the leader | jobs announced by committed application transactions are published at once |
+//! | [`commit_listener`] | the leader | jobs enqueued in committed application transactions are published when their `NOTIFY` arrives (and every tick, from the outbox) |
 //!
 //! The first two are safe to run anywhere at once (a guarded `UPDATE ...
 //! SKIP LOCKED`, an atomic script), and running them everywhere keeps a

@@ -1,8 +1,11 @@
-//! Announcing committed jobs: `NOTIFY` on one channel, which PostgreSQL
-//! delivers to listeners when (and only if) the transaction that sent it
-//! commits. A job enqueued inside an application's own transaction is
-//! announced this way, and the maintenance leader's commit listener
-//! publishes it (`maintenance::commit_listener`).
+//! Announcing jobs enqueued inside an application's transaction: a row
+//! per job in the outbox `job_announcements`, written in that transaction,
+//! and a `NOTIFY` that PostgreSQL delivers when (and only if) it commits.
+//! The maintenance leader's commit listener wakes on the notification,
+//! publishes what the outbox holds, and deletes it
+//! (`maintenance::commit_listener`). The outbox, not the notification, is
+//! what makes an announcement last: a notification sent while nobody
+//! listened is gone, its row is not.
 
 use sea_orm::sqlx::postgres::PgConnectOptions;
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
@@ -10,53 +13,33 @@ use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use super::{Store, StoreError};
 use crate::job::{JobId, WaitingJob};
 
-/// The channel committed jobs are announced on. Channels are per database,
-/// so every Conveyor database has its own.
+/// The channel the leader is woken on. Channels are per database, so every
+/// Conveyor database has its own.
 pub const COMMITTED_CHANNEL: &str = "conveyor_jobs_committed";
 
-/// Ids in one notification: a payload holds less than 8,000 bytes, and an
-/// id with its separator takes 37.
-pub const IDS_PER_NOTIFICATION: usize = 200;
-
-/// Sends one notification per [`IDS_PER_NOTIFICATION`] of `ids`, in one
-/// statement on `db`. Inside a transaction they are delivered at its
-/// commit, and dropped by its rollback.
+/// Writes `ids` into the outbox and notifies the channel, in one statement
+/// on `db`. Inside a transaction both take effect at its commit, and
+/// neither if it rolls back.
 pub(crate) async fn announce<C: ConnectionTrait>(db: &C, ids: &[JobId]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
-    let payloads: Vec<String> = ids
-        .chunks(IDS_PER_NOTIFICATION)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect();
-    let payloads = serde_json::to_string(&payloads)
-        .map_err(|err| sea_orm::DbErr::Custom(format!("encoding notifications: {err}")))?;
+    let ids = serde_json::to_string(ids)
+        .map_err(|err| sea_orm::DbErr::Custom(format!("encoding ids: {err}")))?;
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT pg_notify($1, value) FROM jsonb_array_elements_text($2::text::jsonb)",
-        [COMMITTED_CHANNEL.into(), payloads.into()],
+        "WITH written AS (INSERT INTO job_announcements (job_id) \
+         SELECT value::text::uuid FROM jsonb_array_elements_text($2::text::jsonb) \
+         ON CONFLICT DO NOTHING RETURNING 1) \
+         SELECT pg_notify($1, '') FROM (SELECT count(*) FROM written) AS counted",
+        [COMMITTED_CHANNEL.into(), ids.into()],
     ))
     .await?;
     Ok(())
 }
 
-/// The job ids in one notification's payload. A part that is not an id
-/// (someone else's `NOTIFY` on the channel) is skipped.
-pub fn announced_ids(payload: &str) -> Vec<uuid::Uuid> {
-    payload
-        .split(',')
-        .filter_map(|part| part.trim().parse().ok())
-        .collect()
-}
-
-/// A waiting job that was announced, with what its publication is counted
-/// by.
+/// An announced job that still waits, with what its publication is
+/// counted by.
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct AnnouncedJob {
     pub id: uuid::Uuid,
@@ -79,8 +62,25 @@ impl From<&AnnouncedJob> for WaitingJob {
     }
 }
 
+#[derive(Debug, FromQueryResult)]
+struct Announcement {
+    job_id: uuid::Uuid,
+}
+
 impl Store {
-    /// Of the announced `ids`, those still waiting: a job claimed or
+    /// Up to `limit` announcements, oldest first.
+    pub async fn announcements(&self, limit: u64) -> Result<Vec<uuid::Uuid>, StoreError> {
+        let rows = Announcement::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT job_id FROM job_announcements ORDER BY created_at, job_id LIMIT $1",
+            [(limit.min(i64::MAX as u64) as i64).into()],
+        ))
+        .all(&self.db)
+        .await?;
+        Ok(rows.into_iter().map(|row| row.job_id).collect())
+    }
+
+    /// Of the announced `ids`, the jobs still waiting: one claimed or
     /// canceled since (the reconciler may have published it first) is not
     /// published again.
     pub async fn announced(&self, ids: &[uuid::Uuid]) -> Result<Vec<AnnouncedJob>, StoreError> {
@@ -101,15 +101,20 @@ impl Store {
             .await?)
     }
 
-    /// Sends an empty notification on the channel, through the pool: the
-    /// listener hears its own pings, and a session that stops hearing them
-    /// has lost its connection without being told.
-    pub async fn ping_listener(&self) -> Result<(), StoreError> {
+    /// Deletes the announcements of `ids`, once their jobs are published
+    /// (or gone).
+    pub async fn forget_announcements(&self, ids: &[uuid::Uuid]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = serde_json::to_string(ids)
+            .map_err(|err| sea_orm::DbErr::Custom(format!("encoding ids: {err}")))?;
         self.db
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "SELECT pg_notify($1, '')",
-                [COMMITTED_CHANNEL.into()],
+                "DELETE FROM job_announcements WHERE job_id IN \
+                 (SELECT value::text::uuid FROM jsonb_array_elements_text($1::text::jsonb))",
+                [ids.into()],
             ))
             .await?;
         Ok(())
@@ -122,27 +127,5 @@ impl Store {
             return Err(sea_orm::DbErr::Custom("the store is not on PostgreSQL".to_owned()).into());
         }
         Ok((*self.db.get_postgres_connection_pool().connect_options()).clone())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_payload_reads_back_as_its_ids_and_skips_what_is_not_one() {
-        let a = uuid::Uuid::now_v7();
-        let b = uuid::Uuid::now_v7();
-        assert_eq!(announced_ids(&format!("{a},{b}")), vec![a, b]);
-        assert_eq!(announced_ids(&format!("hello,{a}, ,")), vec![a]);
-        assert!(announced_ids("").is_empty());
-    }
-
-    #[test]
-    fn the_fullest_payload_fits_a_notification() {
-        let ids: Vec<String> = (0..IDS_PER_NOTIFICATION)
-            .map(|_| uuid::Uuid::now_v7().to_string())
-            .collect();
-        assert!(ids.join(",").len() < 8_000);
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! # Layout
 //! - `insert`: idempotent inserts keyed by idempotency key and fingerprint.
-//! - `announce`: `NOTIFY` of jobs committed inside a caller's transaction.
+//! - `announce`: the outbox of jobs enqueued inside a caller's transaction, and its `NOTIFY`.
 //! - `transitions`: every edge of the state machine.
 //! - `read`: lookups by id, lists and counts.
 //! - `queues`: queue settings (paused, limits, retention).
@@ -36,7 +36,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 pub(crate) use announce::announce;
-pub use announce::{AnnouncedJob, COMMITTED_CHANNEL, IDS_PER_NOTIFICATION, announced_ids};
+pub use announce::{AnnouncedJob, COMMITTED_CHANNEL};
 pub use attempts::{AttemptRecord, MAX_ATTEMPTS_LISTED, RunningAttempt};
 pub use bulk::MAX_BULK;
 pub use insert::Inserted;

@@ -1,6 +1,7 @@
 //! Jobs enqueued inside an application's own transaction: they exist if and
 //! only if it commits, and run promptly after the commit, published by the
-//! leader's commit listener rather than by a reconciliation pass.
+//! leader's commit listener (woken by the commit's notification, or on its
+//! next tick from the outbox) rather than by a reconciliation pass.
 
 use std::time::Duration;
 
@@ -12,13 +13,22 @@ use crate::support::{Harness, id, job};
 
 /// Well inside the reconciler's quiet period in these tests (twice its
 /// interval of an hour), so a job that runs within it was published by
-/// the listener or its catch-up.
+/// the listener.
 const PROMPTLY: Duration = Duration::from_secs(10);
 
 /// The settings of a worker whose reconciler never publishes a fresh job.
 fn patient_settings(h: &Harness, name: &str) -> worker::Settings {
     let mut settings = h.settings(name);
     settings.reconcile_interval = Duration::from_secs(3_600);
+    settings
+}
+
+/// Those of a worker whose maintenance ticks are a minute apart, so that
+/// only a notification can wake its listener within [`PROMPTLY`].
+fn sleepy_settings(h: &Harness, name: &str) -> worker::Settings {
+    let mut settings = patient_settings(h, name);
+    settings.heartbeat = Duration::from_secs(60);
+    settings.lease = Duration::from_secs(180);
     settings
 }
 
@@ -50,11 +60,12 @@ async fn a_job_enqueued_in_a_committed_transaction_runs_promptly() {
     // Redis has its epoch, so the reconciler leaves fresh jobs alone for
     // its quiet period (two hours here).
     h.broker.set_epoch("before").await.expect("epoch");
-    let worker = h.spawn(patient_settings(&h, "w"), worker::builtin_registry());
+    let worker = h.spawn(sleepy_settings(&h, "w"), worker::builtin_registry());
     listening(&h).await;
-    // A first job: once it has run, the session's catch-up pass (which
-    // starts with the session) is over, so the next job can only be
-    // published by the listener.
+    // A first job: once it has run, the session's first look at the
+    // outbox (right after its LISTEN) is over, and its next tick is a
+    // minute away, so the next job can only be published because the
+    // commit's notification woke the listener.
     let first = h.db.conn.begin().await.expect("begin");
     let warm_up = conveyor::enqueue_in(&first, job("noop", json!({})))
         .await
@@ -143,8 +154,8 @@ async fn a_job_committed_while_nobody_listened_runs_once_a_leader_listens() {
     // would leave so fresh a job to the normal path for its quiet period.
     h.broker.set_epoch("before").await.expect("epoch");
 
-    // A leader that starts listening catches up at once, without waiting
-    // for the reconciler's quiet period.
+    // A leader that starts listening empties the outbox at once, without
+    // waiting for the reconciler's quiet period.
     let worker = h.spawn(patient_settings(&h, "w"), worker::builtin_registry());
     h.wait_for(id(&missed), JobStatus::Completed, PROMPTLY)
         .await;
@@ -207,4 +218,30 @@ async fn an_idempotency_key_used_inside_a_transaction_replays_after_the_commit()
         "{later:?}"
     );
     assert_eq!(h.db.count("SELECT count(*) AS n FROM jobs").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_whose_notification_was_lost_is_published_on_the_next_tick() {
+    let h = Harness::new().await;
+    h.broker.set_epoch("before").await.expect("epoch");
+    let worker = h.spawn(patient_settings(&h, "w"), worker::builtin_registry());
+    listening(&h).await;
+    // What a commit leaves when its notification never arrives (a
+    // connection that died silently): the job and its announcement.
+    let lost = h.insert_unpublished(job("noop", json!({}))).await;
+    h.db.execute(&format!(
+        "INSERT INTO job_announcements (job_id) VALUES ('{}')",
+        lost.id
+    ))
+    .await;
+    h.wait_for(id(&lost), JobStatus::Completed, PROMPTLY).await;
+    testkit::wait_until("the announcement to be forgotten", PROMPTLY, || async {
+        (h.db
+            .count("SELECT count(*) AS n FROM job_announcements")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    worker.stop().await;
 }
