@@ -25,6 +25,11 @@ impl Client {
         .read(&[StatusCode::OK])
     }
 
+    /// `GET /openapi.json`: the API's OpenAPI document, as JSON.
+    pub async fn openapi(&self) -> Result<serde_json::Value, Error> {
+        self.get(&["openapi.json"]).await
+    }
+
     /// `GET /metrics`, in Prometheus' text format.
     pub async fn metrics(&self) -> Result<String, Error> {
         let answer = self

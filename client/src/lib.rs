@@ -35,7 +35,8 @@
 //! - this module: [`Client`] and [`Builder`].
 //! - `error`: [`Error`].
 //! - `send`: one request, its retries, and reading its answer.
-//! - `jobs`, `queues`, `schedules`, `health`: the endpoints.
+//! - `jobs`, `queues`, `schedules`, `health` (with metrics and the OpenAPI
+//!   document): the endpoints.
 
 mod error;
 mod health;

@@ -185,6 +185,46 @@ async fn queues_and_schedules_are_operated() {
     assert_eq!(client.ready().await.expect("ready").status, "ready");
     let metrics = client.metrics().await.expect("metrics");
     assert!(metrics.contains("conveyor_"), "{metrics}");
+    let document = client.openapi().await.expect("openapi");
+    // Every path the document names that is not the dashboard's has a
+    // method here; the list below is what this test exercised.
+    let paths: Vec<&str> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for path in [
+        "/jobs",
+        "/jobs/batch",
+        "/jobs/{id}",
+        "/jobs/{id}/cancel",
+        "/jobs/{id}/retry",
+        "/jobs/{id}/result",
+        "/jobs/{id}/attempts",
+        "/jobs/retry",
+        "/jobs/cancel",
+        "/jobs/summary",
+        "/queues",
+        "/queues/{queue}",
+        "/queues/{queue}/pause",
+        "/queues/{queue}/resume",
+        "/schedules",
+        "/schedules/{name}",
+        "/schedules/{name}/pause",
+        "/schedules/{name}/resume",
+        "/schedules/{name}/trigger",
+        "/health",
+        "/ready",
+        "/metrics",
+    ] {
+        assert!(paths.contains(&path), "{path} is not in the document");
+    }
+    assert_eq!(
+        paths.len(),
+        22,
+        "the API has an endpoint this client may not cover: {paths:?}"
+    );
 }
 
 #[tokio::test]
