@@ -61,7 +61,7 @@ pub enum Kind {
     /// `noop` enqueued inside a transaction of the harness's own on the
     /// stack's PostgreSQL (`conveyor::enqueue_in`), which commits: it
     /// completes, published by the leader's commit listener (or, when the
-    /// leader was killed, by the next one's catch-up or the reconciler).
+    /// leader was killed, by the next one from the outbox).
     InTransaction,
     /// The same, but the transaction rolls back: no job exists under its key.
     RolledBack,

@@ -680,6 +680,9 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // While the workers still run: a leader killed late leaves its last
+    // announcements to the next one, which waits out the old lease first.
+    let left = announcements_left(db).await?;
     // Stop the workers so that every log is complete before it is read
     // (and their sessions' statistics reach PostgreSQL).
     stack.stop_clients().await;
@@ -687,7 +690,7 @@ pub async fn run(
     let (deadlocks, unlisted) = database_audit(db).await?;
     report.deadlocks = deadlocks;
     report.unlisted = unlisted;
-    report.announcements_left = announcements_left(db).await?;
+    report.announcements_left = left;
     if report.announcements_left > 0 {
         report.problems.push(format!(
             "{} announcement(s) of jobs enqueued in transactions were never published and forgotten",
@@ -759,10 +762,11 @@ async fn database_audit(db: &DatabaseConnection) -> anyhow::Result<(usize, usize
 }
 
 /// Announcements of transactional enqueues still in the outbox once the
-/// leader has had a few seconds to publish and forget them (one is deleted
-/// just after its job is published, which may be after the job ran).
+/// leader has had time to publish and forget them (one is deleted just
+/// after its job is published, which may be after the job ran; a leader
+/// killed late is replaced only when its lease runs out).
 async fn announcements_left(db: &DatabaseConnection) -> anyhow::Result<usize> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let row = db
             .query_one_raw(sea_orm::Statement::from_string(

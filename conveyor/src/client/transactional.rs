@@ -19,8 +19,8 @@ use sea_orm::ConnectionTrait;
 use crate::job::{JobId, NewJob};
 use crate::store::{Inserted, StoreError, announce, insert_many_on};
 
-/// Inserts `job` through `txn` (an open sea-orm transaction, or any
-/// connection to Conveyor's database), honouring its id and idempotency key
+/// Inserts `job` through `txn`, an open sea-orm transaction on Conveyor's
+/// database, honouring its id and idempotency key
 /// as [`Client::enqueue`](super::Client::enqueue) does, and announces it
 /// for publication at commit.
 ///
@@ -37,7 +37,9 @@ pub async fn enqueue_in<C: ConnectionTrait>(txn: &C, job: NewJob) -> Result<Inse
 }
 
 /// [`enqueue_in`] for many jobs in one statement: one outcome per job, in
-/// order. Any invalid job fails the call before anything is written; a
+/// order. (On a connection that is not in a transaction the jobs and
+/// their announcement commit as two statements: a failure between them
+/// leaves jobs that the reconciler publishes, later.) Any invalid job fails the call before anything is written; a
 /// job PostgreSQL refuses fails the statement, and with it the caller's
 /// transaction.
 pub async fn enqueue_many_in<C: ConnectionTrait>(

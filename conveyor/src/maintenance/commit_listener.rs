@@ -12,7 +12,9 @@
 //! leader that died with a burst in hand) waits a tick at most, not for
 //! the reconciler. A publish that fails (Redis away) leaves the
 //! announcements in place for the next try. The outbox is empty while
-//! nothing enqueues this way, and each look at it is one index read.
+//! nothing enqueues this way, and each look at it is one read of its
+//! creation index. A listening connection that died silently (no reset)
+//! is not noticed: its jobs then wait for a tick, nothing is lost.
 
 use std::time::Duration;
 
@@ -130,6 +132,8 @@ async fn listen(ctx: &Context, stop: &CancellationToken) -> Result<(), Maintenan
 /// delivery, which the claim turns into a skip), never lost.
 pub async fn publish_announced(ctx: &Context) -> Result<(), MaintenanceError> {
     loop {
+        // A long drain must not outlast this process's lead.
+        ctx.still_leader()?;
         let ids = ctx.store.announcements(MAX_BURST).await?;
         if ids.is_empty() {
             return Ok(());

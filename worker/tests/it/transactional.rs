@@ -114,9 +114,9 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_existed() {
         .clone();
     txn.rollback().await.expect("rollback");
 
-    // Notifications arrive in commit order: once a job committed after the
-    // rollback has run, any announcement of the rolled-back one would have
-    // been handled first.
+    // The outbox is read oldest first: once a job committed after the
+    // rollback has run, an announcement of the rolled-back one, had it
+    // survived, would have been published before it.
     let after = h.db.conn.begin().await.expect("begin");
     let later = conveyor::enqueue_in(&after, job("noop", json!({})))
         .await
