@@ -164,6 +164,23 @@ pub struct Submission {
     pub read_back: Option<bool>,
 }
 
+impl Submission {
+    /// A submission not yet sent.
+    fn new(key: String, kind: Kind) -> Self {
+        Submission {
+            key,
+            kind,
+            accepted: None,
+            rejected: None,
+            tries: 0,
+            cancel_answers: Vec::new(),
+            hung_up: false,
+            server_errors: Vec::new(),
+            read_back: None,
+        }
+    }
+}
+
 /// Submits about `rate` jobs a second until `until`; returns every
 /// submission once each has been accepted, rejected, or given up on.
 pub async fn run(
@@ -227,17 +244,7 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(90);
 async fn submit(client: &Client, api: &str, n: u64, kind: Kind) -> Submission {
     let key = format!("chaos-{n}");
     let job = kind.job(n, &key);
-    let mut submission = Submission {
-        key,
-        kind,
-        accepted: None,
-        rejected: None,
-        tries: 0,
-        cancel_answers: Vec::new(),
-        hung_up: false,
-        server_errors: Vec::new(),
-        read_back: None,
-    };
+    let mut submission = Submission::new(key, kind);
     if kind == Kind::HangUp {
         submission.tries = 1;
         submission.hung_up = true;
@@ -292,17 +299,7 @@ async fn submit(client: &Client, api: &str, n: u64, kind: Kind) -> Submission {
 /// the same key, which finds the job if the commit did happen.
 async fn in_transaction(db: &DatabaseConnection, n: u64, kind: Kind) -> Submission {
     let key = format!("chaos-{n}");
-    let mut submission = Submission {
-        key: key.clone(),
-        kind,
-        accepted: None,
-        rejected: None,
-        tries: 0,
-        cancel_answers: Vec::new(),
-        hung_up: false,
-        server_errors: Vec::new(),
-        read_back: None,
-    };
+    let mut submission = Submission::new(key.clone(), kind);
     let deadline = Instant::now() + GIVE_UP_AFTER;
     while Instant::now() < deadline {
         submission.tries += 1;

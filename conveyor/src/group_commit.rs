@@ -161,7 +161,9 @@ pub struct StoreGroup<I, O> {
     alone: tokio::sync::Semaphore,
 }
 
-/// Most writes made alone at once, per group.
+/// Most writes made alone at once after their batch failed, per group (or
+/// per batch enqueue), so that a failed batch does not crowd other callers
+/// out of the pool.
 pub const ALONE_AT_ONCE: usize = 8;
 
 impl<I, O> std::fmt::Debug for StoreGroup<I, O> {

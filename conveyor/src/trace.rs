@@ -24,6 +24,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
 
 use crate::job::{Job, JobId, NewJob};
+use crate::store::{Inserted, StoreError};
 
 /// The request header (and the job's field) that carries the context.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
@@ -209,10 +210,6 @@ impl Traces {
         }
     }
 
-    pub fn is_on(&self) -> bool {
-        self.tracer.is_some()
-    }
-
     /// Starts the span that enqueues `job`, a child of `parent` (the
     /// caller's context) or the root of a new trace. Its context is what
     /// the job should carry. `None` when spans are off.
@@ -309,6 +306,16 @@ impl JobSpan {
     /// failure (an attempt interrupted by a shutdown, a job replayed).
     pub fn end(mut self) {
         self.span.end();
+    }
+
+    /// Ends an enqueue span by what the insert did: a job created
+    /// succeeded, a replay or a conflict is neither, an error failed.
+    pub fn end_enqueue(self, outcome: Result<&Inserted, &StoreError>) {
+        match outcome {
+            Ok(Inserted::Created(_)) => self.succeed(),
+            Ok(_) => self.end(),
+            Err(err) => self.fail(err.to_string()),
+        }
     }
 }
 

@@ -156,11 +156,10 @@ fn end_spans(
         let Some(span) = span else { continue };
         match outcomes {
             Ok(outcomes) => match outcomes.get(index) {
-                Some(Ok(Inserted::Created(_))) => span.succeed(),
-                Some(Err(err)) => span.fail(err.to_string()),
-                _ => span.end(),
+                Some(outcome) => span.end_enqueue(outcome.as_ref()),
+                None => span.end(),
             },
-            Err(err) => span.fail(err.to_string()),
+            Err(err) => span.end_enqueue(Err(err)),
         }
     }
 }

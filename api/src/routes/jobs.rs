@@ -205,11 +205,7 @@ pub async fn create_job(
     new_job.traceparent = span.as_ref().map(JobSpan::traceparent).or(parent);
     let outcome = state.client.enqueue(new_job).await;
     if let Some(span) = span {
-        match &outcome {
-            Ok(Inserted::Created(_)) => span.succeed(),
-            Ok(_) => span.end(),
-            Err(err) => span.fail(err.to_string()),
-        }
+        span.end_enqueue(outcome.as_ref());
     }
     match outcome? {
         Inserted::Created(job) => {

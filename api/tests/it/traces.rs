@@ -108,3 +108,27 @@ async fn with_export_on_each_job_is_enqueued_by_a_span_under_the_callers() {
     let carried = conveyor::trace::TraceParent::of_span(&own.span_context);
     assert_eq!(root["traceparent"], carried.to_string());
 }
+
+#[tokio::test]
+async fn a_traceparent_of_odd_bytes_or_given_twice_is_ignored_not_refused() {
+    let app = TestApp::start().await;
+    let odd = reqwest::header::HeaderValue::from_bytes(b"00-\xff\xfe-\x80").expect("obs-text");
+    let requests = [
+        app.client.post(app.url("/jobs")).header("traceparent", odd),
+        app.client
+            .post(app.url("/jobs"))
+            .header("traceparent", GIVEN)
+            .header("traceparent", GIVEN),
+    ];
+    for request in requests {
+        let response = request.json(&body()).send().await.expect("send");
+        assert_eq!(response.status().as_u16(), 201);
+        let created: Value = response.json().await.expect("json");
+        let id = created["id"].as_str().expect("id").replace('-', "");
+        assert_eq!(
+            created["traceparent"],
+            format!("00-{id}-{}-01", &id[16..]),
+            "the job starts a trace of its own"
+        );
+    }
+}

@@ -135,6 +135,18 @@ async fn read_body(socket: &mut tokio::net::TcpStream) -> String {
     String::new()
 }
 
+/// A client of `base` that waits 10 ms before its first retry.
+fn quick_client(base: &str, max_tries: u32) -> conveyor_client::Client {
+    conveyor_client::Client::builder(base)
+        .retries(Retries {
+            max_tries,
+            base: Duration::from_millis(10),
+            ..Retries::default()
+        })
+        .build()
+        .expect("client")
+}
+
 fn unavailable() -> (u16, String) {
     let problem = json!({"type": "urn:conveyor:problem:database_unavailable",
         "title": "Service Unavailable", "status": 503,
@@ -154,13 +166,7 @@ async fn a_503_is_retried_with_the_same_body_and_key() {
         .job;
     let view = serde_json::to_string(&real).expect("encode");
     let (base, bodies) = scripted(vec![unavailable(), unavailable(), (201, view)]).await;
-    let client = conveyor_client::Client::builder(&base)
-        .retries(Retries {
-            base: Duration::from_millis(10),
-            ..Retries::default()
-        })
-        .build()
-        .expect("client");
+    let client = quick_client(&base, Retries::default().max_tries);
     let created = client
         .create(&CreateJob::new("noop", json!({"n": 1})))
         .await
@@ -180,14 +186,7 @@ async fn a_503_is_retried_with_the_same_body_and_key() {
 #[tokio::test]
 async fn a_503_that_does_not_end_is_returned_as_its_problem() {
     let (base, bodies) = scripted(vec![unavailable(), unavailable()]).await;
-    let client = conveyor_client::Client::builder(&base)
-        .retries(Retries {
-            max_tries: 2,
-            base: Duration::from_millis(10),
-            ..Retries::default()
-        })
-        .build()
-        .expect("client");
+    let client = quick_client(&base, 2);
     // A manual retry is repeated after a 503 too: the API did not act on it.
     let err = client
         .retry(uuid::Uuid::now_v7())
@@ -210,13 +209,7 @@ async fn a_request_timeout_is_not_taken_for_a_request_not_carried_out() {
         (503, timed_out.to_string()),
     ])
     .await;
-    let client = conveyor_client::Client::builder(&base)
-        .retries(Retries {
-            base: Duration::from_millis(10),
-            ..Retries::default()
-        })
-        .build()
-        .expect("client");
+    let client = quick_client(&base, Retries::default().max_tries);
     // A manual retry that ran past the server's time limit may still be
     // carried out: it is not sent again.
     let err = client

@@ -8,6 +8,7 @@ use backoff::backoff::Backoff;
 use tokio::sync::oneshot;
 
 use super::Client;
+use crate::group_commit::ALONE_AT_ONCE;
 use crate::job::{Job, JobId, NewJob};
 use crate::store::{Inserted, StoreError};
 
@@ -20,9 +21,6 @@ pub const SETTLE_PATIENCE: Duration = Duration::from_secs(5);
 /// How long the client goes on looking, after the caller was told the
 /// outcome is unknown, for a job whose first insert may have committed.
 pub const SETTLE_GIVE_UP: Duration = Duration::from_secs(600);
-
-/// Jobs of a refused batch inserted at once, each alone.
-const ALONE_AT_ONCE: usize = 8;
 
 type Answer = oneshot::Sender<Result<Vec<Inserted>, StoreError>>;
 
