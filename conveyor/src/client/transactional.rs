@@ -20,9 +20,9 @@ use crate::job::{JobId, NewJob};
 use crate::store::{Inserted, StoreError, announce, insert_many_on};
 
 /// Inserts `job` through `txn`, an open sea-orm transaction on Conveyor's
-/// database, honouring its id and idempotency key
-/// as [`Client::enqueue`](super::Client::enqueue) does, and announces it
-/// for publication at commit.
+/// database, honouring its id and idempotency key as
+/// [`Client::enqueue`](super::Client::enqueue) does, and announces it for
+/// publication at commit.
 ///
 /// A key already used by a committed job answers [`Inserted::Replayed`] or
 /// [`Inserted::Conflict`] as usual; a key used by another transaction still
@@ -37,11 +37,11 @@ pub async fn enqueue_in<C: ConnectionTrait>(txn: &C, job: NewJob) -> Result<Inse
 }
 
 /// [`enqueue_in`] for many jobs in one statement: one outcome per job, in
-/// order. (On a connection that is not in a transaction the jobs and
-/// their announcement commit as two statements: a failure between them
-/// leaves jobs that the reconciler publishes, later.) Any invalid job fails the call before anything is written; a
+/// order. Any invalid job fails the call before anything is written; a
 /// job PostgreSQL refuses fails the statement, and with it the caller's
-/// transaction.
+/// transaction. (On a connection that is not in a transaction, the jobs
+/// and their announcement commit as two statements: a failure between
+/// them leaves jobs that the reconciler publishes, later.)
 pub async fn enqueue_many_in<C: ConnectionTrait>(
     txn: &C,
     jobs: Vec<NewJob>,
