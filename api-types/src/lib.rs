@@ -10,6 +10,7 @@
 //! - [`bulk`]: retry or cancel every job matching a filter.
 //! - [`queues`]: queues, their settings, and the live workers.
 //! - [`schedules`]: periodic schedules.
+//! - [`remote`]: the worker protocol: claim, heartbeat, complete, fail.
 //! - [`health`]: liveness, readiness, the job summary.
 //! - [`problem`]: the problem document of every error answer.
 
@@ -20,6 +21,7 @@ pub mod jobs;
 pub mod list;
 pub mod problem;
 pub mod queues;
+pub mod remote;
 pub mod schedules;
 
 pub use batch::{BatchItem, BatchResult, CreateBatch};
@@ -29,6 +31,10 @@ pub use jobs::{AttemptList, AttemptView, CreateJob, JobResult, JobView};
 pub use list::{Accuracy, JobList, JobStatusName, ListParams};
 pub use problem::Problem;
 pub use queues::{QueuePatch, QueueSettingsView, QueueView, Queues, WorkerView};
+pub use remote::{
+    AttemptState, ClaimJobs, Claimed, ClaimedJob, CompleteJob, FailJob, Heartbeat, HeartbeatResult,
+    HeldJob, HeldJobState, Reported,
+};
 pub use schedules::{
     CreateSchedule, JobTemplate, MissedPolicy, ScheduleList, ScheduleView, UpdateSchedule,
 };

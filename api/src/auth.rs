@@ -1,5 +1,6 @@
-//! Who may call the API: the optional bearer token (`CONVEYOR_API_TOKEN`),
-//! and no cross-site browser forms.
+//! Who may call the API: the optional bearer tokens (`CONVEYOR_API_TOKEN`,
+//! and `CONVEYOR_WORKER_TOKEN` for the worker protocol), and no cross-site
+//! browser forms.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, header};
@@ -21,13 +22,37 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(expected) = state.settings.api_token.as_deref() else {
-        return Ok(next.run(request).await);
+    check(state.settings.api_token.as_deref(), &request)?;
+    Ok(next.run(request).await)
+}
+
+/// [`require_token`] for the worker protocol's routes: the worker token
+/// (`CONVEYOR_WORKER_TOKEN`) when one is configured, and then only it, so
+/// that holders of the API token (job submitters) cannot claim jobs;
+/// otherwise the API token, as every route.
+pub async fn require_worker_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let expected = state
+        .settings
+        .worker_token
+        .as_deref()
+        .or(state.settings.api_token.as_deref());
+    check(expected, &request)?;
+    Ok(next.run(request).await)
+}
+
+/// Passes when no token is expected or the request carries it.
+fn check(expected: Option<&str>, request: &Request) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Ok(());
     };
     let presented = bearer_token(request.headers()).unwrap_or("");
     let matches = Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes()));
     if bool::from(matches) {
-        Ok(next.run(request).await)
+        Ok(())
     } else {
         Err(ApiError::Unauthorized)
     }

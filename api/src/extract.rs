@@ -101,6 +101,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// The field serde says is missing (its message is "missing field `x`").
+fn missing_field(err: &serde_json::Error) -> Option<String> {
+    let message = err.to_string();
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(field, _)| field.to_owned())
+}
+
 fn json_problem(path: String, err: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match err.classify() {
@@ -109,7 +116,8 @@ fn json_problem(path: String, err: serde_json::Error) -> ApiError {
             detail: format!("the body is not valid JSON: {err}"),
         },
         Category::Data if path.is_empty() || path == "." => ApiError::Invalid {
-            field: None,
+            // A required field left out is named, as a field given wrong is.
+            field: missing_field(&err),
             detail: format!("the body does not have the expected shape: {err}"),
         },
         Category::Data => ApiError::Invalid {

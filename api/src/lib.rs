@@ -52,15 +52,26 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::summary::router())
         .merge(routes::queues::router())
         .split_for_parts();
+    let (workers, workers_doc) = OpenApiRouter::new()
+        .merge(routes::remote::router())
+        .split_for_parts();
     let (public, public_doc) = OpenApiRouter::new()
         .merge(routes::health::router())
         .merge(routes::metrics::router())
         .split_for_parts();
     let document = openapi::document(
-        protected_doc,
-        public_doc,
+        openapi::Parts {
+            protected: protected_doc,
+            workers: workers_doc,
+            public: public_doc,
+        },
         state.settings.api_token.is_some(),
+        state.settings.worker_token.is_some() || state.settings.api_token.is_some(),
     );
+    let workers = workers.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_worker_token,
+    ));
     let protected =
         protected
             .merge(openapi::router(document))
@@ -71,6 +82,7 @@ pub fn router(state: AppState) -> Router {
     conveyor::metrics::install();
     let routes = Router::new()
         .merge(protected)
+        .merge(workers)
         .merge(public)
         .merge(ui::router(state.clone()))
         .route_layer(axum::middleware::from_fn(routes::metrics::track))

@@ -6,7 +6,9 @@ use anyhow::Context;
 use api::serve::Limits;
 use api::{AppState, Settings};
 use clap::Parser;
-use conveyor::config::{ApiConfig, ConnectionConfig, LogConfig, MetricsConfig, PoolConfig};
+use conveyor::config::{
+    ApiConfig, ConnectionConfig, LogConfig, MetricsConfig, PoolConfig, RemoteWorkerConfig,
+};
 use conveyor::store::PoolSettings;
 use conveyor::{Broker, Store, broker, logging, signals};
 
@@ -18,6 +20,8 @@ struct Cli {
     #[command(flatten)]
     api: ApiConfig,
     #[command(flatten)]
+    workers: RemoteWorkerConfig,
+    #[command(flatten)]
     pool: PoolConfig,
     #[command(flatten)]
     metrics: MetricsConfig,
@@ -28,6 +32,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    cli.workers.validate()?;
     let _logs = logging::init(cli.log.log_format);
     conveyor::metrics::set_max_label_values(cli.metrics.metrics_max_label_values);
 
@@ -64,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         Settings {
             max_body_bytes: cli.api.max_body_bytes,
             api_token: cli.api.api_token,
+            worker_token: cli.workers.worker_token.clone(),
             ui_read_only: cli.api.ui_read_only,
             limits: Limits {
                 header_timeout: Duration::from_secs(cli.api.header_timeout_secs),
@@ -75,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             },
         },
     )
+    .with_remote(cli.workers.settings())
     .with_reads(reads)
     .with_traces(traces);
     let listener = tokio::net::TcpListener::bind(cli.api.addr)

@@ -36,34 +36,57 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
     tags(
         (name = "jobs", description = "Submit and follow jobs"),
         (name = "queues", description = "Queue backlogs and workers"),
+        (name = "workers", description = "The worker protocol: claim jobs, heartbeat, report \
+                                           outcomes, from a worker in any language"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
 
-/// The whole document: `protected` (the routes behind the token, when one
-/// is configured) and `public` merged into [`ApiDoc`], with the responses
-/// every route shares.
+/// The routes' documents, by who may call them.
+#[allow(missing_debug_implementations)]
+pub struct Parts {
+    /// Behind the API token, when one is configured.
+    pub protected: utoipa::openapi::OpenApi,
+    /// The worker protocol: behind the worker token, or the API token.
+    pub workers: utoipa::openapi::OpenApi,
+    /// Open to all.
+    pub public: utoipa::openapi::OpenApi,
+}
+
+/// The whole document: the routes' [`Parts`] merged into [`ApiDoc`], the
+/// bearer requirement on those that need a token, and the responses every
+/// route shares.
 pub fn document(
-    protected: utoipa::openapi::OpenApi,
-    public: utoipa::openapi::OpenApi,
+    parts: Parts,
     token_required: bool,
+    worker_token_required: bool,
 ) -> utoipa::openapi::OpenApi {
-    let mut protected = protected;
-    if token_required {
-        for operation in operations(&mut protected) {
-            operation.security = Some(vec![SecurityRequirement::new(
-                "bearer",
-                Vec::<String>::new(),
-            )]);
-            add_response(operation, "401", "The bearer token is missing or wrong");
+    let Parts {
+        mut protected,
+        mut workers,
+        public,
+    } = parts;
+    for (document, required) in [
+        (&mut protected, token_required),
+        (&mut workers, worker_token_required),
+    ] {
+        if required {
+            for operation in operations(document) {
+                operation.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+                add_response(operation, "401", "The bearer token is missing or wrong");
+            }
         }
     }
     let mut document = ApiDoc::openapi();
     document.merge(protected);
+    document.merge(workers);
     document.merge(public);
-    if token_required {
+    if token_required || worker_token_required {
         document
             .components
             .get_or_insert_with(Default::default)

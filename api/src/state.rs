@@ -41,6 +41,8 @@ pub struct AppState {
     pub reported_queues: Arc<tokio::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// Spans for enqueued jobs, when trace export is on.
     pub traces: conveyor::trace::Traces,
+    /// The worker protocol's claims, heartbeats and reports.
+    pub workers: conveyor::remote::RemoteWorkers,
 }
 
 /// The API's own settings (see `conveyor::config::ApiConfig`).
@@ -48,6 +50,10 @@ pub struct AppState {
 pub struct Settings {
     pub max_body_bytes: usize,
     pub api_token: Option<String>,
+    /// `CONVEYOR_WORKER_TOKEN`: when set, the worker protocol's routes
+    /// take this token, and only this one (so that job submitters cannot
+    /// claim jobs); when unset, they take `api_token` like every route.
+    pub worker_token: Option<String>,
     /// `CONVEYOR_UI_READ_ONLY`: the dashboard changes nothing.
     pub ui_read_only: bool,
     pub limits: crate::serve::Limits,
@@ -58,6 +64,7 @@ impl Default for Settings {
         Settings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             api_token: None,
+            worker_token: None,
             ui_read_only: false,
             limits: crate::serve::Limits::default(),
         }
@@ -68,15 +75,30 @@ impl AppState {
     pub fn new(store: Store, broker: Broker, settings: Settings) -> Self {
         AppState {
             client: Client::new(store.clone(), broker.clone()),
-            store,
-            broker,
+            store: store.clone(),
+            broker: broker.clone(),
             settings: Arc::new(settings),
             summaries: Arc::default(),
             logins: Arc::default(),
             ui_counts: Arc::default(),
             reported_queues: Arc::default(),
             traces: conveyor::trace::Traces::off(),
+            workers: conveyor::remote::RemoteWorkers::new(
+                store,
+                broker,
+                conveyor::remote::Settings::default(),
+            ),
         }
+    }
+
+    /// Remote workers' attempts run with `settings` (lease, retry backoff).
+    pub fn with_remote(mut self, settings: conveyor::remote::Settings) -> Self {
+        self.workers = conveyor::remote::RemoteWorkers::new(
+            self.client.store().clone(),
+            self.broker.clone(),
+            settings,
+        );
+        self
     }
 
     /// Enqueues make spans through `traces`.

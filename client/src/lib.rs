@@ -10,10 +10,12 @@
 //!   key (a random one unless the job names its own), and every retry
 //!   sends the same key, so a retried create can never make a second job:
 //!   they are retried after any connection error, timeout or 503;
-//! - **reads and idempotent changes** (pause, resume, configure, update)
-//!   likewise;
+//! - **reads and idempotent changes** (pause, resume, configure, update,
+//!   heartbeats, and attempt reports, which the API answers alike when
+//!   repeated) likewise;
 //! - **the rest** (cancel, retry, bulk actions, creating, deleting or
-//!   triggering a schedule), whose repetition would answer differently,
+//!   triggering a schedule, claiming jobs), whose repetition would answer
+//!   differently,
 //!   only when the request surely was not acted on: it could not be sent,
 //!   or the server answered a 503 that says it did not carry it out
 //!   ([`NOT_CARRIED_OUT`]: not after a request timeout, whose work may go
@@ -36,7 +38,7 @@
 //! - `error`: [`Error`].
 //! - `send`: one request, its retries, and reading its answer.
 //! - `jobs`, `queues`, `schedules`, `health` (with metrics and the OpenAPI
-//!   document): the endpoints.
+//!   document), `workers` (the worker protocol): the endpoints.
 
 mod error;
 mod health;
@@ -44,6 +46,7 @@ mod jobs;
 mod queues;
 mod schedules;
 mod send;
+mod workers;
 
 use std::time::Duration;
 

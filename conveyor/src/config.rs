@@ -200,6 +200,73 @@ pub struct ApiConfig {
     pub db_acquire_timeout_ms: u64,
 }
 
+/// The worker protocol's settings: the API serves it, to workers in any
+/// language. The lease and retry settings read the same variables as
+/// `conveyor-worker`'s, so one environment configures both kinds of worker
+/// alike.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteWorkerConfig {
+    /// When set, the worker protocol's routes (`/jobs/claim`,
+    /// `/jobs/heartbeat`, `/jobs/{id}/complete`, `/jobs/{id}/fail`) take
+    /// `Authorization: Bearer <token>` with this token, and not the API
+    /// token: job submitters cannot claim jobs. Unset: they take the API
+    /// token like every route.
+    #[arg(long, env = "CONVEYOR_WORKER_TOKEN", value_name = "CONVEYOR_WORKER_TOKEN",
+          hide_env_values = true, value_parser = parse_token)]
+    pub worker_token: Option<String>,
+
+    /// How long a job claimed over HTTP is leased without a heartbeat;
+    /// a worker silent for this long is presumed dead.
+    #[arg(long, env = "CONVEYOR_LEASE_SECS", value_name = "CONVEYOR_LEASE_SECS",
+          default_value_t = DEFAULT_LEASE_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub lease_secs: u64,
+
+    /// Delay before the first retry of a failed attempt, in milliseconds;
+    /// doubles each time.
+    #[arg(long, env = "CONVEYOR_RETRY_BASE_MS", value_name = "CONVEYOR_RETRY_BASE_MS",
+          default_value_t = DEFAULT_RETRY_BASE_MS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub retry_base_ms: u64,
+
+    /// Longest delay between retries, in milliseconds.
+    #[arg(long, env = "CONVEYOR_RETRY_MAX_MS", value_name = "CONVEYOR_RETRY_MAX_MS",
+          default_value_t = DEFAULT_RETRY_MAX_MS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub retry_max_ms: u64,
+
+    /// Random spread of each retry delay, as a fraction (0.2 is ±20 %).
+    #[arg(long, env = "CONVEYOR_RETRY_JITTER", value_name = "CONVEYOR_RETRY_JITTER",
+          default_value_t = DEFAULT_RETRY_JITTER, value_parser = parse_fraction)]
+    pub retry_jitter: f64,
+}
+
+impl RemoteWorkerConfig {
+    /// Checks the settings that constrain each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.retry_base_ms > self.retry_max_ms {
+            return Err(ConfigError(format!(
+                "CONVEYOR_RETRY_BASE_MS ({}) must not exceed CONVEYOR_RETRY_MAX_MS ({})",
+                self.retry_base_ms, self.retry_max_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// What remote workers' attempts run with.
+    pub fn settings(&self) -> crate::remote::Settings {
+        crate::remote::Settings {
+            lease: Duration::from_secs(self.lease_secs),
+            retry: crate::retry::RetryPolicy {
+                base: Duration::from_millis(self.retry_base_ms),
+                max: Duration::from_millis(self.retry_max_ms),
+                jitter: self.retry_jitter,
+            },
+            ..crate::remote::Settings::default()
+        }
+    }
+}
+
 /// Connections each process may open to PostgreSQL.
 #[derive(Debug, Clone, Args)]
 pub struct PoolConfig {

@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::StoreError;
+use crate::{Fence, Store, StoreError, Transition};
 
 type BatchFuture<I, O> = Pin<Box<dyn Future<Output = Result<Vec<O>, Vec<I>>> + Send>>;
 type BatchFn<I, O> = Arc<dyn Fn(Vec<I>) -> BatchFuture<I, O> + Send + Sync>;
@@ -264,5 +264,47 @@ mod tests {
         let batches = batches.lock().expect("lock");
         assert_eq!(batches.iter().sum::<usize>(), 40, "every item written once");
         assert!(batches.iter().all(|&size| (1..=8).contains(&size)));
+    }
+}
+
+/// Most completions written in one statement.
+pub const MAX_COMPLETIONS: usize = 128;
+
+/// A process's completion writer: its callers' completed attempts are
+/// written together ([`Store::complete_many`]), each row fenced on its own
+/// exactly as [`Store::complete`] fences it.
+#[derive(Debug)]
+pub struct Completions {
+    store: Store,
+    group: StoreGroup<(Fence, serde_json::Value), Transition>,
+}
+
+impl Completions {
+    pub fn new(store: Store) -> Self {
+        let writer = store.clone();
+        Completions {
+            store,
+            group: StoreGroup::new("completions", MAX_COMPLETIONS, move |items| {
+                let store = writer.clone();
+                async move {
+                    let written = store.complete_many(&items).await;
+                    (items, written)
+                }
+            }),
+        }
+    }
+
+    /// [`Store::complete`], written together with whatever other
+    /// completions are waiting.
+    pub async fn complete(
+        &self,
+        fence: &Fence,
+        result: serde_json::Value,
+    ) -> Result<Transition, StoreError> {
+        self.group
+            .write((fence.clone(), result), |(fence, result)| async move {
+                self.store.complete(&fence, result).await
+            })
+            .await
     }
 }

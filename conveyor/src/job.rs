@@ -364,6 +364,22 @@ impl NewJob {
     }
 }
 
+/// Checks that PostgreSQL's `jsonb` can hold `value` (no U+0000 in a
+/// string or a key): a worker's result or progress report, say. The error
+/// names `field`.
+pub fn check_storable_json(
+    field: &'static str,
+    value: &serde_json::Value,
+) -> Result<(), InvalidJob> {
+    match nul_path(value) {
+        None => Ok(()),
+        Some(path) => Err(InvalidJob::new(
+            field,
+            format!("{field}{path} contains the NUL character (\\u0000), which cannot be stored"),
+        )),
+    }
+}
+
 /// Where in `value` a string or key holds U+0000 (PostgreSQL's `jsonb`
 /// cannot store it), as a path below `value` (`.a[2]`); `None` when
 /// nowhere. Allocates only on the way back from a find.
@@ -383,6 +399,25 @@ fn nul_path(value: &serde_json::Value) -> Option<String> {
         }),
         _ => None,
     }
+}
+
+/// Longest name a remote worker may give itself.
+pub const MAX_WORKER_NAME_CHARS: usize = 128;
+
+/// A remote worker's name: 1 to 128 of `A-Z`, `a-z`, `0-9`, `.`, `_`,
+/// `:`, `@`, `-` (it becomes part of Redis key names and log fields). The
+/// error names the field `worker`.
+pub fn check_worker_name(name: &str) -> Result<(), InvalidJob> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-');
+    if name.is_empty() || name.len() > MAX_WORKER_NAME_CHARS || !name.chars().all(allowed) {
+        return Err(InvalidJob::new(
+            "worker",
+            format!(
+                "worker must be 1 to {MAX_WORKER_NAME_CHARS} of A-Z, a-z, 0-9, '.', '_', ':', '@', '-' (got {name:?})"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A queue name: 1 to 64 of `a-z`, `0-9`, `_`, `-`. The error names the

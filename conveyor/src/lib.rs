@@ -18,6 +18,8 @@
 //! - [`outage`]: a dependency's outage, logged once.
 //! - [`config`]: every setting, read once from the environment or flags.
 //! - [`group_commit`]: many callers' writes made as one statement.
+//! - [`remote`]: workers in any language, which claim, heartbeat and
+//!   report attempts through the API's worker protocol.
 //! - [`periodic`]: cron expressions, time zones and the tick rule of
 //!   periodic jobs.
 //! - [`retry`]: exponential backoff with jitter for failed attempts and
@@ -38,6 +40,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod outage;
 pub mod periodic;
+pub mod remote;
 pub mod retry;
 pub mod signals;
 pub mod store;

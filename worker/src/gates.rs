@@ -7,31 +7,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use conveyor::broker::{GATE_REFRESH, Limits};
+use conveyor::broker::{GATE_REFRESH, Gate};
 use conveyor::store::QueueSettings;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::Runtime;
-
-/// One queue's gate, as this worker last read it.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Gate {
-    pub paused: bool,
-    pub limits: Limits,
-}
-
-impl From<&QueueSettings> for Gate {
-    fn from(settings: &QueueSettings) -> Self {
-        Gate {
-            paused: settings.paused,
-            limits: Limits {
-                concurrency: settings.concurrency_limit.map(|limit| limit.max(1) as u32),
-                rate: settings.rate_limit.zip(settings.burst()),
-            },
-        }
-    }
-}
 
 /// The gates of this worker's queues.
 #[derive(Debug, Default)]

@@ -1,50 +1,10 @@
-//! Group commit of completed attempts and of acknowledgements: a worker's
-//! job tasks hand their completions to one writer ([`conveyor::group_commit`]),
-//! which writes everything waiting in one statement
-//! ([`Store::complete_many`]), each row fenced on its own exactly as
-//! [`Store::complete`] fences it; and their acknowledgements to another,
-//! which removes every id waiting from the processing lists in one Redis
-//! pipeline ([`Broker::ack_many`]).
+//! Group commit of acknowledgements: a worker's job tasks hand them to one
+//! writer, which removes every id waiting from the processing lists in one
+//! Redis pipeline ([`Broker::ack_many`]). Completions are grouped the same
+//! way, by [`conveyor::group_commit::Completions`].
 
-use conveyor::group_commit::{GroupCommit, StoreGroup};
-use conveyor::{Broker, BrokerError, Fence, Store, StoreError, Transition};
-use serde_json::Value;
-
-/// Most completions written in one statement.
-pub const MAX_BATCH: usize = 128;
-
-/// A worker's completion writer.
-#[derive(Debug)]
-pub struct Completions {
-    store: Store,
-    group: StoreGroup<(Fence, Value), Transition>,
-}
-
-impl Completions {
-    pub fn new(store: Store) -> Self {
-        let writer = store.clone();
-        Completions {
-            store,
-            group: StoreGroup::new("completions", MAX_BATCH, move |items| {
-                let store = writer.clone();
-                async move {
-                    let written = store.complete_many(&items).await;
-                    (items, written)
-                }
-            }),
-        }
-    }
-
-    /// [`Store::complete`], written together with whatever other
-    /// completions are waiting.
-    pub async fn complete(&self, fence: &Fence, result: Value) -> Result<Transition, StoreError> {
-        self.group
-            .write((fence.clone(), result), |(fence, result)| async move {
-                self.store.complete(&fence, result).await
-            })
-            .await
-    }
-}
+use conveyor::group_commit::GroupCommit;
+use conveyor::{Broker, BrokerError};
 
 /// Most acknowledgements sent in one pipeline.
 pub const MAX_ACKS: usize = 256;

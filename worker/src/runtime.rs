@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gates::Gates;
 use crate::handler::{Progress, Registry};
-use crate::outcomes::{Acks, Completions};
+use crate::outcomes::Acks;
 use crate::settings::Settings;
+use conveyor::group_commit::Completions;
 
 /// Why a running handler is being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

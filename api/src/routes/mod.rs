@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod list;
 pub mod metrics;
 pub mod queues;
+pub mod remote;
 pub mod schedules;
 pub mod summary;
 

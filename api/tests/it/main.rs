@@ -15,6 +15,7 @@ mod observability;
 mod operate;
 mod outages;
 mod read;
+mod remote;
 mod schedules;
 mod support;
 mod traces;

@@ -41,6 +41,8 @@ pub struct Options {
     pub traces: conveyor::trace::Traces,
     /// The writes' pool, connected directly with these settings.
     pub write_pool: Option<conveyor::store::PoolSettings>,
+    /// How remote workers' attempts run (leases, retry backoff).
+    pub remote: Option<conveyor::remote::Settings>,
 }
 
 impl TestApp {
@@ -94,6 +96,9 @@ impl TestApp {
             broker_for(&redis, 4)
         };
         let mut state = AppState::new(store, broker, options.settings).with_traces(options.traces);
+        if let Some(remote) = options.remote {
+            state = state.with_remote(remote);
+        }
         if let Some(proxy) = &read_proxy {
             let reads = Store::connect_with(&proxy.url_through(&db.url), &api_pool(8))
                 .await

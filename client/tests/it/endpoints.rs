@@ -1,8 +1,9 @@
 //! Every endpoint through the typed client, answered with its own type.
 
 use conveyor_client::types::{
-    BulkRequest, CreateJob, CreateSchedule, JobStatusName, JobTemplate, ListParams, MissedPolicy,
-    QueuePatch, UpdateSchedule,
+    AttemptState, BulkRequest, ClaimJobs, CompleteJob, CreateJob, CreateSchedule, FailJob,
+    Heartbeat, HeldJob, JobStatusName, JobTemplate, ListParams, MissedPolicy, QueuePatch,
+    UpdateSchedule,
 };
 use conveyor_client::{Canceled, Error};
 use serde_json::json;
@@ -205,6 +206,10 @@ async fn queues_and_schedules_are_operated() {
         "/jobs/retry",
         "/jobs/cancel",
         "/jobs/summary",
+        "/jobs/claim",
+        "/jobs/heartbeat",
+        "/jobs/{id}/complete",
+        "/jobs/{id}/fail",
         "/queues",
         "/queues/{queue}",
         "/queues/{queue}/pause",
@@ -222,9 +227,101 @@ async fn queues_and_schedules_are_operated() {
     }
     assert_eq!(
         paths.len(),
-        22,
+        26,
         "the API has an endpoint this client may not cover: {paths:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_claims_heartbeats_and_reports_through_the_client() {
+    let api = Api::start().await;
+    let client = api.client();
+    let none = client
+        .claim(&ClaimJobs {
+            worker: "rust-remote".to_owned(),
+            ..ClaimJobs::default()
+        })
+        .await
+        .expect("claim");
+    assert!(none.is_empty(), "an empty queue: 204, no jobs");
+    let first = client
+        .create(&CreateJob::new("noop", json!({"n": 1})))
+        .await
+        .expect("create");
+    let second = client
+        .create(&CreateJob::new("noop", json!({"n": 2})))
+        .await
+        .expect("create");
+    let claimed = client
+        .claim(&ClaimJobs {
+            worker: "rust-remote".to_owned(),
+            max: Some(2),
+            ..ClaimJobs::default()
+        })
+        .await
+        .expect("claim");
+    let ids: Vec<uuid::Uuid> = claimed.iter().map(|job| job.id).collect();
+    assert_eq!(ids, [first.job.id, second.job.id]);
+
+    let beat = client
+        .heartbeat(&Heartbeat {
+            worker: "rust-remote".to_owned(),
+            jobs: claimed
+                .iter()
+                .map(|job| HeldJob {
+                    id: job.id,
+                    token: job.token,
+                    progress: Some(json!({"done": 0.5})),
+                })
+                .collect(),
+        })
+        .await
+        .expect("heartbeat");
+    assert!(
+        beat.jobs
+            .iter()
+            .all(|job| job.state == AttemptState::Running && job.lease_expires_at.is_some()),
+        "{beat:?}"
+    );
+
+    let done = client
+        .complete_attempt(
+            claimed[0].id,
+            &CompleteJob {
+                worker: "rust-remote".to_owned(),
+                token: claimed[0].token,
+                result: json!({"ok": true}),
+            },
+        )
+        .await
+        .expect("complete");
+    assert_eq!(done.status, "completed");
+    let failed = client
+        .fail_attempt(
+            claimed[1].id,
+            &FailJob {
+                worker: "rust-remote".to_owned(),
+                token: claimed[1].token,
+                error: "no".to_owned(),
+                retry: Some(false),
+            },
+        )
+        .await
+        .expect("fail");
+    assert_eq!(failed.status, "failed");
+    let stale = client
+        .complete_attempt(
+            claimed[1].id,
+            &CompleteJob {
+                worker: "rust-remote".to_owned(),
+                token: uuid::Uuid::new_v4(),
+                result: json!(null),
+            },
+        )
+        .await
+        .expect_err("a token of no attempt");
+    assert_eq!(stale.status(), Some(409));
+    assert_eq!(stale.code(), Some("attempt_lost"));
 }
 
 #[tokio::test]

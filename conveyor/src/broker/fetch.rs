@@ -120,6 +120,26 @@ impl Broker {
     }
 
     /// [`Broker::ack`] for many `(queue, id)` pairs of `worker`, in one
+    /// pipeline: the ids out of its processing lists, their places under
+    /// their queues' concurrency limits kept.
+    pub async fn unlist_many(
+        &self,
+        worker: &str,
+        ids: &[(String, String)],
+    ) -> Result<(), BrokerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        for (queue, id) in ids {
+            batch.add(redis::Cmd::lrem(self.keys.processing(queue, worker), 1, id));
+        }
+        let mut conn = self.connection().await?;
+        let _: Vec<redis::Value> = batch.query(&mut conn).await?;
+        Ok(())
+    }
+
+    /// [`Broker::ack`] for many `(queue, id)` pairs of `worker`, in one
     /// pipeline (one round trip), each also releasing its place under its
     /// queue's concurrency limit.
     pub async fn ack_many(

@@ -49,6 +49,26 @@ impl Limits {
     }
 }
 
+/// One queue's gate as PostgreSQL says it is: paused or not, and its
+/// limits.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Gate {
+    pub paused: bool,
+    pub limits: Limits,
+}
+
+impl From<&crate::store::QueueSettings> for Gate {
+    fn from(settings: &crate::store::QueueSettings) -> Self {
+        Gate {
+            paused: settings.paused,
+            limits: Limits {
+                concurrency: settings.concurrency_limit.map(|limit| limit.max(1) as u32),
+                rate: settings.rate_limit.zip(settings.burst()),
+            },
+        }
+    }
+}
+
 /// Which limit held a fetch back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {

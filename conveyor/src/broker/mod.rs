@@ -49,9 +49,9 @@ pub use connection::{
     BlockingConnection, CLUSTER_REQUEST_TIMEOUT, Connection, Messages, RedisAddress,
     ServerOrCluster,
 };
-pub use gates::{GATE_REFRESH, Held, Limits, Taken};
+pub use gates::{GATE_REFRESH, Gate, Held, Limits, Taken};
 pub use queues::QueueDepths;
-pub use registry::{MAX_WORKERS_LISTED, WorkerInfo, WorkerPresence};
+pub use registry::{MAX_WORKERS_LISTED, RemoteSeen, WorkerInfo, WorkerPresence};
 pub use tally::{MinuteTally, TALLY_MINUTES, Tally};
 
 use std::time::Duration;

@@ -87,6 +87,53 @@ impl Broker {
         Ok(())
     }
 
+    /// Marks remote worker `worker` (one that calls the API's worker
+    /// protocol) alive now, by Redis's clock, as [`Broker::heartbeat`]
+    /// does. A remote worker says less of itself than a `conveyor-worker`:
+    /// each call sets what it knows (the queues it claims from, the
+    /// attempts it holds) and keeps the rest; fields never set get the
+    /// values a remote worker has (host `remote`, pid 0), and `started_at`
+    /// is its first call since it was last registered.
+    pub async fn touch_remote(
+        &self,
+        worker: &str,
+        seen: &RemoteSeen,
+        ttl: Duration,
+    ) -> Result<(), BrokerError> {
+        let key = self.keys.worker_info(worker);
+        let mut conn = self.connection().await?;
+        let _: i64 = Script::new(BEAT)
+            .key(self.keys.workers())
+            .arg(worker)
+            .invoke_async(&mut conn)
+            .await?;
+        let mut pipe = redis::pipe();
+        for (field, value) in [
+            ("host", "remote".to_owned()),
+            ("pid", "0".to_owned()),
+            ("queues", String::new()),
+            ("concurrency", "0".to_owned()),
+            ("running", "0".to_owned()),
+            ("started_at", chrono::Utc::now().to_rfc3339()),
+        ] {
+            pipe.hset_nx(&key, field, value).ignore();
+        }
+        pipe.hset(&key, "heartbeat_ms", seen.heartbeat.as_millis().to_string())
+            .ignore();
+        if let Some(queues) = &seen.queues {
+            pipe.hset(&key, "queues", queues.join(",")).ignore();
+        }
+        if let Some(max) = seen.claims_at_once {
+            pipe.hset(&key, "concurrency", max.to_string()).ignore();
+        }
+        if let Some(running) = seen.running {
+            pipe.hset(&key, "running", running.to_string()).ignore();
+        }
+        pipe.pexpire(&key, ttl.as_millis() as i64).ignore();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
     /// Workers whose last heartbeat is older than `silence`, by Redis's
     /// clock: the same clock that scored the heartbeats.
     pub async fn silent_workers(&self, silence: Duration) -> Result<Vec<String>, BrokerError> {
@@ -208,6 +255,19 @@ impl Broker {
             })
             .collect())
     }
+}
+
+/// What one call of a remote worker tells of it.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteSeen {
+    /// The queues it claims from (a claim says).
+    pub queues: Option<Vec<String>>,
+    /// Most jobs it asks for at once (a claim says).
+    pub claims_at_once: Option<usize>,
+    /// The attempts it holds (a heartbeat says).
+    pub running: Option<usize>,
+    /// How often it is expected to call: readers call it late after three.
+    pub heartbeat: Duration,
 }
 
 /// Most workers [`Broker::workers`] lists.

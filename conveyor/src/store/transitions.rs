@@ -227,25 +227,34 @@ impl Store {
         error: &str,
         delay: Duration,
     ) -> Result<Transition, StoreError> {
-        let update = after_lost_attempt(Entity::update_many(), error).col_expr(
-            Column::RunAt,
-            Expr::cust(format!(
-                "CASE WHEN {RETRYABLE} THEN now() + interval '{} milliseconds' ELSE run_at END",
-                millis(delay)
-            )),
-        );
-        self.fenced(fence, update).await
+        self.fenced(fence, retry_update(error, delay)).await
     }
 
     /// `running` (fenced, cancel requested) → `canceled`: the worker stopped
     /// the handler because a client asked it to.
     pub async fn finish_canceled(&self, fence: &Fence) -> Result<Transition, StoreError> {
-        let update = Entity::update_many()
-            .col_expr(Column::Status, status(JobStatus::Canceled))
-            .col_expr(Column::LeaseExpiresAt, null())
-            .col_expr(Column::CanceledAt, now())
-            .col_expr(Column::UpdatedAt, now())
-            .filter(Column::CancelRequested.eq(true));
+        self.fenced(fence, canceled_update()).await
+    }
+
+    /// [`Store::schedule_retry`] made by the server rather than by the
+    /// attempt's worker (a remote worker's attempt found past its timeout):
+    /// the claim token is cleared, as the lease rescuer clears it, so that
+    /// nothing the worker reports for that attempt afterwards matches.
+    pub async fn end_timed_out(
+        &self,
+        fence: &Fence,
+        error: &str,
+        delay: Duration,
+    ) -> Result<Transition, StoreError> {
+        let update = retry_update(error, delay).col_expr(Column::ClaimToken, null());
+        self.fenced(fence, update).await
+    }
+
+    /// [`Store::finish_canceled`] made by the server for a remote worker's
+    /// attempt, the claim token cleared as [`Store::end_timed_out`] clears
+    /// it.
+    pub async fn end_canceled(&self, fence: &Fence) -> Result<Transition, StoreError> {
+        let update = canceled_update().col_expr(Column::ClaimToken, null());
         self.fenced(fence, update).await
     }
 
@@ -563,6 +572,16 @@ pub struct LeaseRenewal {
     pub token: uuid::Uuid,
     /// A client asked for the job to be canceled: stop its handler.
     pub cancel_requested: bool,
+    pub queue: String,
+    /// Which attempt it is (1 for the first).
+    pub attempts: i32,
+    pub timeout_seconds: i32,
+    /// Until when the lease now holds, by the database's clock.
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The attempt has run for longer than the job's timeout (by the
+    /// database's clock). A worker's own handler timeout stops it first;
+    /// a remote worker's attempt is ended by [`crate::remote`] instead.
+    pub overdue: bool,
 }
 
 /// The statement behind [`Store::claim_many`]: [`claim_update`]'s columns
@@ -624,7 +643,9 @@ const HEARTBEAT: &str = "WITH h AS MATERIALIZED (SELECT * FROM jsonb_to_recordse
      FROM h WHERE jobs.id = h.id AND jobs.id IN (SELECT id FROM locked) \
      AND jobs.status = 'running' AND jobs.claim_token = h.token \
      AND jobs.worker_id = $3 \
-     RETURNING jobs.id, jobs.claim_token AS token, jobs.cancel_requested";
+     RETURNING jobs.id, jobs.claim_token AS token, jobs.cancel_requested, jobs.queue, \
+     jobs.attempts, jobs.timeout_seconds, jobs.lease_expires_at, \
+     COALESCE(jobs.started_at + jobs.timeout_seconds * interval '1 second' <= now(), false) AS overdue";
 
 /// A failed attempt leads to another only when none of these hold.
 const CANCELED: &str = "cancel_requested";
@@ -653,6 +674,28 @@ fn after_lost_attempt(update: UpdateMany<Entity>, error: &str) -> UpdateMany<Ent
             Expr::cust(format!("CASE WHEN {CANCELED} THEN now() END")),
         )
         .col_expr(Column::UpdatedAt, now())
+}
+
+/// [`Store::schedule_retry`]'s columns: the failed attempt's end, and the
+/// next one due `delay` from now when retryable.
+fn retry_update(error: &str, delay: Duration) -> UpdateMany<Entity> {
+    after_lost_attempt(Entity::update_many(), error).col_expr(
+        Column::RunAt,
+        Expr::cust(format!(
+            "CASE WHEN {RETRYABLE} THEN now() + interval '{} milliseconds' ELSE run_at END",
+            millis(delay)
+        )),
+    )
+}
+
+/// [`Store::finish_canceled`]'s columns and guard.
+fn canceled_update() -> UpdateMany<Entity> {
+    Entity::update_many()
+        .col_expr(Column::Status, status(JobStatus::Canceled))
+        .col_expr(Column::LeaseExpiresAt, null())
+        .col_expr(Column::CanceledAt, now())
+        .col_expr(Column::UpdatedAt, now())
+        .filter(Column::CancelRequested.eq(true))
 }
 
 fn status(status: JobStatus) -> SimpleExpr {

@@ -1,0 +1,169 @@
+//! Outcomes: a remote worker reports an attempt completed or failed. The
+//! write is fenced by the attempt's claim token, exactly as a
+//! `conveyor-worker`'s is; only after it commits is Redis told (the place
+//! under the queue's limit freed, a retry republished). A report repeated
+//! (its reply was lost) finds its own outcome already on the row and is
+//! answered as it was, writing nothing.
+
+use super::{RemoteError, RemoteWorkers, lease::outcome_label, redis_retried};
+use crate::{Fence, Job, JobStatus, Transition, WorkerId};
+
+/// How an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong, recorded on the job.
+    pub error: String,
+    /// Another attempt may succeed: retry after the backoff while attempts
+    /// remain. `false` fails the job now.
+    pub retry: bool,
+}
+
+/// What a report did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// Written now: the job as it is after.
+    Written(Job),
+    /// This attempt's outcome was already written (the report was
+    /// repeated): nothing written; the job as it is.
+    Repeated(Job),
+    /// The attempt is no longer the worker's (its lease expired and the
+    /// job moved on, a heartbeat ended it as canceled or timed out, or the
+    /// token is not this attempt's): nothing written; the job as it is.
+    Lost(Job),
+    NotFound,
+}
+
+impl RemoteWorkers {
+    /// `running` (fenced) → `completed` with `result`, written together
+    /// with other completions waiting in this process.
+    pub async fn complete(
+        &self,
+        fence: &Fence,
+        result: serde_json::Value,
+    ) -> Result<Report, RemoteError> {
+        let completed = |job: &Job| job.status == JobStatus::Completed;
+        let Some(job) = self.store().find(fence.job_id).await? else {
+            return Ok(Report::NotFound);
+        };
+        if let Some(report) = self.already_ended(fence, job, completed) {
+            return Ok(report);
+        }
+        let written = self.inner.completions.complete(fence, result).await?;
+        Ok(self.reported(fence, written, completed).await)
+    }
+
+    /// `running` (fenced) → `retrying` after the backoff (or `failed` when
+    /// that was its last attempt, `canceled` when a cancel was requested),
+    /// or → `failed` when `failure.retry` is false.
+    pub async fn fail(&self, fence: &Fence, failure: &Failure) -> Result<Report, RemoteError> {
+        let failed = |job: &Job| {
+            matches!(
+                job.status,
+                JobStatus::Retrying | JobStatus::Failed | JobStatus::Canceled
+            )
+        };
+        let store = self.store();
+        let Some(job) = store.find(fence.job_id).await? else {
+            return Ok(Report::NotFound);
+        };
+        let attempts = job.attempts;
+        if let Some(report) = self.already_ended(fence, job, failed) {
+            return Ok(report);
+        }
+        let written = if failure.retry {
+            let delay = self.settings().retry.delay_after(attempts.max(1) as u32);
+            store.schedule_retry(fence, &failure.error, delay).await?
+        } else {
+            store.fail(fence, &failure.error).await?
+        };
+        Ok(self.reported(fence, written, failed).await)
+    }
+
+    /// A report on `job`, as read before writing, when the attempt is
+    /// already over: a repetition if the row holds this attempt's own
+    /// outcome of the kind reported (`same_kind`), else lost. `None` while
+    /// the attempt runs: write.
+    ///
+    /// Read first rather than told by the write: the store counts a fenced
+    /// write whose row already carries the attempt's token and an outcome
+    /// as one whose reply was lost, which is right for a worker repeating
+    /// its own write and would be wrong here, where a repeated report must
+    /// be answered without being acknowledged (or counted) twice.
+    fn already_ended(
+        &self,
+        fence: &Fence,
+        job: Job,
+        same_kind: impl Fn(&Job) -> bool,
+    ) -> Option<Report> {
+        let ours =
+            fence.token.is_on(&job) && job.worker_id.as_deref() == Some(fence.worker_id.as_str());
+        if ours && job.status == JobStatus::Running {
+            return None;
+        }
+        Some(if ours && same_kind(&job) {
+            Report::Repeated(job)
+        } else {
+            self.lost(fence, job)
+        })
+    }
+
+    /// The report a fenced write amounts to: acknowledged in Redis when
+    /// won.
+    async fn reported(
+        &self,
+        fence: &Fence,
+        written: Transition,
+        same_kind: impl Fn(&Job) -> bool,
+    ) -> Report {
+        match written {
+            Transition::Won(after) => {
+                crate::metrics::job_finished(
+                    &after.queue,
+                    &after.task_type,
+                    outcome_label(after.status),
+                );
+                tracing::info!(event = "job_reported", job.id = %after.id, job.status = %after.status,
+                    job.attempt = after.attempts, worker.id = %fence.worker_id,
+                    "remote worker {} reported job {} attempt {}: now {}",
+                    fence.worker_id, after.id, after.attempts, after.status);
+                self.acknowledge(&fence.worker_id, &after).await;
+                Report::Written(after)
+            }
+            Transition::Lost(job) => match self.already_ended(fence, job.clone(), same_kind) {
+                Some(report) => report,
+                // Running with this attempt's token, yet not written: a
+                // guard of the write (none today) refused it.
+                None => self.lost(fence, job),
+            },
+            Transition::NotFound => Report::NotFound,
+        }
+    }
+
+    fn lost(&self, fence: &Fence, job: Job) -> Report {
+        crate::metrics::job_finished(&job.queue, &job.task_type, "fenced");
+        tracing::warn!(event = "job_fenced", job.id = %job.id, worker.id = %fence.worker_id,
+            job.status = %job.status, "discarded a report on job {} from remote worker {}: \
+            the attempt is no longer that worker's", job.id, fence.worker_id);
+        Report::Lost(job)
+    }
+
+    /// Tells Redis an attempt ended: a retry goes back to its lane (or the
+    /// delayed set), any other end frees the job's place under its queue's
+    /// concurrency limit. After the outcome committed, never before.
+    pub(super) async fn acknowledge(&self, worker: &WorkerId, job: &Job) {
+        let broker = self.broker();
+        let me = worker.as_str();
+        if job.status == JobStatus::Retrying {
+            redis_retried("republishing a job to retry", || {
+                broker.ack_and_republish(me, job)
+            })
+            .await;
+        } else {
+            let id = [(job.queue.clone(), job.id.to_string())];
+            redis_retried("freeing a finished job's place", || {
+                broker.ack_many(me, &id)
+            })
+            .await;
+        }
+    }
+}
