@@ -14,6 +14,7 @@ mod limits;
 mod observability;
 mod operate;
 mod outages;
+mod python_worker;
 mod read;
 mod remote;
 mod schedules;

@@ -14,7 +14,7 @@ use testkit::wait_until;
 use crate::support::{Options, TestApp, assert_problem};
 
 /// Remote workers' settings for tests: short leases, quick retries.
-fn quick(lease: Duration) -> conveyor::remote::Settings {
+pub fn quick(lease: Duration) -> conveyor::remote::Settings {
     conveyor::remote::Settings {
         lease,
         retry: conveyor::retry::RetryPolicy {
@@ -26,7 +26,7 @@ fn quick(lease: Duration) -> conveyor::remote::Settings {
     }
 }
 
-async fn app_with(remote: conveyor::remote::Settings) -> TestApp {
+pub async fn app_with(remote: conveyor::remote::Settings) -> TestApp {
     TestApp::with(Options {
         remote: Some(remote),
         ..Options::default()
@@ -85,7 +85,7 @@ async fn heartbeat(app: &TestApp, worker: &str, held: &[&Value]) -> Vec<Value> {
 
 /// Runs the lease rescuer (only) every 50 ms until the returned sender
 /// is dropped, as the `conveyor-worker` processes of a deployment would.
-fn run_rescuer(app: &TestApp) -> tokio::sync::oneshot::Sender<()> {
+pub fn run_rescuer(app: &TestApp) -> tokio::sync::oneshot::Sender<()> {
     let settings = conveyor::maintenance::Settings {
         me: conveyor::WorkerId::new("rescuer"),
         queues: vec!["default".to_owned()],
