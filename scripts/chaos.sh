@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fault injection: runs a whole Conveyor stack -- its own throwaway
-# PostgreSQL and Redis (own ports and data directories), the API and three
-# workers as separate processes -- while a client submits jobs with
+# PostgreSQL and Redis (own ports and data directories), the API, three
+# workers and two Python workers of the worker protocol
+# (examples/python/) as separate processes -- while a client submits jobs with
 # idempotency keys, and kills, stops and restarts its parts. Then checks,
 # from PostgreSQL and the workers' JSON logs, that nothing accepted was lost
 # or left stuck and that no attempt's outcome was written twice; prints a
@@ -35,6 +36,8 @@ initdb=$(pg_bin initdb) && pg_ctl=$(pg_bin pg_ctl) || die "the chaos harness sta
 [[ $(dirname "$initdb") == "$(dirname "$pg_ctl")" ]] || die "initdb and pg_ctl are in different directories"
 redis_server=$(command -v redis-server || command -v valkey-server) || die "the chaos harness starts its own Redis, and redis-server is not installed.
   Install it, e.g.: Debian/Ubuntu: sudo apt-get install redis-server   macOS: brew install redis"
+command -v python3 >/dev/null || die "the chaos harness runs the Python example worker (examples/python/), and python3 is not installed.
+  Install it, e.g.: Debian/Ubuntu: sudo apt-get install python3"
 redis_cli=()
 if cli=$(command -v redis-cli || command -v valkey-cli); then
   redis_cli=(--redis-cli "$cli")

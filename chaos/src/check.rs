@@ -196,6 +196,10 @@ pub struct Report {
     pub announcements_left: usize,
     /// Jobs and `job_listing` rows that disagree.
     pub unlisted: usize,
+    /// Accepted jobs of the queue the Python workers serve over the worker
+    /// protocol (their outcomes are in the API's logs, and checked as
+    /// every other job's).
+    pub remote: usize,
     pub problems: Vec<String>,
 }
 
@@ -230,6 +234,11 @@ impl Report {
         println!("chaos results:");
         line("submitted", n(self.submitted), false);
         line("accepted", n(self.accepted), false);
+        line(
+            "  of them run by HTTP workers (Python)",
+            n(self.remote),
+            false,
+        );
         line("  completed", n(self.completed), false);
         line("  failed", n(self.failed), false);
         line("  canceled", n(self.canceled), false);
@@ -456,6 +465,9 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
             continue;
         };
         report.accepted += 1;
+        if submission.kind.is_remote() {
+            report.remote += 1;
+        }
         if submission.hung_up {
             report.hung_up_taken += 1;
             // Its first start, by the worker's log (the row keeps only the
@@ -532,16 +544,22 @@ pub fn check(submissions: &[Submission], rows: &[Row], lives: &[WorkerLife]) -> 
             | Kind::EdgeFloats
             | Kind::Paused
             | Kind::Limited
-            | Kind::InTransaction => row.status == "completed" || exhausted,
+            | Kind::InTransaction
+            | Kind::RemoteEcho
+            | Kind::RemoteSleep => row.status == "completed" || exhausted,
             Kind::RolledBack => false,
             Kind::RetryAfterLoss => {
                 row.status == "completed"
                     || (row.status == "failed" && row.error.as_deref() == Some(LEASE_EXPIRED))
             }
-            Kind::Fail => row.status == "failed" && (row.attempts == 1 || lost_an_attempt),
-            Kind::TransientFail => row.status == "failed" && row.attempts == row.max_attempts,
+            Kind::Fail | Kind::RemoteReject => {
+                row.status == "failed" && (row.attempts == 1 || lost_an_attempt)
+            }
+            Kind::TransientFail | Kind::RemoteFlaky => {
+                row.status == "failed" && row.attempts == row.max_attempts
+            }
             Kind::CancelWaiting => row.status == "canceled",
-            Kind::CancelRunning => {
+            Kind::CancelRunning | Kind::RemoteCancel => {
                 row.status == "canceled"
                     // A cancel that found it running asks its worker to stop;
                     // one that reached it only after it finished changes nothing.

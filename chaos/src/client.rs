@@ -65,6 +65,21 @@ pub enum Kind {
     InTransaction,
     /// The same, but the transaction rolls back: no job exists under its key.
     RolledBack,
+    /// `py.echo` in the queue only the Python example workers serve, over
+    /// the worker protocol: completes.
+    RemoteEcho,
+    /// `py.sleep` of 200-2,700 ms there, longer than a heartbeat period:
+    /// completes.
+    RemoteSleep,
+    /// `py.reject` there, failing permanently: failed after one attempt.
+    RemoteReject,
+    /// `py.flaky` there, failing every attempt retryably: failed after
+    /// `max_attempts`.
+    RemoteFlaky,
+    /// `py.sleep` of 8 s there, canceled after about a second: canceled
+    /// (the next heartbeat ends it), or completed when the cancel found it
+    /// finished.
+    RemoteCancel,
 }
 
 impl Kind {
@@ -72,7 +87,7 @@ impl Kind {
     /// killed workers, and few for the jobs that fail on purpose.
     pub fn max_attempts(self) -> i32 {
         match self {
-            Kind::TransientFail => 3,
+            Kind::TransientFail | Kind::RemoteFlaky => 3,
             Kind::RetryAfterLoss => 1,
             _ => 5,
         }
@@ -80,28 +95,46 @@ impl Kind {
 
     fn pick(rng: &mut impl Rng) -> Kind {
         match rng.random_range(0..100) {
-            0..25 => Kind::Noop,
-            25..28 => Kind::InTransaction,
-            28..29 => Kind::RolledBack,
-            29..33 => Kind::Paused,
-            33..37 => Kind::Limited,
-            37..40 => Kind::EdgeFloats,
-            40..58 => Kind::Sleep,
-            58..63 => Kind::LongSleep,
-            63..70 => Kind::Fail,
-            70..79 => Kind::TransientFail,
-            79..85 => Kind::CancelWaiting,
-            85..91 => Kind::CancelRunning,
-            91..94 => Kind::HangUp,
-            94..97 => Kind::RefuseOnce,
-            _ => Kind::RetryAfterLoss,
+            0..19 => Kind::Noop,
+            19..22 => Kind::InTransaction,
+            22..23 => Kind::RolledBack,
+            23..27 => Kind::Paused,
+            27..31 => Kind::Limited,
+            31..34 => Kind::EdgeFloats,
+            34..49 => Kind::Sleep,
+            49..54 => Kind::LongSleep,
+            54..61 => Kind::Fail,
+            61..70 => Kind::TransientFail,
+            70..76 => Kind::CancelWaiting,
+            76..82 => Kind::CancelRunning,
+            82..85 => Kind::HangUp,
+            85..88 => Kind::RefuseOnce,
+            88..91 => Kind::RetryAfterLoss,
+            91..94 => Kind::RemoteEcho,
+            94..97 => Kind::RemoteSleep,
+            97..98 => Kind::RemoteReject,
+            98..99 => Kind::RemoteFlaky,
+            _ => Kind::RemoteCancel,
         }
+    }
+
+    /// Run by the Python example workers, over the worker protocol.
+    pub fn is_remote(self) -> bool {
+        matches!(
+            self,
+            Kind::RemoteEcho
+                | Kind::RemoteSleep
+                | Kind::RemoteReject
+                | Kind::RemoteFlaky
+                | Kind::RemoteCancel
+        )
     }
 
     fn job(self, n: u64, key: &str) -> CreateJob {
         let queue = match self {
             Kind::Paused => crate::queue_ops::PAUSABLE,
             Kind::Limited => crate::queue_ops::LIMITED,
+            kind if kind.is_remote() => REMOTE_QUEUE,
             _ => "default",
         };
         let (task_type, payload, delay) = match self {
@@ -119,6 +152,11 @@ impl Kind {
             Kind::Paused => ("noop", json!({ "n": n }), 0),
             Kind::Limited => ("sleep", json!({ "ms": 50 + n % 250 }), 0),
             Kind::InTransaction | Kind::RolledBack => ("noop", json!({ "n": n }), 0),
+            Kind::RemoteEcho => ("py.echo", json!({ "n": n }), 0),
+            Kind::RemoteSleep => ("py.sleep", json!({ "ms": 200 + n % 2_500 }), 0),
+            Kind::RemoteReject => ("py.reject", json!({ "n": n }), 0),
+            Kind::RemoteFlaky => ("py.flaky", json!({ "n": n }), 0),
+            Kind::RemoteCancel => ("py.sleep", json!({ "ms": 8_000 }), 0),
         };
         CreateJob::new(task_type, payload)
             .queue(queue)
@@ -134,6 +172,9 @@ fn edge_floats(n: u64) -> Value {
     json!({ "n": n, "max": f64::MAX, "min": f64::MIN, "tiny": f64::MIN_POSITIVE,
             "subnormal": 5e-324, "third": 1.0 / 3.0, "big": u64::MAX, "small": i64::MIN })
 }
+
+/// The queue only the Python example workers serve.
+pub const REMOTE_QUEUE: &str = "remote";
 
 /// The payload field that makes the harness's trigger refuse a job's first
 /// completion.
@@ -285,7 +326,7 @@ async fn submit(client: &Client, api: &str, n: u64, kind: Kind) -> Submission {
     }
     let wait = match kind {
         Kind::CancelWaiting => Duration::from_millis(300),
-        Kind::CancelRunning => Duration::from_millis(1_200),
+        Kind::CancelRunning | Kind::RemoteCancel => Duration::from_millis(1_200),
         _ => return submission,
     };
     tokio::time::sleep(wait).await;

@@ -26,6 +26,10 @@ use crate::services::{CLUSTER_NODE_TIMEOUT, Postgres, Redis, RedisCluster};
 const LEASE_SECS: u64 = 3;
 /// Grace a SIGTERM'd worker gives its running jobs before putting them back.
 const SHUTDOWN_GRACE_SECS: u64 = 1;
+/// Retry backoff of every worker: quick, so that jobs failing on purpose
+/// use up their attempts within the run.
+const RETRY_BASE_MS: u64 = 200;
+const RETRY_MAX_MS: u64 = 1_000;
 
 /// How long Redis's replies are held during the slow-Redis fault: past
 /// the clients' response timeouts.
@@ -92,6 +96,13 @@ pub struct Stack {
     workers: Vec<(Proc, usize)>,
     /// A worker under SIGSTOP.
     paused: Option<(Proc, usize)>,
+    /// The Python workers of the `remote` queue (their history is in the
+    /// API's logs, which `lives` holds too).
+    remote: Vec<Proc>,
+    /// A Python worker under SIGSTOP.
+    remote_paused: Option<Proc>,
+    remote_starts: usize,
+    remote_worker: std::path::PathBuf,
     pub lives: Vec<WorkerLife>,
     rng: StdRng,
     /// The run's seed: the job mix and the victims follow from it.
@@ -115,7 +126,7 @@ impl Stack {
         let api_port = free_port()?;
         let postgres_proxy = Proxy::start(target_of(&postgres.url("postgres"))).await;
         let env = base_env(&postgres_proxy, &postgres, &redis);
-        let api = spawn_api(&args.bin_dir, &args.work_dir, env, api_port, 0)?;
+        let (api, api_life) = spawn_api(&args.bin_dir, &args.work_dir, env, api_port, 0)?;
         let mut stack = Stack {
             bin_dir: args.bin_dir.clone(),
             work_dir: args.work_dir.clone(),
@@ -127,7 +138,11 @@ impl Stack {
             api_starts: 1,
             workers: Vec::new(),
             paused: None,
-            lives: Vec::new(),
+            remote: Vec::new(),
+            remote_paused: None,
+            remote_starts: 0,
+            remote_worker: args.remote_worker.clone(),
+            lives: vec![api_life],
             rng: rand::SeedableRng::seed_from_u64(seed ^ 0x5eed),
             seed,
             slow_exits: Vec::new(),
@@ -138,6 +153,9 @@ impl Stack {
         wait_for_port(api_port, Duration::from_secs(30)).await?;
         for _ in 0..args.workers {
             stack.spawn_worker()?;
+        }
+        for _ in 0..args.remote_workers {
+            stack.spawn_remote_worker()?;
         }
         Ok(stack)
     }
@@ -153,7 +171,66 @@ impl Stack {
     fn spawn_api(&mut self) -> anyhow::Result<Proc> {
         let n = self.api_starts;
         self.api_starts += 1;
-        spawn_api(&self.bin_dir, &self.work_dir, self.env(), self.api_port, n)
+        let (api, life) = spawn_api(&self.bin_dir, &self.work_dir, self.env(), self.api_port, n)?;
+        self.lives.push(life);
+        Ok(api)
+    }
+
+    /// A Python example worker serving the `remote` queue through the API.
+    fn spawn_remote_worker(&mut self) -> anyhow::Result<()> {
+        let name = format!("py-{}", self.remote_starts);
+        self.remote_starts += 1;
+        let env = [
+            ("CONVEYOR_URL", self.api_url()),
+            ("CONVEYOR_QUEUES", client::REMOTE_QUEUE.to_owned()),
+            ("CONVEYOR_WORKER_NAME", name.clone()),
+            ("CONVEYOR_CONCURRENCY", "8".to_owned()),
+            (
+                "CONVEYOR_SHUTDOWN_GRACE_SECS",
+                SHUTDOWN_GRACE_SECS.to_string(),
+            ),
+        ];
+        let log = self.work_dir.join(format!("{name}.log"));
+        let proc = Proc::spawn(name, &self.remote_worker, &env, log)?;
+        self.remote.push(proc);
+        Ok(())
+    }
+
+    /// SIGKILL a Python worker mid-job and start another: its jobs come
+    /// back when their leases run out.
+    async fn kill_remote_worker(&mut self) -> anyhow::Result<()> {
+        if self.remote.is_empty() {
+            return Ok(());
+        }
+        let index = self.rng.random_range(0..self.remote.len());
+        let mut proc = self.remote.remove(index);
+        proc.signal(Signal::SIGKILL)?;
+        proc.kill().await;
+        self.note(format!("SIGKILL {}", proc.name));
+        self.spawn_remote_worker()
+    }
+
+    /// SIGSTOP a Python worker past its jobs' leases: they run elsewhere
+    /// meanwhile, and its late reports must be refused.
+    fn pause_remote_worker(&mut self) -> anyhow::Result<()> {
+        if self.remote.len() < 2 {
+            return Ok(());
+        }
+        let index = self.rng.random_range(0..self.remote.len());
+        let proc = self.remote.remove(index);
+        proc.signal(Signal::SIGSTOP)?;
+        self.note(format!("SIGSTOP {}", proc.name));
+        self.remote_paused = Some(proc);
+        Ok(())
+    }
+
+    fn resume_remote_worker(&mut self) -> anyhow::Result<()> {
+        if let Some(proc) = self.remote_paused.take() {
+            proc.signal(Signal::SIGCONT)?;
+            self.note(format!("SIGCONT {}", proc.name));
+            self.remote.push(proc);
+        }
+        Ok(())
     }
 
     fn spawn_worker(&mut self) -> anyhow::Result<()> {
@@ -171,8 +248,8 @@ impl Stack {
             ("CONVEYOR_DB_POOL_SIZE", "8".to_owned()),
             ("CONVEYOR_LEASE_SECS", LEASE_SECS.to_string()),
             ("CONVEYOR_HEARTBEAT_SECS", "1".to_owned()),
-            ("CONVEYOR_RETRY_BASE_MS", "200".to_owned()),
-            ("CONVEYOR_RETRY_MAX_MS", "1000".to_owned()),
+            ("CONVEYOR_RETRY_BASE_MS", RETRY_BASE_MS.to_string()),
+            ("CONVEYOR_RETRY_MAX_MS", RETRY_MAX_MS.to_string()),
             (
                 "CONVEYOR_SHUTDOWN_GRACE_SECS",
                 SHUTDOWN_GRACE_SECS.to_string(),
@@ -484,6 +561,18 @@ impl Stack {
     /// Stops workers and API gracefully, leaving the servers running.
     pub async fn stop_clients(&mut self) {
         let _ = self.resume_worker();
+        let _ = self.resume_remote_worker();
+        for proc in &self.remote {
+            let _ = proc.signal(Signal::SIGTERM);
+        }
+        for proc in &mut self.remote {
+            if !proc
+                .wait_exit(Duration::from_secs(SHUTDOWN_GRACE_SECS + 10))
+                .await
+            {
+                proc.kill().await;
+            }
+        }
         for (proc, _) in &self.workers {
             let _ = proc.signal(Signal::SIGTERM);
         }
@@ -517,17 +606,39 @@ fn base_env(
     env
 }
 
+/// The API, and its life: its log holds what the Python workers' calls
+/// did (claims and outcomes, under the workers' own event names), so the
+/// check reads it with the workers' logs.
 fn spawn_api(
     bin_dir: &std::path::Path,
     work_dir: &std::path::Path,
     mut env: Vec<(&'static str, String)>,
     port: u16,
     n: usize,
-) -> anyhow::Result<Proc> {
-    env.push(("CONVEYOR_API_ADDR", format!("127.0.0.1:{port}")));
+) -> anyhow::Result<(Proc, WorkerLife)> {
+    env.extend([
+        ("CONVEYOR_API_ADDR", format!("127.0.0.1:{port}")),
+        // The Python workers' attempts run as the Rust workers' do.
+        ("CONVEYOR_LEASE_SECS", LEASE_SECS.to_string()),
+        ("CONVEYOR_RETRY_BASE_MS", RETRY_BASE_MS.to_string()),
+        ("CONVEYOR_RETRY_MAX_MS", RETRY_MAX_MS.to_string()),
+    ]);
     let name = format!("api-{n}");
     let log = work_dir.join(format!("{name}.log"));
-    Proc::spawn(name, &bin_dir.join("conveyor-api"), &env, log)
+    let api = Proc::spawn(
+        name.clone(),
+        &bin_dir.join("conveyor-api"),
+        &env,
+        log.clone(),
+    )?;
+    Ok((
+        api,
+        WorkerLife {
+            name,
+            log,
+            fault: None,
+        },
+    ))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -542,6 +653,9 @@ enum Fault {
     TerminateWorkerTwice,
     RetryLostJobs,
     SlowRedis,
+    KillRemoteWorker,
+    PauseRemoteWorker,
+    ResumeRemoteWorker,
     LosePostgresReplies,
     KillWorkerDuringPostgresOutage,
 }
@@ -571,6 +685,11 @@ fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
         (46, Fault::TerminateWorkerTwice),
         // Blocks for a lease and more: the worker kills due meanwhile wait.
         (49, Fault::KillWorkerDuringPostgresOutage),
+        (7, Fault::KillRemoteWorker),
+        (29, Fault::KillRemoteWorker),
+        (42, Fault::PauseRemoteWorker),
+        (42 + LEASE_SECS * 2 + 1, Fault::ResumeRemoteWorker),
+        (55, Fault::KillRemoteWorker),
     ];
     let mut start = 0;
     while start < end {
@@ -620,6 +739,9 @@ pub async fn run(
             Fault::TerminateWorkerTwice => stack.terminate_worker(true).await,
             Fault::RetryLostJobs => stack.retry_lost_jobs(db).await,
             Fault::SlowRedis => stack.slow_redis(db).await,
+            Fault::KillRemoteWorker => stack.kill_remote_worker().await,
+            Fault::PauseRemoteWorker => stack.pause_remote_worker(),
+            Fault::ResumeRemoteWorker => stack.resume_remote_worker(),
             Fault::LosePostgresReplies => stack.lose_postgres_replies().await,
             Fault::KillWorkerDuringPostgresOutage => {
                 stack.kill_worker_during_postgres_outage().await

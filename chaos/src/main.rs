@@ -1,5 +1,6 @@
 //! `conveyor-chaos`: runs a whole Conveyor stack (its own PostgreSQL and
-//! Redis, the API, three workers) while a client submits jobs, injects
+//! Redis, the API, three workers, and two Python workers that use the
+//! worker protocol) while a client submits jobs, injects
 //! faults, then checks the promises of docs/design.md (section 6) from PostgreSQL and
 //! the workers' logs. Driven by `scripts/chaos.sh`; see docs/guarantees.md.
 //!
@@ -77,6 +78,14 @@ pub struct Args {
     /// How long to wait, after the faults, for every job to finish.
     #[arg(long, default_value_t = 120)]
     quiesce_secs: u64,
+    /// The worker in another language that serves the `remote` queue over
+    /// the worker protocol (an executable; it is run with python3 by its
+    /// first line).
+    #[arg(long, default_value = "examples/python/conveyor_worker.py")]
+    remote_worker: PathBuf,
+    /// Processes of it running at once.
+    #[arg(long, default_value_t = 2)]
+    remote_workers: usize,
 }
 
 #[tokio::main]

@@ -306,7 +306,7 @@ impl RemoteWorkers {
         }
         for job in &jobs {
             tracing::info!(event = "job_claimed", job.id = %job.id, job.r#type = %job.task_type,
-                job.queue = %job.queue, job.attempt = job.attempts, worker.id = %me,
+                job.queue = %job.queue, job.attempt = job.attempts, job.claim = %ClaimToken::of(job), worker.id = %me,
                 "claimed job {} for remote worker {me}", job.id);
             if let Some(started_at) = job.started_at {
                 let waited = (started_at - job.run_at).to_std().unwrap_or_default();

@@ -153,13 +153,10 @@ impl RemoteWorkers {
             .delay_after(renewal.attempts.max(1) as u32);
         match self.store().end_timed_out(fence, &error, delay).await? {
             Transition::Won(after) => {
-                tracing::warn!(event = "job_timed_out", job.id = %after.id, worker.id = %fence.worker_id,
-                    job.attempt = fence.attempt, "job {} attempt {} ran past its timeout of {} s; now {}",
-                    after.id, fence.attempt, renewal.timeout_seconds, after.status);
-                crate::metrics::job_finished(
-                    &after.queue,
-                    &after.task_type,
-                    outcome_label(after.status),
+                super::outcome::log_ended(
+                    fence,
+                    &after,
+                    "ran past its timeout; its worker is told to stop",
                 );
                 self.acknowledge(&fence.worker_id, &after).await;
                 Ok(AttemptState::TimedOut)
@@ -173,9 +170,7 @@ impl RemoteWorkers {
     async fn finish_canceled(&self, fence: &Fence) -> Result<AttemptState, RemoteError> {
         match self.store().end_canceled(fence).await? {
             Transition::Won(after) => {
-                tracing::info!(event = "job_canceled", job.id = %after.id, worker.id = %fence.worker_id,
-                    "canceled running job {}; its remote worker is told to stop", after.id);
-                crate::metrics::job_finished(&after.queue, &after.task_type, "canceled");
+                super::outcome::log_ended(fence, &after, "its worker is told to stop");
                 self.acknowledge(&fence.worker_id, &after).await;
                 Ok(AttemptState::Canceled)
             }
@@ -234,16 +229,5 @@ impl RemoteWorkers {
             }
         }
         Ok(())
-    }
-}
-
-/// The `outcome` label of an attempt a remote worker's call ended.
-pub(super) fn outcome_label(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Completed => "completed",
-        JobStatus::Retrying => "retried",
-        JobStatus::Failed => "failed",
-        JobStatus::Canceled => "canceled",
-        _ => "other",
     }
 }

@@ -5,7 +5,7 @@
 //! (its reply was lost) finds its own outcome already on the row and is
 //! answered as it was, writing nothing.
 
-use super::{RemoteError, RemoteWorkers, lease::outcome_label, redis_retried};
+use super::{RemoteError, RemoteWorkers, redis_retried};
 use crate::{Fence, Job, JobStatus, Transition, WorkerId};
 
 /// How an attempt failed.
@@ -117,15 +117,7 @@ impl RemoteWorkers {
     ) -> Report {
         match written {
             Transition::Won(after) => {
-                crate::metrics::job_finished(
-                    &after.queue,
-                    &after.task_type,
-                    outcome_label(after.status),
-                );
-                tracing::info!(event = "job_reported", job.id = %after.id, job.status = %after.status,
-                    job.attempt = after.attempts, worker.id = %fence.worker_id,
-                    "remote worker {} reported job {} attempt {}: now {}",
-                    fence.worker_id, after.id, after.attempts, after.status);
+                log_ended(fence, &after, "reported by its remote worker");
                 self.acknowledge(&fence.worker_id, &after).await;
                 Report::Written(after)
             }
@@ -164,6 +156,42 @@ impl RemoteWorkers {
                 broker.ack_many(me, &id)
             })
             .await;
+        }
+    }
+}
+
+/// Logs and counts an attempt of a remote worker that ended here (`how`),
+/// under the event names `conveyor-worker` uses for the same ends, with
+/// the attempt's claim token: one history, whoever ran the attempt.
+pub(super) fn log_ended(fence: &Fence, after: &Job, how: &str) {
+    let outcome = match after.status {
+        JobStatus::Completed => "completed",
+        JobStatus::Retrying => "retried",
+        JobStatus::Failed => "failed",
+        JobStatus::Canceled => "canceled",
+        _ => "other",
+    };
+    crate::metrics::job_finished(&after.queue, &after.task_type, outcome);
+    let (id, worker, attempt, claim) = (after.id, &fence.worker_id, after.attempts, fence.token);
+    let error = after.error_message.as_deref().unwrap_or_default();
+    match after.status {
+        JobStatus::Completed => {
+            tracing::info!(event = "job_completed", job.id = %id, job.attempt = attempt,
+            job.claim = %claim, worker.id = %worker, "completed job {id} ({how})")
+        }
+        JobStatus::Retrying => tracing::warn!(event = "job_retry_scheduled", job.id = %id,
+            job.attempt = attempt, job.claim = %claim, worker.id = %worker, error, retry_at = %after.run_at,
+            "job {id} failed (attempt {attempt} of {}; {how}); retrying at {}", after.max_attempts, after.run_at),
+        JobStatus::Failed => {
+            tracing::warn!(event = "job_failed", job.id = %id, job.attempt = attempt,
+            job.claim = %claim, worker.id = %worker, error, "job {id} failed after {attempt} attempt(s) ({how}): {error}")
+        }
+        JobStatus::Canceled => {
+            tracing::info!(event = "job_canceled", job.id = %id, job.attempt = attempt,
+            job.claim = %claim, worker.id = %worker, "canceled running job {id} ({how})")
+        }
+        status => {
+            tracing::warn!(job.id = %id, job.status = %status, worker.id = %worker, "job {id} left in {status}")
         }
     }
 }
