@@ -63,6 +63,20 @@ for name, service in services.items():
     if entry and entry[0].startswith("conveyor"):
         check(entry[0] in built, f"{name} runs {entry[0]}, which the image does not contain")
 
+# A service that mounts a directory of this repository runs a file that is
+# there (the Python example worker).
+for name, service in services.items():
+    command = service.get("command", [])
+    for volume in service.get("volumes", []) or []:
+        parts = str(volume).split(":")
+        if len(parts) < 2 or not parts[0].startswith("./"):
+            continue
+        source, target = ROOT / parts[0], parts[1]
+        check(source.is_dir(), f"{name} mounts {parts[0]}, which does not exist")
+        for arg in command:
+            if isinstance(arg, str) and arg.startswith(target + "/"):
+                check((source / arg[len(target) + 1:]).is_file(), f"{name} runs {arg}, which {parts[0]} does not hold")
+
 # The worker's stop grace must outlast its own shutdown grace.
 worker = services.get("worker", {})
 grace = int(compose.get("x-conveyor-env", {}).get("CONVEYOR_SHUTDOWN_GRACE_SECS", 0) or
