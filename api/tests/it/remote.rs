@@ -638,3 +638,30 @@ async fn with_a_worker_token_only_workers_can_claim() {
     .expect("send");
     assert_eq!(claimed.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_left_in_a_workers_list_by_a_cut_off_claim_is_adopted_by_its_next_claim() {
+    let app = app_with(quick(Duration::from_secs(30))).await;
+    let created = app.create(json!({"payload": {}})).await;
+    // A claim that moved the id into `w`'s list and died before claiming
+    // it (the API killed, PostgreSQL unreachable).
+    let keys = conveyor::Keys::new(&app.redis.prefix);
+    let mut conn = app.redis_conn();
+    let moved: Option<String> = redis::Commands::rpoplpush(
+        &mut conn,
+        keys.ready("default", 0),
+        keys.processing("default", "w"),
+    )
+    .expect("rpoplpush");
+    assert_eq!(moved.as_deref(), created["id"].as_str());
+    // Nobody else can take it: it is in no lane.
+    let (status, _) = claim(&app, json!({"worker": "other"})).await;
+    assert_eq!(status, 204);
+    // `w`'s next claim takes it up, and it leaves the list.
+    let claimed = claim_one(&app, "w").await;
+    assert_eq!(claimed["id"], created["id"]);
+    assert_eq!(claimed["attempt"], 1);
+    let listed: Vec<String> =
+        redis::Commands::lrange(&mut conn, keys.processing("default", "w"), 0, -1).expect("lrange");
+    assert!(listed.is_empty(), "{listed:?}");
+}
