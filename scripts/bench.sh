@@ -12,7 +12,7 @@
 #                      replicas) started here; JSON to target/bench/results-cluster.json
 #     --workers N (2)  --concurrency C (100)  --runs R (3)
 #     --submit-count --drain-count (100000) --e2e-count --latency-count
-#     --scenarios submit,submit-batch,drain,drain-defaults,end-to-end,latency
+#     --scenarios submit,submit-batch,drain,drain-defaults,end-to-end,latency,remote-drain
 #     (and on request, each with --runs 1:
 #       --scenarios reconcile [--reconcile-count N]
 #       --scenarios growth [--finished-rows N] [--backlog N] [--load-seconds S]

@@ -121,5 +121,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.settings.limits.clone();
+    // Long-polling claims end their wait when shutdown starts, rather than
+    // holding the grace period for up to their whole wait.
+    let workers = state.workers.clone();
+    let shutdown = async move {
+        shutdown.await;
+        workers.stop_waiting();
+    };
     serve::serve(listener, router(state), &limits, shutdown).await
 }

@@ -81,7 +81,11 @@ async fn main() -> anyhow::Result<()> {
             },
         },
     )
-    .with_remote(cli.workers.settings())
+    .with_remote(conveyor::remote::Settings {
+        // Waiting workers may take half the places for requests, no more.
+        max_waiting: (cli.api.max_in_flight / 2).max(1),
+        ..cli.workers.settings()
+    })
     .with_reads(reads)
     .with_traces(traces);
     let listener = tokio::net::TcpListener::bind(cli.api.addr)

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - `scenarios`: submit, submit-batch, drain (+ memory), end-to-end, latency.
+//! - `remote`: remote-drain, a backlog drained over the worker protocol.
 //! - `reconcile`: the reconciler's pass over a large backlog (on request).
 //! - `growth`: how throughput and latency change with workers, table size,
 //!   backlog and load (on request); `plot` draws its series as PNGs.
@@ -21,6 +22,7 @@ mod growth;
 mod instructions;
 mod plot;
 mod reconcile;
+mod remote;
 mod scenarios;
 mod stack;
 mod stats;
@@ -83,6 +85,9 @@ pub struct Args {
     pub e2e_count: usize,
     #[arg(long, default_value_t = 300)]
     pub latency_count: usize,
+    /// Jobs the `remote-drain` scenario drains over the worker protocol.
+    #[arg(long, default_value_t = 20_000)]
+    pub remote_count: usize,
     /// Waiting jobs for the `reconcile` scenario (not run by default).
     #[arg(long, default_value_t = 1_000_000)]
     pub reconcile_count: usize,
@@ -104,7 +109,7 @@ pub struct Args {
     /// Scenarios to run, comma-separated.
     #[arg(
         long,
-        default_value = "submit,submit-batch,drain,drain-defaults,end-to-end,latency"
+        default_value = "submit,submit-batch,drain,drain-defaults,end-to-end,latency,remote-drain"
     )]
     pub scenarios: String,
     #[arg(long, default_value = "target/bench/results.json")]
@@ -158,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
                 "drain-defaults" => scenarios::drain_defaults(&args, &db).await?,
                 "end-to-end" => scenarios::end_to_end(&args, &db).await?,
                 "latency" => scenarios::latency(&args, &db).await?,
+                "remote-drain" => remote::remote_drain(&args, &db).await?,
                 "reconcile" => reconcile::reconcile(&args, &db).await?,
                 "instructions" => instructions::instructions(&args, &db).await?,
                 other => anyhow::bail!("unknown scenario {other:?}"),

@@ -193,9 +193,25 @@ impl WaitingJob {
 #[serde(transparent)]
 pub struct WorkerId(String);
 
+/// The prefix of the ids of remote workers (the worker protocol's): one
+/// that calls itself `py-1` is `remote:py-1` in the registry and on its
+/// jobs, so it can never take a `conveyor-worker`'s id (a host name holds
+/// no `:`), and its processing lists are told apart.
+pub const REMOTE_WORKER_PREFIX: &str = "remote:";
+
 impl WorkerId {
     pub fn new(id: impl Into<String>) -> Self {
         WorkerId(id.into())
+    }
+
+    /// The id of the remote worker that calls itself `name`.
+    pub fn remote(name: &str) -> Self {
+        WorkerId(format!("{REMOTE_WORKER_PREFIX}{name}"))
+    }
+
+    /// Whether `id` is a remote worker's.
+    pub fn is_remote(id: &str) -> bool {
+        id.starts_with(REMOTE_WORKER_PREFIX)
     }
 
     /// `<host>-<pid>-<random>`: readable in logs, unique across restarts.

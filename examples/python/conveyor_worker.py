@@ -29,6 +29,7 @@ returns a JSON value (completed), raises PermanentError (failed now), or
 raises anything else (retried after the backoff while attempts remain).
 """
 
+import http.client
 import json
 import os
 import signal
@@ -98,7 +99,9 @@ class Worker:
         self.token = token
         self.grace = grace
         self.tasks = {}
-        self.running = {}  # job id -> (job, Context)
+        # (job id, token) -> (job, Context): one job can come back to this
+        # worker as a new attempt while the old one is still stopping.
+        self.running = {}
         self.lock = threading.Lock()
         self.slots = threading.Semaphore(concurrency)
         self.stopping = threading.Event()
@@ -132,16 +135,16 @@ class Worker:
             except ValueError:
                 return error.code, {"detail": text.decode(errors="replace")}
 
-    def call_until_answered(self, path, body, give_up_after=120.0):
+    def call_until_answered(self, path, body, give_up_after=120.0, timeout=30.0):
         """For requests safe to repeat (heartbeats, reports): tries until an
         answer other than a connection failure or a 503 comes."""
         delay, started = 0.1, time.monotonic()
         while True:
             try:
-                status, answer = self.call(path, body, timeout=30)
+                status, answer = self.call(path, body, timeout=timeout)
                 if status != 503:
                     return status, answer
-            except OSError as error:
+            except (OSError, http.client.HTTPException, ValueError) as error:
                 status, answer = None, str(error)
             if time.monotonic() - started > give_up_after:
                 return status, answer
@@ -169,9 +172,11 @@ class Worker:
                     {"worker": self.name, "queues": self.queues, "max": free, "wait_ms": 2000},
                     timeout=35,
                 )
-            except OSError as error:
-                status, answer = None, str(error)
-            jobs = answer["jobs"] if status == 200 else []
+                jobs = answer["jobs"] if status == 200 else []
+            except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError) as error:
+                # No usable answer: any job it claimed runs again when its
+                # lease runs out.
+                status, answer, jobs = None, str(error), []
             for _ in range(free - len(jobs)):
                 self.slots.release()
             if status not in (200, 204):
@@ -185,7 +190,7 @@ class Worker:
             for job in jobs:
                 context = Context(job)
                 with self.lock:
-                    self.running[job["id"]] = (job, context)
+                    self.running[(job["id"], job["token"])] = (job, context)
                 threading.Thread(target=self.run_job, args=(job, context), daemon=True).start()
         self.drain()
 
@@ -198,6 +203,13 @@ class Worker:
         log(f"worker {self.name} stopped")
 
     def heartbeat_loop(self):
+        while True:
+            try:
+                self.heartbeat_forever()
+            except Exception as error:  # noqa: BLE001 - the beat must go on
+                log(f"heartbeat failed: {type(error).__name__}: {error}")
+
+    def heartbeat_forever(self):
         last = time.monotonic()
         while True:
             # A third of the lease, as the API last told it (a claim's
@@ -214,8 +226,11 @@ class Worker:
                 if context._progress is not None:
                     beat["progress"] = context._progress
                 jobs.append(beat)
+            # A beat that takes longer than a third of the lease is late:
+            # give up on it and send the next.
+            third = self.lease_ms / 3000.0
             status, answer = self.call_until_answered(
-                "/jobs/heartbeat", {"worker": self.name, "jobs": jobs}, give_up_after=self.lease_ms / 1000.0
+                "/jobs/heartbeat", {"worker": self.name, "jobs": jobs}, give_up_after=third, timeout=third
             )
             if status != 200:
                 log(f"heartbeat failed ({status}): {answer}")
@@ -224,8 +239,8 @@ class Worker:
             for state in answer["jobs"]:
                 if state["state"] != "running":
                     with self.lock:
-                        entry = self.running.get(state["id"])
-                    if entry and entry[0]["token"] == state["token"]:
+                        entry = self.running.get((state["id"], state["token"]))
+                    if entry:
                         log(f"job {state['id']}: {state['state']}; stopping it")
                         entry[1].stop(state["state"])
 
@@ -238,7 +253,11 @@ class Worker:
                 if task is None:
                     raise PermanentError(f"no task {job['type']!r} in this worker")
                 result = task(job["payload"], context)
-                outcome = ("complete", {"result": result})
+                try:
+                    json.dumps(result, allow_nan=False)
+                    outcome = ("complete", {"result": result})
+                except (TypeError, ValueError) as error:
+                    outcome = ("fail", {"error": f"the result is not JSON: {error}", "retry": False})
             except Stopped:
                 outcome = None
             except PermanentError as error:
@@ -251,6 +270,12 @@ class Worker:
             kind, body = outcome
             body.update({"worker": self.name, "token": job["token"]})
             status, answer = self.call_until_answered(f"/jobs/{job['id']}/{kind}", body)
+            if status == 422 and kind == "complete":
+                # A result the API cannot store (a NUL in a string, say):
+                # every attempt would end so, so the job fails now.
+                detail = (answer or {}).get("detail", "refused")
+                body = {"worker": self.name, "token": job["token"], "error": f"result refused: {detail}", "retry": False}
+                status, answer = self.call_until_answered(f"/jobs/{job['id']}/fail", body)
             if status == 200:
                 log(f"job {job['id']}: {answer['status']}{' (repeated)' if answer['repeated'] else ''}")
             else:
@@ -258,7 +283,7 @@ class Worker:
                 log(f"job {job['id']}: report refused ({status}): {answer}")
         finally:
             with self.lock:
-                self.running.pop(job["id"], None)
+                self.running.pop((job["id"], job["token"]), None)
             self.slots.release()
 
 

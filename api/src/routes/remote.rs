@@ -15,7 +15,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use conveyor::job::{DEFAULT_QUEUE, check_queue_name, check_storable_json, check_worker_name};
+use conveyor::job::{DEFAULT_QUEUE, check_queue_name, check_storable_json};
 use conveyor::remote::{self, ClaimRequest, Failure, HeldAttempt, RemoteError, Report};
 use conveyor::{ClaimToken, Fence, Job, JobId, JobStatus, WorkerId};
 use tokio_util::sync::CancellationToken;
@@ -185,10 +185,12 @@ pub async fn heartbeat(
             progress: job.progress.clone(),
         });
     }
-    let states = state
-        .workers
-        .heartbeat(&worker, &held)
+    // In a task of its own: a client that hangs up cannot cut an attempt
+    // the heartbeat ends from the acknowledgement that must follow.
+    let workers = state.workers.clone();
+    let states = tokio::spawn(async move { workers.heartbeat(&worker, &held).await })
         .await
+        .map_err(|err| ApiError::Internal(format!("the heartbeat task failed: {err}")))?
         .map_err(remote_error)?;
     let jobs = body
         .jobs
@@ -287,19 +289,16 @@ pub async fn fail_job(
 }
 
 fn worker_id(name: &str) -> Result<WorkerId, ApiError> {
-    check_worker_name(name)?;
-    Ok(WorkerId::new(name))
+    Ok(remote::worker_id(name)?)
 }
 
 /// What a report must hold to write about its attempt.
 fn fence(id: JobId, worker: &str, token: uuid::Uuid) -> Result<Fence, ApiError> {
-    Ok(Fence {
-        job_id: id,
-        token: ClaimToken::from(token),
-        worker_id: worker_id(worker)?,
-        // Only for logs; the token is what fences.
-        attempt: 0,
-    })
+    Ok(remote::fence(
+        id,
+        &worker_id(worker)?,
+        ClaimToken::from(token),
+    ))
 }
 
 fn reported(id: JobId, report: Report) -> Result<Json<Reported>, ApiError> {

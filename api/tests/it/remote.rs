@@ -131,7 +131,7 @@ async fn a_claimed_job_completes_once_and_a_repeated_report_writes_nothing() {
     );
     let running = job(&app, &claimed["id"]).await;
     assert_eq!(running["status"], "running");
-    assert_eq!(running["worker_id"], "py-1");
+    assert_eq!(running["worker_id"], "remote:py-1", "a remote worker's id");
 
     let (status, reported) = complete(&app, &claimed, "py-1", json!({"ok": true})).await;
     assert_eq!(status, 200, "{reported}");
@@ -154,7 +154,7 @@ async fn a_claimed_job_completes_once_and_a_repeated_report_writes_nothing() {
     let keys = conveyor::Keys::new(&app.redis.prefix);
     let mut conn = app.redis_conn();
     let listed: Vec<String> =
-        redis::Commands::lrange(&mut conn, keys.processing("default", "py-1"), 0, -1)
+        redis::Commands::lrange(&mut conn, keys.processing("default", "remote:py-1"), 0, -1)
             .expect("lrange");
     assert!(listed.is_empty(), "{listed:?}");
     assert!(app.ready_ids("default", 0).is_empty());
@@ -251,7 +251,7 @@ async fn a_stale_token_after_a_lease_loss_changes_nothing() {
     assert_problem(status, &problem, 409, "attempt_lost");
     let running = job(&app, &fresh["id"]).await;
     assert_eq!(running["status"], "running");
-    assert_eq!(running["worker_id"], "fast");
+    assert_eq!(running["worker_id"], "remote:fast");
 
     let (status, _) = complete(&app, &fresh, "fast", json!("fresh")).await;
     assert_eq!(status, 200);
@@ -262,11 +262,12 @@ async fn a_stale_token_after_a_lease_loss_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_a_job_past_its_lease_and_a_silent_caller_loses_it() {
-    let app = app_with(quick(Duration::from_millis(500))).await;
+    let app = app_with(quick(Duration::from_secs(1))).await;
     let _rescuer = run_rescuer(&app);
     app.create(json!({"payload": {}})).await;
     let claimed = claim_one(&app, "beating").await;
-    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    // Two and a half leases, a beat every tenth of one.
+    let until = tokio::time::Instant::now() + Duration::from_millis(2500);
     while tokio::time::Instant::now() < until {
         let states = heartbeat(&app, "beating", &[&claimed]).await;
         assert_eq!(states[0]["state"], "running", "{states:?}");
@@ -329,7 +330,8 @@ async fn a_long_poll_wakes_when_a_job_arrives() {
         || async {
             let mut conn = app.redis_conn();
             let score: Option<f64> =
-                redis::Commands::zscore(&mut conn, keys.workers(), "poller").expect("zscore");
+                redis::Commands::zscore(&mut conn, keys.workers(), "remote:poller")
+                    .expect("zscore");
             score.map(|_| ())
         },
     )
@@ -637,6 +639,33 @@ async fn with_a_worker_token_only_workers_can_claim() {
     .await
     .expect("send");
     assert_eq!(claimed.status(), 200);
+    let claimed: Value = claimed.json().await.expect("json");
+    let job = &claimed["jobs"][0];
+    let id = job["id"].as_str().expect("id");
+    let beat = json!({"worker": "w", "jobs": [{"id": job["id"], "token": job["token"]}]});
+    let report = json!({"worker": "w", "token": job["token"], "error": "e"});
+    for (path, body) in [
+        ("/jobs/heartbeat".to_owned(), &beat),
+        (format!("/jobs/{id}/complete"), &report),
+        (format!("/jobs/{id}/fail"), &report),
+    ] {
+        let refused = post(&path, "submitter-token-0123456789", body.clone())
+            .await
+            .expect("send");
+        assert_eq!(refused.status(), 401, "{path} refuses the API token");
+    }
+    let beat = post("/jobs/heartbeat", "worker-token-0123456789ab", beat)
+        .await
+        .expect("send");
+    assert_eq!(beat.status(), 200);
+    let failed = post(
+        &format!("/jobs/{id}/fail"),
+        "worker-token-0123456789ab",
+        report,
+    )
+    .await
+    .expect("send");
+    assert_eq!(failed.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -650,7 +679,7 @@ async fn an_id_left_in_a_workers_list_by_a_cut_off_claim_is_adopted_by_its_next_
     let moved: Option<String> = redis::Commands::rpoplpush(
         &mut conn,
         keys.ready("default", 0),
-        keys.processing("default", "w"),
+        keys.processing("default", "remote:w"),
     )
     .expect("rpoplpush");
     assert_eq!(moved.as_deref(), created["id"].as_str());
@@ -662,6 +691,65 @@ async fn an_id_left_in_a_workers_list_by_a_cut_off_claim_is_adopted_by_its_next_
     assert_eq!(claimed["id"], created["id"]);
     assert_eq!(claimed["attempt"], 1);
     let listed: Vec<String> =
-        redis::Commands::lrange(&mut conn, keys.processing("default", "w"), 0, -1).expect("lrange");
+        redis::Commands::lrange(&mut conn, keys.processing("default", "remote:w"), 0, -1)
+            .expect("lrange");
     assert!(listed.is_empty(), "{listed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_delivered_twice_in_one_claim_is_given_once() {
+    let app = app_with(quick(Duration::from_secs(30))).await;
+    let x = app.create(json!({"payload": {"n": "x"}})).await;
+    let y = app.create(json!({"payload": {"n": "y"}})).await;
+    // The lane pops x, y, x: one sweep takes all three, and the batch
+    // claim wins x and y.
+    let keys = conveyor::Keys::new(&app.redis.prefix);
+    let mut conn = app.redis_conn();
+    let _: i64 = redis::Commands::lpush(
+        &mut conn,
+        keys.ready("default", 0),
+        x["id"].as_str().expect("id"),
+    )
+    .expect("lpush");
+    let (status, claimed) = claim(&app, json!({"worker": "w", "max": 3})).await;
+    assert_eq!(status, 200, "{claimed}");
+    let ids: Vec<&Value> = claimed["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|job| &job["id"])
+        .collect();
+    assert_eq!(ids, [&x["id"], &y["id"]], "each job once: {claimed}");
+    // And the duplicate left nothing behind.
+    let listed: Vec<String> =
+        redis::Commands::lrange(&mut conn, keys.processing("default", "remote:w"), 0, -1)
+            .expect("lrange");
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_one_report_sent_at_once_are_written_once() {
+    let app = Arc::new(app_with(quick(Duration::from_secs(30))).await);
+    app.create(json!({"payload": {}})).await;
+    let claimed = claim_one(&app, "w").await;
+    let start = Arc::new(tokio::sync::Barrier::new(8));
+    let copies: Vec<_> = (0..8)
+        .map(|_| {
+            let (app, claimed, start) = (app.clone(), claimed.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                complete(&app, &claimed, "w", json!({"ok": true})).await
+            })
+        })
+        .collect();
+    let mut written = 0;
+    for copy in copies {
+        let (status, reported) = copy.await.expect("copy");
+        assert_eq!(status, 200, "{reported}");
+        assert_eq!(reported["status"], "completed");
+        if reported["repeated"] == false {
+            written += 1;
+        }
+    }
+    assert_eq!(written, 1, "one copy wrote, the others found it written");
 }

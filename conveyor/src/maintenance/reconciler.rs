@@ -7,7 +7,9 @@
 //! publishes those that no Redis key holds: due ones to their ready lane,
 //! later ones to `delayed`. "Held" means a ready lane, the delayed set, or
 //! the processing list of a registered worker; a list of a worker that left
-//! the registry holds nothing anyone will act on.
+//! the registry holds nothing anyone will act on, and neither does a remote
+//! worker's (the worker protocol's), whose list holds ids only between
+//! their fetch and their claim.
 //!
 //! Jobs written within the quiet period are left to the normal path, ids
 //! already held are never pushed again (a large, healthy backlog is not
@@ -93,7 +95,17 @@ pub async fn reconcile_once(ctx: &Context, quiet: Duration) -> Result<Report, Ma
         redis_was_reset,
         ..Report::default()
     };
-    let workers = ctx.broker.registered_workers().await?;
+    // A remote worker's list holds only ids taken and not yet claimed (a
+    // claim cut off midway): waiting jobs there count as held by no one, or
+    // a worker that keeps calling but never claims from that queue again
+    // would keep them forever.
+    let workers: Vec<String> = ctx
+        .broker
+        .registered_workers()
+        .await?
+        .into_iter()
+        .filter(|worker| !crate::WorkerId::is_remote(worker))
+        .collect();
     let mut held: HashMap<String, HashSet<uuid::Uuid>> = HashMap::new();
     let mut after = None;
     loop {

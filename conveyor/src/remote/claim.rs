@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{RemoteError, RemoteWorkers, redis_retried};
 use crate::broker::{BlockingConnection, Held, RemoteSeen};
 use crate::maintenance::promoter;
-use crate::{BrokerError, ClaimToken, Fence, Job, JobId, JobStatus, Transition, WorkerId};
+use crate::{BrokerError, ClaimToken, Job, JobId, JobStatus, Transition, WorkerId};
 
 /// The shortest blocking pop worth making: Redis reads a timeout that
 /// rounds to 0 ms as "block forever".
@@ -53,7 +53,19 @@ impl RemoteWorkers {
         request: &ClaimRequest,
         abandoned: &CancellationToken,
     ) -> Result<Vec<Job>, RemoteError> {
-        let deadline = Instant::now() + request.wait;
+        // A long-poll takes one of a bounded number of places; without one
+        // (every place taken by other waiting workers) it does not wait.
+        let place = if request.wait.is_zero() {
+            None
+        } else {
+            self.inner.waiting.clone().try_acquire_owned().ok()
+        };
+        let wait = if place.is_some() {
+            request.wait
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Instant::now() + wait;
         let mut conn = self.blocking().await?;
         loop {
             let taken = match self.take(&mut conn, request, deadline, abandoned).await {
@@ -74,11 +86,13 @@ impl RemoteWorkers {
                 self.give_back(conn);
                 return Ok(Vec::new());
             }
-            // Every id taken was a duplicate or not claimable: wait on.
-            if !jobs.is_empty() || Instant::now() >= deadline {
+            if !jobs.is_empty() {
                 self.give_back(conn);
                 return Ok(jobs);
             }
+            // Every id taken was a duplicate or not claimable: take again
+            // (a sweep at least, past the deadline: each consumes the ids
+            // it took, so this ends).
         }
     }
 
@@ -96,6 +110,7 @@ impl RemoteWorkers {
         let worker = request.worker.as_str();
         let broker = self.broker();
         let lease = self.settings().lease;
+        let mut gated_wait = GATED_WAIT;
         loop {
             // Registered before taking anything, and again on every round
             // of a long-poll, so dead-worker recovery never takes this
@@ -165,7 +180,10 @@ impl RemoteWorkers {
                 return Ok(taken);
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining < SHORTEST_BLOCK || abandoned.is_cancelled() {
+            if remaining < SHORTEST_BLOCK
+                || abandoned.is_cancelled()
+                || self.inner.stopping.is_cancelled()
+            {
                 return Ok(taken);
             }
             let open = request
@@ -173,16 +191,22 @@ impl RemoteWorkers {
                 .iter()
                 .find(|queue| !gates.get(*queue).copied().unwrap_or_default().paused);
             let (Some(first), false) = (open, held) else {
+                // Longer each time, up to the poll interval: a queue held
+                // by its limits for long costs a round a second.
                 tokio::select! {
-                    () = tokio::time::sleep(GATED_WAIT.min(remaining)) => {}
+                    () = tokio::time::sleep(gated_wait.min(remaining)) => {}
                     () = abandoned.cancelled() => {}
+                    () = self.inner.stopping.cancelled() => {}
                 }
+                gated_wait = (gated_wait * 2).min(self.settings().poll_interval.max(GATED_WAIT));
                 continue;
             };
             // Not raced against `abandoned`: dropping a BRPOPLPUSH in
             // flight could lose the id it moved. It returns within the
-            // poll interval.
-            let block = remaining.min(self.settings().poll_interval);
+            // poll interval (never 0, which Redis reads as "forever").
+            let block = remaining
+                .min(self.settings().poll_interval)
+                .max(SHORTEST_BLOCK);
             let Some(id) = broker.wait_for_id(conn, first, 0, worker, block).await? else {
                 continue;
             };
@@ -244,7 +268,14 @@ impl RemoteWorkers {
                 continue;
             };
             let claimed = match won.remove(&id.as_uuid()) {
-                Some(job) => Transition::Won(job),
+                Some(job) => {
+                    // A second delivery of this id in the same take must
+                    // not claim with the token that won: the store would
+                    // take it for this claim's lost reply and hand the
+                    // same attempt out twice.
+                    tokens.remove(raw.as_str());
+                    Transition::Won(job)
+                }
                 // The batch's token for the first delivery of an id (so a
                 // batch whose reply was lost is still recognised as ours),
                 // a fresh one for a duplicate.
@@ -324,7 +355,7 @@ impl RemoteWorkers {
     /// lease.
     async fn put_back(&self, worker: &WorkerId, jobs: Vec<Job>) {
         for job in jobs {
-            let fence = Fence::of(&job, worker);
+            let fence = super::fence(JobId::from(job.id), worker, ClaimToken::of(&job));
             match self.store().release(&fence).await {
                 Ok(Transition::Won(after)) => {
                     tracing::info!(event = "job_released", job.id = %after.id, worker.id = %worker,

@@ -80,10 +80,8 @@ impl RemoteWorkers {
                 None => AttemptState::Lost,
                 Some(renewal) => {
                     let fence = Fence {
-                        job_id: attempt.id,
-                        token: attempt.token,
-                        worker_id: worker.clone(),
                         attempt: renewal.attempts,
+                        ..super::fence(attempt.id, worker, attempt.token)
                     };
                     if renewal.overdue {
                         self.time_out(&fence, &renewal).await?
@@ -161,7 +159,8 @@ impl RemoteWorkers {
                 self.acknowledge(&fence.worker_id, &after).await;
                 Ok(AttemptState::TimedOut)
             }
-            // Its own report got there first, or the lease rescuer.
+            // Its own report got there first (the caller then finds it
+            // `finished`), or the lease rescuer did.
             _ => Ok(AttemptState::Lost),
         }
     }

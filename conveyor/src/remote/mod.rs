@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use crate::broker::{BlockingConnection, GATE_REFRESH, Gate, RemoteSeen};
 use crate::group_commit::Completions;
 use crate::retry::RetryPolicy;
-use crate::{Broker, BrokerError, Store, StoreError, WorkerId};
+use crate::{Broker, BrokerError, ClaimToken, Fence, JobId, Store, StoreError, WorkerId};
 
 pub use claim::ClaimRequest;
 pub use lease::{AttemptState, HeldAttempt};
@@ -54,6 +54,9 @@ pub const MAX_CLAIM: usize = 100;
 /// lane other than the first queue's default one waits for a polling
 /// worker (as for `conveyor-worker`'s poll interval).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Most claims waiting at once, by default: half the API's default limit
+/// on requests in flight.
+pub const DEFAULT_MAX_WAITING: usize = crate::config::DEFAULT_API_MAX_IN_FLIGHT / 2;
 /// Idle blocking connections kept for the next claims.
 const IDLE_CONNECTIONS: usize = 32;
 /// Workers whose last adoption is remembered; older entries are dropped
@@ -70,6 +73,10 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// The longest blocking pop of a long-poll.
     pub poll_interval: Duration,
+    /// Most claims waiting (long-polling) at once; a claim beyond them
+    /// answers at once instead of waiting, so that waiting workers cannot
+    /// take every place the API has for requests.
+    pub max_waiting: usize,
 }
 
 impl Default for Settings {
@@ -78,6 +85,7 @@ impl Default for Settings {
             lease: Duration::from_secs(crate::config::DEFAULT_LEASE_SECS),
             retry: RetryPolicy::default(),
             poll_interval: DEFAULT_POLL_INTERVAL,
+            max_waiting: DEFAULT_MAX_WAITING,
         }
     }
 }
@@ -109,6 +117,10 @@ struct Inner {
     gates: Mutex<HashMap<String, (Gate, Instant)>>,
     /// When each worker's processing lists were last adopted from here.
     adopted: Mutex<HashMap<String, Instant>>,
+    /// Places for waiting claims.
+    waiting: Arc<tokio::sync::Semaphore>,
+    /// Fired when the process stops: waiting claims end their wait.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Inner {
@@ -126,16 +138,25 @@ impl RemoteWorkers {
                 completions: Completions::new(store.clone()),
                 store,
                 broker,
-                settings,
                 idle: Mutex::new(Vec::new()),
                 gates: Mutex::new(HashMap::new()),
                 adopted: Mutex::new(HashMap::new()),
+                waiting: Arc::new(tokio::sync::Semaphore::new(settings.max_waiting.max(1))),
+                stopping: tokio_util::sync::CancellationToken::new(),
+                settings,
             }),
         }
     }
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// Ends every waiting claim's wait now (each answers with what it has,
+    /// within a poll interval), and every later claim's at once: the
+    /// process is stopping, and a long-poll must not hold its shutdown.
+    pub fn stop_waiting(&self) {
+        self.inner.stopping.cancel();
     }
 
     fn store(&self) -> &Store {
@@ -271,6 +292,29 @@ impl RemoteWorkers {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(worker.as_str());
+    }
+}
+
+/// The id of the remote worker that calls itself `name` (checked: 1 to 128
+/// of `A-Za-z0-9._:@-`), as the registry and its jobs name it.
+pub fn worker_id(name: &str) -> Result<WorkerId, crate::job::InvalidJob> {
+    crate::job::check_worker_name(name)?;
+    Ok(WorkerId::remote(name))
+}
+
+/// What a remote worker's write about its attempt must hold: the claim's
+/// token, on a row the worker claimed. It does not settle
+/// ([`Fence::settles`]): the server ends attempts too (a timeout, a cancel,
+/// a client that hung up), and two copies of one report may race, so a
+/// write counts as made only if it changed the row itself.
+pub fn fence(job_id: JobId, worker: &WorkerId, token: ClaimToken) -> Fence {
+    Fence {
+        job_id,
+        token,
+        worker_id: worker.clone(),
+        // Only for logs; the token is what fences.
+        attempt: 0,
+        settles: false,
     }
 }
 

@@ -182,6 +182,14 @@ pub struct Fence {
     pub token: ClaimToken,
     pub worker_id: WorkerId,
     pub attempt: i32,
+    /// Whether a write that matched no row, and finds the attempt already
+    /// ended with this token on it, counts as this write made with its
+    /// reply lost (`Won`). True for a worker, the only writer of its own
+    /// attempt's outcome, repeating its write. False where the server also
+    /// ends attempts and reports may race (the worker protocol): there a
+    /// write is `Won` only if it changed the row itself, and anything else
+    /// is `Lost`, for the caller to read.
+    pub settles: bool,
 }
 
 impl Fence {
@@ -192,6 +200,7 @@ impl Fence {
             token: ClaimToken::of(job),
             worker_id: worker_id.clone(),
             attempt: job.attempts,
+            settles: true,
         }
     }
 }

@@ -534,11 +534,13 @@ const NOT_PAUSED: &str =
 /// row still carries the fence's token (and worker) but is no longer
 /// running, only this attempt's own outcome write can have moved it (the lease rescuer and
 /// `recover-stuck` clear the token, a new claim replaces it): the write was
-/// made and its reply lost, so it is `Won`. Otherwise it is `Lost`.
+/// made and its reply lost, so it is `Won`. Otherwise it is `Lost`; always
+/// so for a fence that does not settle ([`Fence::settles`]).
 fn settle(fence: &Fence, found: Option<Job>) -> Transition {
     match found {
         Some(job)
-            if job.status != JobStatus::Running
+            if fence.settles
+                && job.status != JobStatus::Running
                 && fence.token.is_on(&job)
                 && job.worker_id.as_deref() == Some(fence.worker_id.as_str()) =>
         {

@@ -385,6 +385,7 @@ async fn a_heartbeat_and_a_batch_of_completions_over_the_same_jobs_never_deadloc
                     token: *token,
                     worker_id: me.clone(),
                     attempt: 1,
+                    settles: true,
                 };
                 (fence, json!({"ok": true}))
             })

@@ -29,6 +29,7 @@ pub fn owner_fence(id: JobId) -> Fence {
         token: owner_token(),
         worker_id: owner(),
         attempt: 1,
+        settles: true,
     }
 }
 

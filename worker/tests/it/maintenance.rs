@@ -106,6 +106,32 @@ async fn ids_in_the_list_of_an_unregistered_worker_are_not_held() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_in_a_live_remote_workers_list_are_not_held() {
+    let h = Harness::new().await;
+    // A remote worker (the worker protocol's) whose claim was cut off
+    // after the fetch: it keeps calling, so it stays registered, but its
+    // list holds only ids between fetch and claim.
+    let remote = conveyor::WorkerId::remote("py-1");
+    let stranded = left_by_dead_worker(&h, remote.as_str()).await;
+    let seen = conveyor::broker::RemoteSeen {
+        running: Some(0),
+        ..conveyor::broker::RemoteSeen::default()
+    };
+    h.broker
+        .touch_remote(remote.as_str(), &seen, Duration::from_secs(60))
+        .await
+        .expect("touch");
+    let ctx = h.maintenance().await;
+    let report = reconcile_once(&ctx, Duration::ZERO).await.expect("pass");
+    assert_eq!(report.republished, 1, "{report:?}");
+    let mut conn = h.redis_conn();
+    let ready: Vec<String> = conn
+        .lrange(h.keys().ready("default", 0), 0, -1)
+        .expect("lrange");
+    assert_eq!(ready, [stranded.id.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payload_that_cannot_be_read_back_does_not_stop_the_reconciler() {
     let h = Harness::new().await;
     // A number at the edge of the float range, and a large payload: the
