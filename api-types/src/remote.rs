@@ -91,7 +91,7 @@ pub struct HeldJob {
     /// Progress to record on the job (any JSON but `null`; strings may
     /// not hold U+0000). Absent: the last report stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub progress: Option<serde_json::Value>,
 }
 
@@ -146,7 +146,7 @@ pub struct CompleteJob {
     /// What the job produced (any JSON; strings may not hold U+0000).
     /// Default `null`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: serde_json::Value,
 }
 
