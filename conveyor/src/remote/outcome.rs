@@ -3,7 +3,7 @@
 //! `conveyor-worker`'s is; only after it commits is Redis told (the place
 //! under the queue's limit freed, a retry republished). A report repeated
 //! (its reply was lost) finds its own outcome already on the row and is
-//! answered as it was, writing nothing.
+//! answered as it was, writing nothing (Redis is told again).
 
 use super::{RemoteError, RemoteWorkers, redis_retried};
 use crate::{Fence, Job, JobStatus, Transition, WorkerId};
@@ -46,7 +46,7 @@ impl RemoteWorkers {
             return Ok(Report::NotFound);
         };
         if let Some(report) = self.already_ended(fence, job, completed) {
-            return Ok(report);
+            return Ok(self.told_again(fence, report).await);
         }
         let written = self.inner.completions.complete(fence, result).await?;
         Ok(self.reported(fence, written, completed).await)
@@ -68,7 +68,7 @@ impl RemoteWorkers {
         };
         let attempts = job.attempts;
         if let Some(report) = self.already_ended(fence, job, failed) {
-            return Ok(report);
+            return Ok(self.told_again(fence, report).await);
         }
         let written = if failure.retry {
             let delay = self.settings().retry.delay_after(attempts.max(1) as u32);
@@ -122,13 +122,25 @@ impl RemoteWorkers {
                 Report::Written(after)
             }
             Transition::Lost(job) => match self.already_ended(fence, job.clone(), same_kind) {
-                Some(report) => report,
+                Some(report) => self.told_again(fence, report).await,
                 // Running with this attempt's token, yet not written: a
                 // guard of the write (none today) refused it.
                 None => self.lost(fence, job),
             },
             Transition::NotFound => Report::NotFound,
         }
+    }
+
+    /// A repeated report tells Redis again what the first one did: the
+    /// first's write may have committed with its answer lost (PostgreSQL's
+    /// connection dropped), before it could tell Redis. Told twice, a
+    /// place is freed twice and a retry's id pushed twice, which costs a
+    /// skipped delivery; never told, a retry would wait for the reconciler.
+    async fn told_again(&self, fence: &Fence, report: Report) -> Report {
+        if let Report::Repeated(job) = &report {
+            self.acknowledge(&fence.worker_id, job).await;
+        }
+        report
     }
 
     fn lost(&self, fence: &Fence, job: Job) -> Report {
