@@ -33,7 +33,7 @@ pub use problem::Problem;
 pub use queues::{QueuePatch, QueueSettingsView, QueueView, Queues, WorkerView};
 pub use remote::{
     AttemptState, ClaimJobs, Claimed, ClaimedJob, CompleteJob, FailJob, Heartbeat, HeartbeatResult,
-    HeldJob, HeldJobState, Reported,
+    HeldJob, HeldJobState, ReleaseJob, Reported,
 };
 pub use schedules::{
     CreateSchedule, JobTemplate, MissedPolicy, ScheduleList, ScheduleView, UpdateSchedule,

@@ -1,6 +1,6 @@
 //! The worker protocol, for workers in any language: `POST /jobs/claim`,
-//! `POST /jobs/heartbeat`, `POST /jobs/{id}/complete` and
-//! `POST /jobs/{id}/fail` (`docs/worker-protocol.md`).
+//! `POST /jobs/heartbeat`, `POST /jobs/{id}/complete`, `/fail` and
+//! `/release` (`docs/worker-protocol.md`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -88,8 +88,10 @@ pub struct HeldJob {
     pub id: Uuid,
     /// The token its claim gave.
     pub token: Uuid,
-    /// Progress to record on the job (any JSON but `null`; strings may
-    /// not hold U+0000). Absent: the last report stands.
+    /// Progress to record on the job (any JSON but `null`). Absent: the
+    /// last report stands. One that cannot be stored (a string holding
+    /// U+0000) is not recorded, and the answer says so; the lease is
+    /// renewed all the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<serde_json::Value>)]
     pub progress: Option<serde_json::Value>,
@@ -123,6 +125,11 @@ pub struct HeldJobState {
     /// Until when the lease now holds, when `running`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Why the progress sent for this attempt was not recorded (it cannot
+    /// be stored: a string holding U+0000). The lease was renewed all the
+    /// same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_refused: Option<String>,
 }
 
 /// The answer of `POST /jobs/heartbeat`.
@@ -167,7 +174,18 @@ pub struct FailJob {
     pub retry: Option<bool>,
 }
 
-/// The answer to a report (`complete` or `fail`).
+/// The body of `POST /jobs/{id}/release`. Fields not listed here are
+/// ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseJob {
+    /// The worker's name, as in its claim.
+    #[schema(pattern = "^[A-Za-z0-9._:@-]{1,128}$")]
+    pub worker: String,
+    /// The token the claim gave.
+    pub token: Uuid,
+}
+
+/// The answer to a report (`complete`, `fail` or `release`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Reported {
     pub id: Uuid,

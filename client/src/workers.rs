@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use crate::send::{Repeat, Request};
 use crate::types::{
-    ClaimJobs, Claimed, ClaimedJob, CompleteJob, FailJob, Heartbeat, HeartbeatResult, Reported,
+    ClaimJobs, Claimed, ClaimedJob, CompleteJob, FailJob, Heartbeat, HeartbeatResult, ReleaseJob,
+    Reported,
 };
 use crate::{Client, Error};
 
@@ -61,6 +62,12 @@ impl Client {
     /// [`Client::complete_attempt`] is.
     pub async fn fail_attempt(&self, id: Uuid, report: &FailJob) -> Result<Reported, Error> {
         self.report(id, "fail", report).await
+    }
+
+    /// Puts an attempt back, not counted (`POST /jobs/{id}/release`): for
+    /// a worker shutting down; retried as [`Client::complete_attempt`] is.
+    pub async fn release_attempt(&self, id: Uuid, report: &ReleaseJob) -> Result<Reported, Error> {
+        self.report(id, "release", report).await
     }
 
     async fn report(

@@ -207,7 +207,7 @@ pub struct ApiConfig {
 #[derive(Debug, Clone, Args)]
 pub struct RemoteWorkerConfig {
     /// When set, the worker protocol's routes (`/jobs/claim`,
-    /// `/jobs/heartbeat`, `/jobs/{id}/complete`, `/jobs/{id}/fail`) take
+    /// `/jobs/heartbeat`, `/jobs/{id}/complete`, `/fail`, `/release`) take
     /// `Authorization: Bearer <token>` with this token, and not the API
     /// token: job submitters cannot claim jobs. Unset: they take the API
     /// token like every route.

@@ -40,8 +40,10 @@ import time
 import urllib.error
 import urllib.request
 
-# The 503 codes with which the API says it did not act on the request.
-NOT_CARRIED_OUT = {"database_unavailable", "database_busy", "query_timeout", "overloaded", "redis_unavailable"}
+# The API's limits on one call.
+MAX_CLAIM = 100
+MAX_HEARTBEAT_JOBS = 1000
+MAX_QUEUES = 16
 
 
 class PermanentError(Exception):
@@ -69,7 +71,9 @@ class Context:
         self._progress = None
 
     def progress(self, value):
-        """Reported with the next heartbeat (any JSON)."""
+        """Reported with the next heartbeat. Raises ValueError or TypeError
+        at once for a value that is not JSON (NaN, a set, a date)."""
+        json.dumps(value, allow_nan=False)
         self._progress = value
 
     def stopped(self):
@@ -92,6 +96,8 @@ class Context:
 
 class Worker:
     def __init__(self, url, queues, name=None, concurrency=4, token=None, grace=25.0):
+        if not 1 <= len(queues) <= MAX_QUEUES:
+            raise ValueError(f"serve 1 to {MAX_QUEUES} queues (got {len(queues)})")
         self.url = url.rstrip("/")
         self.queues = queues
         self.name = name or f"py-{socket.gethostname()}-{os.getpid()}"
@@ -135,14 +141,15 @@ class Worker:
             except ValueError:
                 return error.code, {"detail": text.decode(errors="replace")}
 
-    def call_until_answered(self, path, body, give_up_after=120.0, timeout=30.0):
+    def call_until_answered(self, path, body, give_up_after=3600.0, timeout=30.0):
         """For requests safe to repeat (heartbeats, reports): tries until an
-        answer other than a connection failure or a 503 comes."""
+        answer other than a connection failure or a 5xx comes (a repeated
+        report is answered as the first)."""
         delay, started = 0.1, time.monotonic()
         while True:
             try:
                 status, answer = self.call(path, body, timeout=timeout)
-                if status != 503:
+                if status < 500:
                     return status, answer
             except (OSError, http.client.HTTPException, ValueError) as error:
                 status, answer = None, str(error)
@@ -164,8 +171,9 @@ class Worker:
             if not self.slots.acquire(timeout=0.5):
                 continue
             free = 1
-            while free < self.concurrency and self.slots.acquire(blocking=False):
+            while free < min(self.concurrency, MAX_CLAIM) and self.slots.acquire(blocking=False):
                 free += 1
+            asked = time.monotonic()
             try:
                 status, answer = self.call(
                     "/jobs/claim",
@@ -173,6 +181,8 @@ class Worker:
                     timeout=35,
                 )
                 jobs = answer["jobs"] if status == 200 else []
+                if status == 200:
+                    self.lease_ms = answer["lease_ms"]
             except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError) as error:
                 # No usable answer: any job it claimed runs again when its
                 # lease runs out.
@@ -185,8 +195,10 @@ class Worker:
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.1
-            if status == 200:
-                self.lease_ms = answer["lease_ms"]
+            if status == 204 and time.monotonic() - asked < 0.5:
+                # Answered without waiting (the API's places for waiting
+                # claims are taken): do not poll in a tight loop.
+                time.sleep(0.5)
             for job in jobs:
                 context = Context(job)
                 with self.lock:
@@ -199,7 +211,16 @@ class Worker:
         deadline = time.monotonic() + self.grace
         while self.running and time.monotonic() < deadline:
             time.sleep(0.05)
-        # What is still running is left to its lease: the job runs again.
+        # What still runs is put back, its attempt not counted, as
+        # conveyor-worker does at shutdown (a put-back that fails leaves the
+        # job to its lease: it runs again, that attempt counted).
+        with self.lock:
+            left = list(self.running.values())
+        for job, context in left:
+            context.stop("shutdown")
+            body = {"worker": self.name, "token": job["token"]}
+            status, answer = self.call_until_answered(f"/jobs/{job['id']}/release", body, give_up_after=5.0, timeout=5.0)
+            log(f"job {job['id']}: put back ({status})")
         log(f"worker {self.name} stopped")
 
     def heartbeat_loop(self):
@@ -229,14 +250,20 @@ class Worker:
             # A beat that takes longer than a third of the lease is late:
             # give up on it and send the next.
             third = self.lease_ms / 3000.0
-            status, answer = self.call_until_answered(
-                "/jobs/heartbeat", {"worker": self.name, "jobs": jobs}, give_up_after=third, timeout=third
-            )
-            if status != 200:
-                log(f"heartbeat failed ({status}): {answer}")
-                continue
-            self.lease_ms = answer["lease_ms"]
-            for state in answer["jobs"]:
+            states = []
+            # Always one call (an empty one keeps the worker registered),
+            # and at most the API's limit of attempts in each.
+            for start in range(0, max(len(jobs), 1), MAX_HEARTBEAT_JOBS):
+                chunk = jobs[start : start + MAX_HEARTBEAT_JOBS]
+                status, answer = self.call_until_answered(
+                    "/jobs/heartbeat", {"worker": self.name, "jobs": chunk}, give_up_after=third, timeout=third
+                )
+                if status != 200:
+                    log(f"heartbeat failed ({status}): {answer}")
+                    continue
+                self.lease_ms = answer["lease_ms"]
+                states.extend(answer["jobs"])
+            for state in states:
                 if state["state"] != "running":
                     with self.lock:
                         entry = self.running.get((state["id"], state["token"]))

@@ -1,11 +1,11 @@
 //! The worker protocol (`docs/worker-protocol.md`): `POST /jobs/claim`,
-//! `POST /jobs/heartbeat`, `POST /jobs/{id}/complete` and
-//! `POST /jobs/{id}/fail`. Each handler checks its body and calls
+//! `POST /jobs/heartbeat`, `POST /jobs/{id}/complete`, `/fail` and
+//! `/release`. Each handler checks its body and calls
 //! [`conveyor::remote`], which owns what the call does and in which order.
 
 pub use conveyor_api_types::{
     AttemptState, ClaimJobs, Claimed, ClaimedJob, CompleteJob, FailJob, Heartbeat, HeartbeatResult,
-    HeldJob, HeldJobState, Reported,
+    HeldJob, HeldJobState, ReleaseJob, Reported,
 };
 
 use std::collections::HashSet;
@@ -42,6 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(heartbeat))
         .routes(routes!(complete_job))
         .routes(routes!(fail_job))
+        .routes(routes!(release_job))
 }
 
 /// Claim ready jobs for a worker in any language. Queues are taken in the
@@ -167,6 +168,7 @@ pub async fn heartbeat(
     }
     let mut seen = HashSet::new();
     let mut held = Vec::with_capacity(body.jobs.len());
+    let mut refused = Vec::with_capacity(body.jobs.len());
     for (index, job) in body.jobs.iter().enumerate() {
         if !seen.insert(job.id) {
             return Err(ApiError::invalid(
@@ -174,15 +176,23 @@ pub async fn heartbeat(
                 format!("job {} is named twice", job.id),
             ));
         }
-        if let Some(progress) = &job.progress {
-            check_storable_json("progress", progress).map_err(|invalid| {
-                ApiError::invalid(format!("jobs[{index}].progress"), invalid.message)
-            })?;
-        }
+        // One attempt's progress that cannot be stored must not cost every
+        // attempt of the worker its lease: it is left out, and the answer
+        // says why.
+        let storable = job
+            .progress
+            .as_ref()
+            .map(|progress| check_storable_json("progress", progress));
+        let (progress, why) = match storable {
+            Some(Err(invalid)) => (None, Some(invalid.message)),
+            Some(Ok(())) => (job.progress.clone(), None),
+            None => (None, None),
+        };
+        refused.push(why);
         held.push(HeldAttempt {
             id: JobId::from(job.id),
             token: ClaimToken::from(job.token),
-            progress: job.progress.clone(),
+            progress,
         });
     }
     // In a task of its own: a client that hangs up cannot cut an attempt
@@ -196,7 +206,8 @@ pub async fn heartbeat(
         .jobs
         .iter()
         .zip(states)
-        .map(|(job, found)| {
+        .zip(refused)
+        .map(|((job, found), progress_refused)| {
             let (state, lease_expires_at) = match found {
                 remote::AttemptState::Running { lease_expires_at } => {
                     (AttemptState::Running, Some(lease_expires_at))
@@ -211,6 +222,7 @@ pub async fn heartbeat(
                 token: job.token,
                 state,
                 lease_expires_at,
+                progress_refused,
             }
         })
         .collect();
@@ -288,6 +300,34 @@ pub async fn fail_job(
     reported(id, report)
 }
 
+/// Put an attempt back: the job runs again at once, this attempt not
+/// counted (canceled instead when a cancel was asked). For a worker shutting
+/// down with jobs it could not finish. Fenced and repeatable as `complete`
+/// is.
+#[utoipa::path(post, path = "/jobs/{id}/release", tag = "workers",
+    params(("id" = uuid::Uuid, Path, description = "Job id")),
+    request_body(content = ReleaseJob, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Put back", body = Reported),
+        (status = 404, description = "No such job", body = Problem),
+        (status = 409, description = "The attempt is no longer this worker's (`attempt_lost`); nothing was written", body = Problem),
+        (status = 422, description = "A field is missing or malformed", body = Problem),
+        (status = 503, description = "PostgreSQL unavailable: send it again", body = Problem),
+    ))]
+pub async fn release_job(
+    State(state): State<AppState>,
+    JobIdPath(id): JobIdPath,
+    JsonBody(body): JsonBody<ReleaseJob>,
+) -> Result<Json<Reported>, ApiError> {
+    let fence = fence(id, &body.worker, body.token)?;
+    let workers = state.workers.clone();
+    let report = tokio::spawn(async move { workers.release(&fence).await })
+        .await
+        .map_err(|err| ApiError::Internal(format!("the report task failed: {err}")))?
+        .map_err(remote_error)?;
+    reported(id, report)
+}
+
 fn worker_id(name: &str) -> Result<WorkerId, ApiError> {
     Ok(remote::worker_id(name)?)
 }
@@ -352,6 +392,15 @@ fn lease_ms(state: &AppState) -> u64 {
 
 fn remote_error(err: RemoteError) -> ApiError {
     match err {
+        // A write may have committed with its answer lost: say so. Every
+        // call of the protocol may be sent again (a repeated report is
+        // answered as the first).
+        RemoteError::Store(err) if err.is_unavailable() => ApiError::Unavailable {
+            code: "database_unavailable",
+            detail: "PostgreSQL is unavailable; this call may or may not have taken effect: \
+                     send it again (a repeated report is answered as the first)"
+                .to_owned(),
+        },
         RemoteError::Store(err) => ApiError::from(err),
         RemoteError::Broker(err) => {
             tracing::warn!(event = "redis_unavailable", error = %err, "a worker protocol call could not reach Redis");

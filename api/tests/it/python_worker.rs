@@ -41,6 +41,7 @@ fn python_worker(app: &TestApp, name: &str) -> PythonWorker {
         .env("CONVEYOR_QUEUES", "python")
         .env("CONVEYOR_WORKER_NAME", name)
         .env("CONVEYOR_CONCURRENCY", "4")
+        .env("CONVEYOR_SHUTDOWN_GRACE_SECS", "0.5")
         .stdin(Stdio::null())
         .spawn()
         .expect("python3 runs the example worker (install python3)");
@@ -136,4 +137,29 @@ async fn the_python_example_runs_fails_and_survives_a_sigkill() {
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["attempts"], 2);
     assert_eq!(done["worker_id"], "remote:py-b");
+    drop(second);
+
+    // SIGTERM: what still runs when the grace period ends is put back,
+    // its attempt not counted.
+    let mut third = python_worker(&app, "py-c");
+    let held = create("py.sleep", json!({"ms": 60000})).await;
+    // Running under py-c (a claim py-b left waiting when it was killed may
+    // take it first, and put it back: its caller is gone).
+    job_when(&app, &held["id"], |job| {
+        job["status"] == "running" && job["worker_id"] == "remote:py-c"
+    })
+    .await;
+    let terminated = Command::new("kill")
+        .args(["-TERM", &third.0.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(terminated.success());
+    let exited = third.0.wait().expect("wait");
+    assert!(exited.success(), "a clean exit after SIGTERM: {exited:?}");
+    let put_back = job_when(&app, &held["id"], |job| job["status"] != "running").await;
+    assert_eq!(
+        (put_back["status"].as_str(), put_back["attempts"].as_i64()),
+        (Some("retrying"), Some(0)),
+        "released, the attempt not counted: {put_back}"
+    );
 }

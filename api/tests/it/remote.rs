@@ -541,11 +541,6 @@ async fn bad_protocol_input_is_a_422_naming_the_field() {
             "jobs[1].id",
         ),
         (
-            "/jobs/heartbeat",
-            json!({"worker": "w", "jobs": [{"id": id, "token": token, "progress": {"a": "\u{0}"}}]}),
-            "jobs[0].progress",
-        ),
-        (
             &format!("/jobs/{id}/complete"),
             json!({"worker": "w"}),
             "token",
@@ -591,6 +586,43 @@ async fn bad_protocol_input_is_a_422_naming_the_field() {
     assert_problem(status, &problem, 404, "job_not_found");
     // None of it claimed anything.
     assert_eq!(app.ready_ids("default", 0).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_that_cannot_be_stored_costs_no_lease() {
+    let app = app_with(quick(Duration::from_secs(30))).await;
+    app.create(json!({"payload": {}})).await;
+    app.create(json!({"payload": {}})).await;
+    let (status, claimed) = claim(&app, json!({"worker": "w", "max": 2})).await;
+    assert_eq!(status, 200, "{claimed}");
+    let jobs = claimed["jobs"].as_array().expect("jobs");
+    let (status, answer) = app
+        .post_json(
+            "/jobs/heartbeat",
+            &json!({"worker": "w", "jobs": [
+                {"id": jobs[0]["id"], "token": jobs[0]["token"], "progress": {"a": "\u{0}"}},
+                {"id": jobs[1]["id"], "token": jobs[1]["token"], "progress": {"done": 1}},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let states = answer["jobs"].as_array().expect("jobs");
+    assert!(
+        states.iter().all(|state| state["state"] == "running"),
+        "both leases renewed: {answer}"
+    );
+    assert!(
+        states[0]["progress_refused"]
+            .as_str()
+            .is_some_and(|why| why.contains("NUL")),
+        "{answer}"
+    );
+    assert!(states[1].get("progress_refused").is_none(), "{answer}");
+    assert_eq!(
+        job(&app, &jobs[1]["id"]).await["progress"],
+        json!({"done": 1})
+    );
+    assert_eq!(job(&app, &jobs[0]["id"]).await["progress"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

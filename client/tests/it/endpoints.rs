@@ -3,7 +3,7 @@
 use conveyor_client::types::{
     AttemptState, BulkRequest, ClaimJobs, CompleteJob, CreateJob, CreateSchedule, FailJob,
     Heartbeat, HeldJob, JobStatusName, JobTemplate, ListParams, MissedPolicy, QueuePatch,
-    UpdateSchedule,
+    ReleaseJob, UpdateSchedule,
 };
 use conveyor_client::{Canceled, Error};
 use serde_json::json;
@@ -210,6 +210,7 @@ async fn queues_and_schedules_are_operated() {
         "/jobs/heartbeat",
         "/jobs/{id}/complete",
         "/jobs/{id}/fail",
+        "/jobs/{id}/release",
         "/queues",
         "/queues/{queue}",
         "/queues/{queue}/pause",
@@ -227,7 +228,7 @@ async fn queues_and_schedules_are_operated() {
     }
     assert_eq!(
         paths.len(),
-        26,
+        27,
         "the API has an endpoint this client may not cover: {paths:?}"
     );
 }
@@ -322,6 +323,34 @@ async fn a_worker_claims_heartbeats_and_reports_through_the_client() {
         .expect_err("a token of no attempt");
     assert_eq!(stale.status(), Some(409));
     assert_eq!(stale.code(), Some("attempt_lost"));
+
+    // A worker shutting down puts its attempt back, uncounted.
+    let third = client
+        .create(&CreateJob::new("noop", json!({"n": 3})))
+        .await
+        .expect("create");
+    let claimed = client
+        .claim(&ClaimJobs {
+            worker: "rust-remote".to_owned(),
+            ..ClaimJobs::default()
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed[0].id, third.job.id);
+    let released = client
+        .release_attempt(
+            third.job.id,
+            &ReleaseJob {
+                worker: "rust-remote".to_owned(),
+                token: claimed[0].token,
+            },
+        )
+        .await
+        .expect("release");
+    assert_eq!(
+        (released.status.as_str(), released.attempt),
+        ("retrying", 0)
+    );
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@
 //! # Layout
 //! - [`claim`]: taking ready jobs, long-polling for them.
 //! - [`lease`]: heartbeats: leases, cancels, timeouts, presence.
-//! - [`outcome`]: complete and fail, fenced, then acknowledged.
+//! - [`outcome`]: complete, fail and release, fenced, then acknowledged.
 
 pub mod claim;
 pub mod lease;

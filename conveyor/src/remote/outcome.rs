@@ -49,7 +49,7 @@ impl RemoteWorkers {
             return Ok(self.told_again(fence, report).await);
         }
         let written = self.inner.completions.complete(fence, result).await?;
-        Ok(self.reported(fence, written, completed).await)
+        Ok(self.reported(fence, written, completed, false).await)
     }
 
     /// `running` (fenced) → `retrying` after the backoff (or `failed` when
@@ -76,7 +76,22 @@ impl RemoteWorkers {
         } else {
             store.fail(fence, &failure.error).await?
         };
-        Ok(self.reported(fence, written, failed).await)
+        Ok(self.reported(fence, written, failed, false).await)
+    }
+
+    /// `running` (fenced) → `retrying`, due now, its attempt not counted
+    /// (or `canceled` when a cancel was asked): a worker shutting down puts
+    /// back what it could not finish, as `conveyor-worker` does.
+    pub async fn release(&self, fence: &Fence) -> Result<Report, RemoteError> {
+        let released = |job: &Job| matches!(job.status, JobStatus::Retrying | JobStatus::Canceled);
+        let Some(job) = self.store().find(fence.job_id).await? else {
+            return Ok(Report::NotFound);
+        };
+        if let Some(report) = self.already_ended(fence, job, released) {
+            return Ok(self.told_again(fence, report).await);
+        }
+        let written = self.store().release(fence).await?;
+        Ok(self.reported(fence, written, released, true).await)
     }
 
     /// A report on `job`, as read before writing, when the attempt is
@@ -114,10 +129,18 @@ impl RemoteWorkers {
         fence: &Fence,
         written: Transition,
         same_kind: impl Fn(&Job) -> bool,
+        release: bool,
     ) -> Report {
         match written {
             Transition::Won(after) => {
-                log_ended(fence, &after, "reported by its remote worker");
+                if release && after.status == JobStatus::Retrying {
+                    // Not an outcome: the attempt does not count.
+                    crate::metrics::job_finished(&after.queue, &after.task_type, "released");
+                    tracing::info!(event = "job_released", job.id = %after.id, job.claim = %fence.token,
+                        worker.id = %fence.worker_id, "put back job {} for its remote worker; the attempt does not count", after.id);
+                } else {
+                    log_ended(fence, &after, "reported by its remote worker");
+                }
                 self.acknowledge(&fence.worker_id, &after).await;
                 Report::Written(after)
             }
