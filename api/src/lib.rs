@@ -124,9 +124,16 @@ pub async fn serve(
     // Long-polling claims end their wait when shutdown starts, rather than
     // holding the grace period for up to their whole wait.
     let workers = state.workers.clone();
+    let counting = tokio::spawn(workers.clone().count_ended());
     let shutdown = async move {
         shutdown.await;
         workers.stop_waiting();
     };
-    serve::serve(listener, router(state), &limits, shutdown).await
+    let stopper = state.workers.clone();
+    let served = serve::serve(listener, router(state), &limits, shutdown).await;
+    // The last second's counts of remote workers' attempts (the wait is
+    // ended here too, should serving have stopped on an error).
+    stopper.stop_waiting();
+    let _ = counting.await;
+    served
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use conveyor::broker::Tally;
+use conveyor::broker::{Tally, TallyBuffer};
 use conveyor::outage::Outages;
 use conveyor::{Broker, ClaimToken, Fence, JobId, Store};
 use tokio::time::Instant;
@@ -81,14 +81,9 @@ pub struct Runtime {
     /// handle each (an id republished for a retry can be delivered again
     /// before the task that republished it has returned).
     in_flight: Mutex<HashMap<String, usize>>,
-    /// Attempts ended here and not yet in a batch for Redis (the
-    /// dashboard's throughput).
-    tally: Mutex<Tally>,
-    /// The batch sent to Redis and not yet confirmed, with its number: it
-    /// is sent again, as it is, until Redis confirms it.
-    unsent: Mutex<Option<(u64, Tally)>>,
-    /// The last batch number given.
-    batches: std::sync::atomic::AtomicU64,
+    /// Attempts ended here and not yet counted in Redis (the dashboard's
+    /// throughput).
+    tally: TallyBuffer,
 }
 
 impl Runtime {
@@ -111,56 +106,23 @@ impl Runtime {
             outages: Arc::new(Outages::default()),
             running: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
-            tally: Mutex::new(Tally::default()),
-            unsent: Mutex::new(None),
-            batches: std::sync::atomic::AtomicU64::new(0),
+            tally: TallyBuffer::default(),
         })
     }
 
     /// Counts an attempt that ended in `status` (one a worker wrote).
     pub fn count_ended(&self, status: conveyor::JobStatus) {
-        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-        match status {
-            conveyor::JobStatus::Completed => tally.completed += 1,
-            conveyor::JobStatus::Retrying => tally.retried += 1,
-            conveyor::JobStatus::Failed => tally.failed += 1,
-            _ => {}
-        }
+        self.tally.count(status);
     }
 
-    /// The batch of counts to send Redis: the unconfirmed one again, or
-    /// the counts since the last batch under a new number; `None` when
-    /// there is nothing to send.
+    /// The batch of counts to send Redis, if any ([`TallyBuffer::batch`]).
     pub fn tally_batch(&self) -> Option<(u64, Tally)> {
-        let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
-        if unsent.is_none() {
-            let tally = std::mem::take(&mut *self.tally.lock().unwrap_or_else(|e| e.into_inner()));
-            if !tally.is_empty() {
-                let batch = self
-                    .batches
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    + 1;
-                *unsent = Some((batch, tally));
-            }
-        }
-        *unsent
-    }
-
-    /// Redis has counted batch `batch`.
-    pub fn tally_sent(&self, batch: u64) {
-        let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
-        if unsent.is_some_and(|(number, _)| number == batch) {
-            *unsent = None;
-        }
+        self.tally.batch()
     }
 
     /// Sends the batch of counts due, if any.
     pub async fn send_tally(&self) -> Result<(), conveyor::BrokerError> {
-        if let Some((batch, tally)) = self.tally_batch() {
-            self.broker.add_tally(self.me(), batch, &tally).await?;
-            self.tally_sent(batch);
-        }
-        Ok(())
+        self.tally.send(&self.broker, self.me()).await
     }
 
     pub fn me(&self) -> &str {

@@ -785,3 +785,35 @@ async fn copies_of_one_report_sent_at_once_are_written_once() {
     }
     assert_eq!(written, 1, "one copy wrote, the others found it written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_ended_by_remote_workers_count_in_the_dashboards_throughput() {
+    let app = app_with(quick(Duration::from_secs(30))).await;
+    app.create(json!({"payload": {}})).await;
+    app.create(json!({"payload": {}, "max_attempts": 1})).await;
+    let (status, claimed) = claim(&app, json!({"worker": "w", "max": 2})).await;
+    assert_eq!(status, 200, "{claimed}");
+    let jobs = claimed["jobs"].as_array().expect("jobs");
+    assert_eq!(complete(&app, &jobs[0], "w", json!(1)).await.0, 200);
+    assert_eq!(fail(&app, &jobs[1], "w", true).await.0, 200);
+    // Repeated: counted once.
+    assert_eq!(complete(&app, &jobs[0], "w", json!(1)).await.0, 200);
+    let broker = crate::support::broker_for(&app.redis, 1);
+    let counted = wait_until(
+        "the counts to reach Redis",
+        Duration::from_secs(10),
+        || async {
+            let minutes = broker.recent_tally().await.ok()?;
+            let (completed, failed) = minutes.iter().fold((0, 0), |(c, f), minute| {
+                (c + minute.tally.completed, f + minute.tally.failed)
+            });
+            (completed + failed >= 2).then_some((completed, failed))
+        },
+    )
+    .await;
+    assert_eq!(
+        counted,
+        (1, 1),
+        "one completed, one failed (its only attempt)"
+    );
+}

@@ -52,7 +52,7 @@ pub use connection::{
 pub use gates::{GATE_REFRESH, Gate, Held, Limits, Taken};
 pub use queues::QueueDepths;
 pub use registry::{MAX_WORKERS_LISTED, RemoteSeen, WorkerInfo, WorkerPresence};
-pub use tally::{MinuteTally, TALLY_MINUTES, Tally};
+pub use tally::{MinuteTally, TALLY_MINUTES, Tally, TallyBuffer};
 
 use std::time::Duration;
 

@@ -177,3 +177,65 @@ impl Broker {
             .collect())
     }
 }
+
+/// Attempts ended in one process and not yet added to Redis: counted in
+/// memory, sent in numbered batches ([`Broker::add_tally`]), a batch not
+/// confirmed sent again as it was, so a lost reply counts nothing twice.
+/// `conveyor-worker` sends on each heartbeat; the API, for remote workers,
+/// every second.
+#[derive(Debug, Default)]
+pub struct TallyBuffer {
+    counts: std::sync::Mutex<Tally>,
+    /// The batch sent and not yet confirmed, with its number.
+    unsent: std::sync::Mutex<Option<(u64, Tally)>>,
+    /// The last batch number given.
+    batches: std::sync::atomic::AtomicU64,
+}
+
+impl TallyBuffer {
+    /// Counts an attempt that ended in `status` (others are not counted).
+    pub fn count(&self, status: crate::JobStatus) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        match status {
+            crate::JobStatus::Completed => counts.completed += 1,
+            crate::JobStatus::Retrying => counts.retried += 1,
+            crate::JobStatus::Failed => counts.failed += 1,
+            _ => {}
+        }
+    }
+
+    /// The batch to send: the unconfirmed one again, or the counts since
+    /// the last batch under a new number; `None` when there is nothing.
+    pub fn batch(&self) -> Option<(u64, Tally)> {
+        let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+        if unsent.is_none() {
+            let counts =
+                std::mem::take(&mut *self.counts.lock().unwrap_or_else(|e| e.into_inner()));
+            if !counts.is_empty() {
+                let batch = self
+                    .batches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                *unsent = Some((batch, counts));
+            }
+        }
+        *unsent
+    }
+
+    /// Redis has counted batch `batch`.
+    pub fn sent(&self, batch: u64) {
+        let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+        if unsent.is_some_and(|(number, _)| number == batch) {
+            *unsent = None;
+        }
+    }
+
+    /// Sends the batch due, if any, as `sender`.
+    pub async fn send(&self, broker: &Broker, sender: &str) -> Result<(), BrokerError> {
+        if let Some((batch, tally)) = self.batch() {
+            broker.add_tally(sender, batch, &tally).await?;
+            self.sent(batch);
+        }
+        Ok(())
+    }
+}

@@ -151,7 +151,7 @@ impl RemoteWorkers {
             .delay_after(renewal.attempts.max(1) as u32);
         match self.store().end_timed_out(fence, &error, delay).await? {
             Transition::Won(after) => {
-                super::outcome::log_ended(
+                self.ended(
                     fence,
                     &after,
                     "ran past its timeout; its worker is told to stop",
@@ -169,7 +169,7 @@ impl RemoteWorkers {
     async fn finish_canceled(&self, fence: &Fence) -> Result<AttemptState, RemoteError> {
         match self.store().end_canceled(fence).await? {
             Transition::Won(after) => {
-                super::outcome::log_ended(fence, &after, "its worker is told to stop");
+                self.ended(fence, &after, "its worker is told to stop");
                 self.acknowledge(&fence.worker_id, &after).await;
                 Ok(AttemptState::Canceled)
             }

@@ -57,6 +57,9 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Most claims waiting at once, by default: half the API's default limit
 /// on requests in flight.
 pub const DEFAULT_MAX_WAITING: usize = crate::config::DEFAULT_API_MAX_IN_FLIGHT / 2;
+/// How often the attempts remote workers ended are added to the
+/// dashboard's throughput.
+const TALLY_PERIOD: Duration = Duration::from_secs(1);
 /// Idle blocking connections kept for the next claims.
 const IDLE_CONNECTIONS: usize = 32;
 /// Workers whose last adoption is remembered; older entries are dropped
@@ -121,6 +124,10 @@ struct Inner {
     waiting: Arc<tokio::sync::Semaphore>,
     /// Fired when the process stops: waiting claims end their wait.
     stopping: tokio_util::sync::CancellationToken,
+    /// Attempts ended here, for the dashboard's throughput.
+    tally: crate::broker::TallyBuffer,
+    /// This process, as it sends those counts.
+    sender: String,
 }
 
 impl std::fmt::Debug for Inner {
@@ -143,6 +150,8 @@ impl RemoteWorkers {
                 adopted: Mutex::new(HashMap::new()),
                 waiting: Arc::new(tokio::sync::Semaphore::new(settings.max_waiting.max(1))),
                 stopping: tokio_util::sync::CancellationToken::new(),
+                tally: crate::broker::TallyBuffer::default(),
+                sender: format!("api-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
                 settings,
             }),
         }
@@ -150,6 +159,33 @@ impl RemoteWorkers {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// Adds the attempts ended here to the dashboard's throughput in
+    /// Redis every second, until [`RemoteWorkers::stop_waiting`]; then once
+    /// more (bounded: a Redis that does not answer costs the counts only).
+    pub async fn count_ended(self) {
+        let mut ticker = tokio::time::interval(TALLY_PERIOD);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = self.inner.stopping.cancelled() => break,
+            }
+            if let Err(err) = self
+                .inner
+                .tally
+                .send(self.broker(), &self.inner.sender)
+                .await
+            {
+                tracing::debug!(error = %err, "could not add remote workers' counts to the tally");
+            }
+        }
+        let _ = tokio::time::timeout(
+            TALLY_PERIOD,
+            self.inner.tally.send(self.broker(), &self.inner.sender),
+        )
+        .await;
     }
 
     /// Ends every waiting claim's wait now (each answers with what it has,

@@ -139,7 +139,7 @@ impl RemoteWorkers {
                     tracing::info!(event = "job_released", job.id = %after.id, job.claim = %fence.token,
                         worker.id = %fence.worker_id, "put back job {} for its remote worker; the attempt does not count", after.id);
                 } else {
-                    log_ended(fence, &after, "reported by its remote worker");
+                    self.ended(fence, &after, "reported by its remote worker");
                 }
                 self.acknowledge(&fence.worker_id, &after).await;
                 Report::Written(after)
@@ -195,10 +195,19 @@ impl RemoteWorkers {
     }
 }
 
+impl RemoteWorkers {
+    /// Counts an attempt of a remote worker that ended here (`how`), for
+    /// the metrics and the dashboard's throughput, and logs it.
+    pub(super) fn ended(&self, fence: &Fence, after: &Job, how: &str) {
+        self.inner.tally.count(after.status);
+        log_ended(fence, after, how);
+    }
+}
+
 /// Logs and counts an attempt of a remote worker that ended here (`how`),
 /// under the event names `conveyor-worker` uses for the same ends, with
 /// the attempt's claim token: one history, whoever ran the attempt.
-pub(super) fn log_ended(fence: &Fence, after: &Job, how: &str) {
+fn log_ended(fence: &Fence, after: &Job, how: &str) {
     let outcome = match after.status {
         JobStatus::Completed => "completed",
         JobStatus::Retrying => "retried",
