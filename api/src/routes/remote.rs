@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use conveyor::job::{DEFAULT_QUEUE, check_queue_name, check_storable_json};
 use conveyor::remote::{self, ClaimRequest, Failure, HeldAttempt, RemoteError, Report};
 use conveyor::{ClaimToken, Fence, Job, JobId, JobStatus, WorkerId};
-use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -70,17 +69,7 @@ pub async fn claim_jobs(
         .saturating_sub(CLAIM_MARGIN)
         .min(remote::MAX_WAIT);
     let request = claim_request(body, longest)?;
-    // The claim runs in a task of its own: a client that hangs up drops
-    // this handler, not a blocking pop or a claim half done. The guard
-    // tells the task, which puts back what it claimed for nobody.
-    let abandoned = CancellationToken::new();
-    let _hung_up = abandoned.clone().drop_guard();
-    let workers = state.workers.clone();
-    let claim = tokio::spawn(async move { workers.claim(&request, &abandoned).await });
-    let jobs = claim
-        .await
-        .map_err(|err| ApiError::Internal(format!("the claim task failed: {err}")))?
-        .map_err(remote_error)?;
+    let jobs = state.workers.claim(request).await.map_err(remote_error)?;
     if jobs.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -195,12 +184,10 @@ pub async fn heartbeat(
             progress,
         });
     }
-    // In a task of its own: a client that hangs up cannot cut an attempt
-    // the heartbeat ends from the acknowledgement that must follow.
-    let workers = state.workers.clone();
-    let states = tokio::spawn(async move { workers.heartbeat(&worker, &held).await })
+    let states = state
+        .workers
+        .heartbeat(worker, held)
         .await
-        .map_err(|err| ApiError::Internal(format!("the heartbeat task failed: {err}")))?
         .map_err(remote_error)?;
     let jobs = body
         .jobs
@@ -252,14 +239,7 @@ pub async fn complete_job(
 ) -> Result<Json<Reported>, ApiError> {
     let fence = fence(id, &body.worker, body.token)?;
     check_storable_json("result", &body.result)?;
-    let workers = state.workers.clone();
-    // In a task of its own: a client that hangs up cannot cut the write
-    // from the acknowledgement that must follow it.
-    let report = tokio::spawn(async move { workers.complete(&fence, body.result).await })
-        .await
-        .map_err(|err| ApiError::Internal(format!("the report task failed: {err}")))?
-        .map_err(remote_error)?;
-    reported(id, report)
+    reported(id, state.workers.complete(fence, body.result).await)
 }
 
 /// Report an attempt failed. With `retry` (the default) the job runs again
@@ -292,12 +272,7 @@ pub async fn fail_job(
         error: body.error,
         retry: body.retry.unwrap_or(true),
     };
-    let workers = state.workers.clone();
-    let report = tokio::spawn(async move { workers.fail(&fence, &failure).await })
-        .await
-        .map_err(|err| ApiError::Internal(format!("the report task failed: {err}")))?
-        .map_err(remote_error)?;
-    reported(id, report)
+    reported(id, state.workers.fail(fence, failure).await)
 }
 
 /// Put an attempt back: the job runs again at once, this attempt not
@@ -320,12 +295,7 @@ pub async fn release_job(
     JsonBody(body): JsonBody<ReleaseJob>,
 ) -> Result<Json<Reported>, ApiError> {
     let fence = fence(id, &body.worker, body.token)?;
-    let workers = state.workers.clone();
-    let report = tokio::spawn(async move { workers.release(&fence).await })
-        .await
-        .map_err(|err| ApiError::Internal(format!("the report task failed: {err}")))?
-        .map_err(remote_error)?;
-    reported(id, report)
+    reported(id, state.workers.release(fence).await)
 }
 
 fn worker_id(name: &str) -> Result<WorkerId, ApiError> {
@@ -341,8 +311,8 @@ fn fence(id: JobId, worker: &str, token: uuid::Uuid) -> Result<Fence, ApiError> 
     ))
 }
 
-fn reported(id: JobId, report: Report) -> Result<Json<Reported>, ApiError> {
-    let (job, repeated) = match report {
+fn reported(id: JobId, report: Result<Report, RemoteError>) -> Result<Json<Reported>, ApiError> {
+    let (job, repeated) = match report.map_err(remote_error)? {
         Report::Written(job) => (job, false),
         Report::Repeated(job) => (job, true),
         Report::Lost(job) => {

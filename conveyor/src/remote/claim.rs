@@ -43,12 +43,21 @@ impl RemoteWorkers {
     /// every later write). Waits up to `request.wait` for the first when
     /// none is ready; empty when none came.
     ///
-    /// `abandoned` fires when the caller is gone (the client hung up): the
-    /// wait ends, and jobs claimed meanwhile are put back at once, their
-    /// attempt not counted, rather than left to their lease. Call this in a
-    /// task of its own, so that the caller going away cannot drop it
-    /// between taking ids and claiming them.
-    pub async fn claim(
+    /// Runs in a task of its own: a caller that goes away (a client that
+    /// hangs up) cannot drop it between taking ids and claiming them. It
+    /// ends the wait instead, and jobs claimed meanwhile are put back at
+    /// once, their attempt not counted, rather than left to their lease.
+    pub async fn claim(&self, request: ClaimRequest) -> Result<Vec<Job>, RemoteError> {
+        let abandoned = CancellationToken::new();
+        // Fires when this future is dropped, not when the task ends.
+        let _caller_gone = abandoned.clone().drop_guard();
+        let this = self.clone();
+        super::detached(async move { this.claim_for(&request, &abandoned).await }).await
+    }
+
+    /// [`RemoteWorkers::claim`], in its task: `abandoned` fires when the
+    /// caller is gone.
+    async fn claim_for(
         &self,
         request: &ClaimRequest,
         abandoned: &CancellationToken,

@@ -51,7 +51,18 @@ impl RemoteWorkers {
     /// holds, records their progress, and says of each whether to go on.
     /// Answers in the order asked; `held` names each attempt once. Fails
     /// only when PostgreSQL did; Redis being away costs only the presence.
+    /// Runs in a task of its own: a caller that goes away cannot cut an
+    /// attempt it ends from the acknowledgement that must follow.
     pub async fn heartbeat(
+        &self,
+        worker: WorkerId,
+        held: Vec<HeldAttempt>,
+    ) -> Result<Vec<AttemptState>, RemoteError> {
+        let this = self.clone();
+        super::detached(async move { this.beat(&worker, &held).await }).await
+    }
+
+    async fn beat(
         &self,
         worker: &WorkerId,
         held: &[HeldAttempt],

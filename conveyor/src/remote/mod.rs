@@ -331,6 +331,17 @@ impl RemoteWorkers {
     }
 }
 
+/// Runs `work` in a task of its own and waits for it: a caller that goes
+/// away (a client that hangs up) cannot cut a call between a write and the
+/// Redis step that must follow it, or between a fetch and its claim.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, RemoteError>> + Send + 'static,
+) -> Result<T, RemoteError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|_| RemoteError::Store(StoreError::Interrupted("a remote worker's call")))?
+}
+
 /// The id of the remote worker that calls itself `name` (checked: 1 to 128
 /// of `A-Za-z0-9._:@-`), as the registry and its jobs name it.
 pub fn worker_id(name: &str) -> Result<WorkerId, crate::job::InvalidJob> {

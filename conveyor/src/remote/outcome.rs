@@ -33,107 +33,128 @@ pub enum Report {
     NotFound,
 }
 
+/// What a report asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Complete,
+    Fail,
+    Release,
+}
+
+impl Asked {
+    /// Whether `job`, ended with the attempt's token, ended as a report of
+    /// this kind ends it: then the report is a repeat.
+    fn ended_so(self, job: &Job) -> bool {
+        match self {
+            Asked::Complete => job.status == JobStatus::Completed,
+            Asked::Fail => matches!(
+                job.status,
+                JobStatus::Retrying | JobStatus::Failed | JobStatus::Canceled
+            ),
+            Asked::Release => matches!(job.status, JobStatus::Retrying | JobStatus::Canceled),
+        }
+    }
+}
+
 impl RemoteWorkers {
     /// `running` (fenced) → `completed` with `result`, written together
     /// with other completions waiting in this process.
     pub async fn complete(
         &self,
-        fence: &Fence,
+        fence: Fence,
         result: serde_json::Value,
     ) -> Result<Report, RemoteError> {
-        let completed = |job: &Job| job.status == JobStatus::Completed;
-        let Some(job) = self.store().find(fence.job_id).await? else {
-            return Ok(Report::NotFound);
-        };
-        if let Some(report) = self.already_ended(fence, job, completed) {
-            return Ok(self.told_again(fence, report).await);
-        }
-        let written = self.inner.completions.complete(fence, result).await?;
-        Ok(self.reported(fence, written, completed, false).await)
+        let this = self.clone();
+        super::detached(async move {
+            this.report(&fence, Asked::Complete, async |_| {
+                this.inner.completions.complete(&fence, result).await
+            })
+            .await
+        })
+        .await
     }
 
     /// `running` (fenced) → `retrying` after the backoff (or `failed` when
     /// that was its last attempt, `canceled` when a cancel was requested),
     /// or → `failed` when `failure.retry` is false.
-    pub async fn fail(&self, fence: &Fence, failure: &Failure) -> Result<Report, RemoteError> {
-        let failed = |job: &Job| {
-            matches!(
-                job.status,
-                JobStatus::Retrying | JobStatus::Failed | JobStatus::Canceled
-            )
-        };
-        let store = self.store();
-        let Some(job) = store.find(fence.job_id).await? else {
-            return Ok(Report::NotFound);
-        };
-        let attempts = job.attempts;
-        if let Some(report) = self.already_ended(fence, job, failed) {
-            return Ok(self.told_again(fence, report).await);
-        }
-        let written = if failure.retry {
-            let delay = self.settings().retry.delay_after(attempts.max(1) as u32);
-            store.schedule_retry(fence, &failure.error, delay).await?
-        } else {
-            store.fail(fence, &failure.error).await?
-        };
-        Ok(self.reported(fence, written, failed, false).await)
+    pub async fn fail(&self, fence: Fence, failure: Failure) -> Result<Report, RemoteError> {
+        let this = self.clone();
+        super::detached(async move {
+            this.report(&fence, Asked::Fail, async |job| {
+                let store = this.store();
+                if failure.retry {
+                    // The backoff depends on which attempt this was.
+                    let delay = this
+                        .settings()
+                        .retry
+                        .delay_after(job.attempts.max(1) as u32);
+                    store.schedule_retry(&fence, &failure.error, delay).await
+                } else {
+                    store.fail(&fence, &failure.error).await
+                }
+            })
+            .await
+        })
+        .await
     }
 
     /// `running` (fenced) → `retrying`, due now, its attempt not counted
     /// (or `canceled` when a cancel was asked): a worker shutting down puts
     /// back what it could not finish, as `conveyor-worker` does.
-    pub async fn release(&self, fence: &Fence) -> Result<Report, RemoteError> {
-        let released = |job: &Job| matches!(job.status, JobStatus::Retrying | JobStatus::Canceled);
+    pub async fn release(&self, fence: Fence) -> Result<Report, RemoteError> {
+        let this = self.clone();
+        super::detached(async move {
+            this.report(&fence, Asked::Release, async |_| {
+                this.store().release(&fence).await
+            })
+            .await
+        })
+        .await
+    }
+
+    /// One report: the row read first (an attempt already over is
+    /// answered at once, repeated or lost), then `write`, given that row,
+    /// then Redis told of a write that won.
+    async fn report(
+        &self,
+        fence: &Fence,
+        asked: Asked,
+        write: impl AsyncFnOnce(&Job) -> Result<Transition, crate::StoreError>,
+    ) -> Result<Report, RemoteError> {
         let Some(job) = self.store().find(fence.job_id).await? else {
             return Ok(Report::NotFound);
         };
-        if let Some(report) = self.already_ended(fence, job, released) {
+        if let Some(report) = self.already_ended(fence, &job, asked) {
             return Ok(self.told_again(fence, report).await);
         }
-        let written = self.store().release(fence).await?;
-        Ok(self.reported(fence, written, released, true).await)
+        let written = write(&job).await?;
+        Ok(self.reported(fence, written, asked).await)
     }
 
-    /// A report on `job`, as read before writing, when the attempt is
-    /// already over: a repetition if the row holds this attempt's own
-    /// outcome of the kind reported (`same_kind`), else lost. `None` while
-    /// the attempt runs: write.
-    ///
-    /// Read first rather than told by the write: the store counts a fenced
-    /// write whose row already carries the attempt's token and an outcome
-    /// as one whose reply was lost, which is right for a worker repeating
-    /// its own write and would be wrong here, where a repeated report must
-    /// be answered without being acknowledged (or counted) twice.
-    fn already_ended(
-        &self,
-        fence: &Fence,
-        job: Job,
-        same_kind: impl Fn(&Job) -> bool,
-    ) -> Option<Report> {
+    /// A report on `job` when the attempt is already over: a repetition if
+    /// the row holds this attempt's own outcome of the kind asked, else
+    /// lost. `None` while the attempt runs: write. (The write does not
+    /// settle, [`Fence::settles`], so the store never answers a repeat as
+    /// a write: this is where it is recognised.)
+    fn already_ended(&self, fence: &Fence, job: &Job, asked: Asked) -> Option<Report> {
         let ours =
-            fence.token.is_on(&job) && job.worker_id.as_deref() == Some(fence.worker_id.as_str());
+            fence.token.is_on(job) && job.worker_id.as_deref() == Some(fence.worker_id.as_str());
         if ours && job.status == JobStatus::Running {
             return None;
         }
-        Some(if ours && same_kind(&job) {
-            Report::Repeated(job)
+        Some(if ours && asked.ended_so(job) {
+            Report::Repeated(job.clone())
         } else {
-            self.lost(fence, job)
+            self.lost(fence, job.clone())
         })
     }
 
     /// The report a fenced write amounts to: acknowledged in Redis when
     /// won.
-    async fn reported(
-        &self,
-        fence: &Fence,
-        written: Transition,
-        same_kind: impl Fn(&Job) -> bool,
-        release: bool,
-    ) -> Report {
+    async fn reported(&self, fence: &Fence, written: Transition, asked: Asked) -> Report {
         match written {
             Transition::Won(after) => {
-                if release && after.status == JobStatus::Retrying {
+                if asked == Asked::Release && after.status == JobStatus::Retrying {
                     // Not an outcome: the attempt does not count.
                     crate::metrics::job_finished(&after.queue, &after.task_type, "released");
                     tracing::info!(event = "job_released", job.id = %after.id, job.claim = %fence.token,
@@ -144,7 +165,7 @@ impl RemoteWorkers {
                 self.acknowledge(&fence.worker_id, &after).await;
                 Report::Written(after)
             }
-            Transition::Lost(job) => match self.already_ended(fence, job.clone(), same_kind) {
+            Transition::Lost(job) => match self.already_ended(fence, &job, asked) {
                 Some(report) => self.told_again(fence, report).await,
                 // Running with this attempt's token, yet not written: a
                 // guard of the write (none today) refused it.
