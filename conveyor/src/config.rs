@@ -222,8 +222,16 @@ pub struct RemoteWorkerConfig {
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub lease_secs: u64,
 
-    /// Delay before the first retry of a failed attempt, in milliseconds;
-    /// doubles each time.
+    /// Backoff of attempts remote workers report failed.
+    #[command(flatten)]
+    pub retry: RetryConfig,
+}
+
+/// The backoff of failed attempts: the same settings for `conveyor-worker`
+/// and for the attempts remote workers report to the API.
+#[derive(Debug, Clone, Args)]
+pub struct RetryConfig {
+    /// Delay before the first retry, in milliseconds; doubles each time.
     #[arg(long, env = "CONVEYOR_RETRY_BASE_MS", value_name = "CONVEYOR_RETRY_BASE_MS",
           default_value_t = DEFAULT_RETRY_BASE_MS,
           value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
@@ -241,8 +249,8 @@ pub struct RemoteWorkerConfig {
     pub retry_jitter: f64,
 }
 
-impl RemoteWorkerConfig {
-    /// Checks the settings that constrain each other.
+impl RetryConfig {
+    /// Checks that the base does not exceed the maximum.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.retry_base_ms > self.retry_max_ms {
             return Err(ConfigError(format!(
@@ -252,16 +260,19 @@ impl RemoteWorkerConfig {
         }
         Ok(())
     }
+}
+
+impl RemoteWorkerConfig {
+    /// Checks the settings that constrain each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.retry.validate()
+    }
 
     /// What remote workers' attempts run with.
     pub fn settings(&self) -> crate::remote::Settings {
         crate::remote::Settings {
             lease: Duration::from_secs(self.lease_secs),
-            retry: crate::retry::RetryPolicy {
-                base: Duration::from_millis(self.retry_base_ms),
-                max: Duration::from_millis(self.retry_max_ms),
-                jitter: self.retry_jitter,
-            },
+            retry: crate::retry::RetryPolicy::from_config(&self.retry),
             ..crate::remote::Settings::default()
         }
     }
@@ -306,22 +317,9 @@ pub struct WorkerConfig {
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub heartbeat_secs: u64,
 
-    /// Delay before the first retry, in milliseconds; doubles each time.
-    #[arg(long, env = "CONVEYOR_RETRY_BASE_MS", value_name = "CONVEYOR_RETRY_BASE_MS",
-          default_value_t = DEFAULT_RETRY_BASE_MS,
-          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
-    pub retry_base_ms: u64,
-
-    /// Longest delay between retries, in milliseconds.
-    #[arg(long, env = "CONVEYOR_RETRY_MAX_MS", value_name = "CONVEYOR_RETRY_MAX_MS",
-          default_value_t = DEFAULT_RETRY_MAX_MS,
-          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
-    pub retry_max_ms: u64,
-
-    /// Random spread of each retry delay, as a fraction (0.2 is ±20 %).
-    #[arg(long, env = "CONVEYOR_RETRY_JITTER", value_name = "CONVEYOR_RETRY_JITTER",
-          default_value_t = DEFAULT_RETRY_JITTER, value_parser = parse_fraction)]
-    pub retry_jitter: f64,
+    /// Backoff of failed attempts.
+    #[command(flatten)]
+    pub retry: RetryConfig,
 
     /// Time running jobs get to finish after SIGTERM before they are put back.
     #[arg(long, env = "CONVEYOR_SHUTDOWN_GRACE_SECS", value_name = "CONVEYOR_SHUTDOWN_GRACE_SECS",
@@ -372,13 +370,7 @@ impl WorkerConfig {
                 self.heartbeat_secs, self.lease_secs
             )));
         }
-        if self.retry_base_ms > self.retry_max_ms {
-            return Err(ConfigError(format!(
-                "CONVEYOR_RETRY_BASE_MS ({}) must not exceed CONVEYOR_RETRY_MAX_MS ({})",
-                self.retry_base_ms, self.retry_max_ms
-            )));
-        }
-        Ok(())
+        self.retry.validate()
     }
 
     pub fn lease(&self) -> Duration {
@@ -513,7 +505,7 @@ mod tests {
         let cli = parse(&[]).expect("defaults parse");
         assert_eq!(cli.worker.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(cli.worker.queues.names(), ["default"]);
-        assert_eq!(cli.worker.retry_jitter, DEFAULT_RETRY_JITTER);
+        assert_eq!(cli.worker.retry.retry_jitter, DEFAULT_RETRY_JITTER);
         assert_eq!(cli.api.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(cli.api.addr.to_string(), DEFAULT_API_ADDR);
         assert_eq!(cli.connection.prefix, DEFAULT_PREFIX);

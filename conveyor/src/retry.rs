@@ -10,7 +10,7 @@ use backoff::ExponentialBackoff;
 use backoff::backoff::Backoff;
 
 use crate::config::{
-    DEFAULT_RETRY_BASE_MS, DEFAULT_RETRY_JITTER, DEFAULT_RETRY_MAX_MS, WorkerConfig,
+    DEFAULT_RETRY_BASE_MS, DEFAULT_RETRY_JITTER, DEFAULT_RETRY_MAX_MS, RetryConfig,
 };
 
 /// Delay before retry `n` = min(base × 2^(n-1), max), then spread by ±jitter.
@@ -33,7 +33,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn from_config(config: &WorkerConfig) -> Self {
+    pub fn from_config(config: &RetryConfig) -> Self {
         RetryPolicy {
             base: Duration::from_millis(config.retry_base_ms),
             max: Duration::from_millis(config.retry_max_ms),

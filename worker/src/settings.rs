@@ -57,7 +57,7 @@ impl Settings {
             concurrency: config.concurrency as usize,
             lease: config.lease(),
             heartbeat: config.heartbeat_interval(),
-            retry: RetryPolicy::from_config(config),
+            retry: RetryPolicy::from_config(&config.retry),
             shutdown_grace: config.shutdown_grace(),
             poll_interval: DEFAULT_POLL_INTERVAL,
             promote_interval: DEFAULT_PROMOTE_INTERVAL,
