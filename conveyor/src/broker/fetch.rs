@@ -127,16 +127,7 @@ impl Broker {
         worker: &str,
         ids: &[(String, String)],
     ) -> Result<(), BrokerError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut batch = Batch::new();
-        for (queue, id) in ids {
-            batch.add(redis::Cmd::lrem(self.keys.processing(queue, worker), 1, id));
-        }
-        let mut conn = self.connection().await?;
-        let _: Vec<redis::Value> = batch.query(&mut conn).await?;
-        Ok(())
+        self.take_out(worker, ids, false).await
     }
 
     /// [`Broker::ack`] for many `(queue, id)` pairs of `worker`, in one
@@ -147,14 +138,26 @@ impl Broker {
         worker: &str,
         ids: &[(String, String)],
     ) -> Result<(), BrokerError> {
+        self.take_out(worker, ids, true).await
+    }
+
+    /// The ids out of `worker`'s processing lists, and out of their queues'
+    /// `active` sets when `free_places`, in one pipeline.
+    async fn take_out(
+        &self,
+        worker: &str,
+        ids: &[(String, String)],
+        free_places: bool,
+    ) -> Result<(), BrokerError> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut batch = Batch::new();
         for (queue, id) in ids {
             batch.add(redis::Cmd::lrem(self.keys.processing(queue, worker), 1, id));
-            // Its place under the queue's concurrency limit is free again.
-            batch.add(redis::Cmd::zrem(self.keys.active(queue), id));
+            if free_places {
+                batch.add(redis::Cmd::zrem(self.keys.active(queue), id));
+            }
         }
         let mut conn = self.connection().await?;
         let _: Vec<redis::Value> = batch.query(&mut conn).await?;
