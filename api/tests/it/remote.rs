@@ -565,6 +565,16 @@ async fn bad_protocol_input_is_a_422_naming_the_field() {
             json!({"worker": "w", "token": token, "error": "e", "retry": "yes"}),
             "retry",
         ),
+        (
+            &format!("/jobs/{id}/release"),
+            json!({"worker": "w"}),
+            "token",
+        ),
+        (
+            &format!("/jobs/{id}/release"),
+            json!({"worker": "w w", "token": token}),
+            "worker",
+        ),
     ] {
         let (status, problem) = app.post_json(path, &body).await;
         assert_problem(status, &problem, 422, "invalid_field");
